@@ -1,0 +1,5 @@
+import sys
+
+from stackgan.cli import main
+
+sys.exit(main())

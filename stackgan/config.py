@@ -1,0 +1,150 @@
+"""Configuration: one dataclass per command, validated, saved as JSON beside every run.
+
+A command's config is a dataclass deriving from :class:`Config`. Its fields become command
+line options (``field_name`` -> ``--field-name``; help from ``field(metadata={"help": ...})``),
+``validate()`` checks ranges, and ``save_json`` / ``load_json`` round-trip it, so that a
+checkpoint alone is enough to rebuild the model that wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stackgan.errors import ConfigError
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class: subclasses add fields and override :meth:`check`."""
+
+    def check(self) -> None:  # pragma: no cover - overridden
+        """Raise :class:`ConfigError` on a bad value. Subclasses call ``super().check()``."""
+
+    def validate(self: C) -> C:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ConfigError(f"--{_opt(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            lo = f.metadata.get("min")
+            if lo is not None and value is not None and value < lo:
+                raise ConfigError(f"--{_opt(f.name)} must be >= {lo}, got {value}")
+            hi = f.metadata.get("max")
+            if hi is not None and value is not None and value > hi:
+                raise ConfigError(f"--{_opt(f.name)} must be <= {hi}, got {value}")
+        self.check()
+        return self
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["_kind"] = type(self).__name__
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        from stackgan.utils.io import atomic_write_text
+
+        return atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        d = dict(d)
+        kind = d.pop("_kind", cls.__name__)
+        if kind != cls.__name__:
+            raise ConfigError(f"this config is a {kind}, not a {cls.__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for k, v in list(d.items()):
+            if isinstance(v, list) and _is_tuple(hints.get(k)):
+                d[k] = tuple(v)
+        return cls(**d).validate()
+
+    @classmethod
+    def load_json(cls: type[C], path: str | os.PathLike) -> C:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # -- command line ----------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+        """Add one ``--option`` per field (defaults from the dataclass)."""
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in skip or f.metadata.get("cli") is False:
+                continue
+            typ = hints[f.name]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            help_ = f.metadata.get("help", "")
+            help_ = f"{help_} (default: {default})" if help_ else f"default: {default}"
+            kw: dict[str, Any] = {"dest": f.name, "default": default, "help": help_}
+            base = _strip_optional(typ)
+            if base is bool:
+                parser.add_argument(f"--{_opt(f.name)}", action=argparse.BooleanOptionalAction, **kw)
+                continue
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if _is_tuple(base):
+                inner = typing.get_args(base)[0]
+                kw["type"] = inner
+                kw["nargs"] = "+"
+            else:
+                kw["type"] = base
+            parser.add_argument(f"--{_opt(f.name)}", **kw)
+
+    @classmethod
+    def from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif hasattr(args, f.name):
+                v = getattr(args, f.name)
+                values[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**values).validate()
+
+
+def _opt(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _strip_optional(typ: Any) -> Any:
+    args = typing.get_args(typ)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return typ
+
+
+def _is_tuple(typ: Any) -> bool:
+    return typ is not None and typing.get_origin(_strip_optional(typ)) is tuple
+
+
+def opt(default: Any, help: str = "", **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """Shorthand for a dataclass field with help text and validation bounds.
+
+    ``opt(64, "image size", min=16, choices=(...))``
+    """
+    meta["help"] = help
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
