@@ -22,33 +22,31 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2) -> torch.Tensor
     return tv_make_grid(to_uint8(images), nrow=nrow, padding=padding, pad_value=255)
 
 
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One uint8 [C, H, W] tensor -> a PIL image (RGBA stays RGBA; 1 or 2 channels become RGB)."""
+    if image.shape[0] not in (3, 4):
+        image = image[:1].expand(3, -1, -1)
+    return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+
+
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int, padding: int = 2) -> Path:
     """Save [-1, 1] images as one PNG grid, ``nrow`` images a row."""
-    from torchvision.io import write_png
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid(images, nrow=nrow, padding=padding)
-    if grid.shape[0] == 4:  # RGBA stays RGBA; anything else is written as RGB
-        pass
-    elif grid.shape[0] != 3:
-        grid = grid[:1].expand(3, -1, -1).contiguous()
     tmp = path.with_name(f".{path.name}.tmp")
-    write_png(grid, str(tmp))
+    to_pil(make_grid(images, nrow=nrow, padding=padding)).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
 
 
 def save_images(images: torch.Tensor, folder: str | os.PathLike, prefix: str = "sample") -> list[Path]:
     """Save each [-1, 1] image as ``prefix-0000.png``."""
-    from torchvision.io import write_png
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, img in enumerate(to_uint8(images)):
         p = folder / f"{prefix}-{i:04d}.png"
-        write_png(img if img.shape[0] in (3, 4) else img[:1].expand(3, -1, -1).contiguous(), str(p))
+        to_pil(img).save(p, format="PNG")
         out.append(p)
     return out
 

@@ -1,0 +1,99 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stackgan.errors import CheckpointError
+from stackgan.utils import io, viz
+from stackgan.utils.runlog import JsonlLog, read_jsonl
+
+
+def test_atomic_save_load_and_latest(tmp_path):
+    for step in (5, 120, 40):
+        io.atomic_torch_save({"step": step, "w": torch.ones(2) * step}, tmp_path / f"ckpt-{step:06d}.pt")
+    latest = io.latest_checkpoint(tmp_path)
+    assert latest.name == "ckpt-000120.pt"
+    assert io.load_checkpoint(latest)["step"] == 120
+    assert not list(tmp_path.glob(".*tmp"))  # no temp files left behind
+    io.prune_checkpoints(tmp_path, keep=1)
+    assert [p.name for p in tmp_path.glob("ckpt-*.pt")] == ["ckpt-000120.pt"]
+    assert io.latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "ckpt-000001.pt"
+    io.atomic_torch_save({"ok": True}, target)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_torch_save({"bad": Boom()}, target)
+    assert io.load_checkpoint(target) == {"ok": True}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    p = tmp_path / "ckpt-000001.pt"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        io.load_checkpoint(p)
+    with pytest.raises(CheckpointError, match="not found"):
+        io.load_checkpoint(tmp_path / "none.pt")
+
+
+def test_rng_capture_restore_reproduces_draws():
+    io.seed_everything(3)
+    state = io.capture_rng()
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    io.restore_rng(state)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_safetensors_round_trip(tmp_path):
+    from safetensors.torch import load_file
+
+    p = io.atomic_save_safetensors({"w": torch.arange(6.0).view(2, 3)}, tmp_path / "G.safetensors", {"k": "v"})
+    assert torch.equal(load_file(p)["w"], torch.arange(6.0).view(2, 3))
+
+
+def test_grid_curves_and_gif(tmp_path):
+    imgs = torch.linspace(-1, 1, 4 * 3 * 8 * 8).view(4, 3, 8, 8)
+    g1 = viz.save_grid(imgs, tmp_path / "s" / "1.png", nrow=2)
+    g2 = viz.save_grid(-imgs, tmp_path / "s" / "2.png", nrow=2)
+    with Image.open(g1) as im:
+        assert im.size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)
+    gray = viz.save_grid(imgs[:, :1], tmp_path / "gray.png", nrow=4)
+    with Image.open(gray) as im:
+        assert im.mode == "RGB"
+    gif = viz.make_gif([g1, g2], tmp_path / "p.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == 2
+    assert viz.make_gif([], tmp_path / "none.gif") is None
+
+    log = JsonlLog(tmp_path / "log.jsonl")
+    for step in range(1, 31):
+        log.write(step=step, d_loss=torch.tensor(1.0 / step), g_loss=float(step))
+    recs = read_jsonl(log.path)
+    assert len(recs) == 30 and recs[0]["d_loss"] == 1.0
+    png = viz.plot_losses(recs, tmp_path / "losses.png")
+    with Image.open(png) as im:
+        assert im.size[0] > 100
+    log.truncate_after(10)
+    assert [r["step"] for r in read_jsonl(log.path)] == list(range(1, 11))
+
+
+def test_to_uint8_range():
+    x = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 1, 5)
+    assert viz.to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255]
+
+
+def test_cli_help_lists_commands(capsys):
+    from stackgan.cli import main
+
+    assert main([]) == 0
+    assert "COMMAND" in capsys.readouterr().out
