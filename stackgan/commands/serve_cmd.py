@@ -1,0 +1,84 @@
+"""`stackgan serve`: the web page and its JSON API on a production WSGI server (waitress)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Optional
+
+from stackgan.config import Config, opt
+from stackgan.errors import ConfigError
+
+DESCRIPTION = """\
+Serve the web page (type an invented dish name, get pictures) and its JSON API with waitress.
+The model is loaded once at start from --checkpoint (a StackGAN run folder or checkpoint; default:
+the shipped model in models/default). Inference runs on --device (cpu by default) behind a lock,
+so --threads only lets requests queue and stream concurrently; pictures are deterministic for
+(name, seed).
+
+API: POST /api/generate {"name", "n", "seed"}, POST /api/variations, POST /api/explore,
+GET /api/image.png?name=&seed=, GET /api/health, GET /api/model.
+"""
+
+EPILOG = """\
+examples:
+  stackgan serve                                        # http://127.0.0.1:8000/
+  stackgan serve --checkpoint runs/stackgan/menu --port 8080
+  stackgan serve --host 0.0.0.0 --threads 8             # reachable from other machines
+development server with reload:
+  STACKGAN_CHECKPOINT=runs/stackgan/menu flask --app web.app run --debug
+"""
+
+
+@dataclasses.dataclass
+class ServeConfig(Config):
+    checkpoint: Optional[str] = opt(None, "StackGAN run folder or checkpoint (default: models/default)")
+    host: str = opt("127.0.0.1", "interface to listen on (0.0.0.0 = every interface)")
+    port: int = opt(8000, "TCP port", min=1, max=65535)
+    threads: int = opt(4, "waitress worker threads", min=1, max=64)
+    device: str = opt("cpu", "torch device for inference (cpu, cuda, auto)")
+
+    def check(self) -> None:
+        if not self.host.strip():
+            raise ConfigError("--host must not be empty")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the web page and JSON API (waitress)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ServeConfig.add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = ServeConfig.from_args(args)
+    from waitress import create_server
+
+    from stackgan.utils.device import resolve_device
+    from web.app import create_app
+
+    device = str(resolve_device(cfg.device))
+    app = create_app(cfg.checkpoint, device=device)
+    service = app.extensions["stackgan"]
+    try:
+        server = create_server(app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+                               ident="stackgan", clear_untrusted_proxy_headers=True)
+    except OSError as exc:  # port in use, unknown host, no permission
+        raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
+    host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+    print(f"model: {service.source} on {device}")
+    print(f"serving on http://{host}:{server.effective_port}/  ({cfg.threads} threads; Ctrl-C stops)",
+          flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.close()
+    return 0
