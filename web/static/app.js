@@ -215,7 +215,7 @@
   $("copy-link").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(location.href);
-      $("copy-link").textContent = "✓ コピーしました";
+      $("copy-link").textContent = "コピーしました";
     } catch (e) {
       window.prompt("このリンクで同じ絵が再現できます", location.href);
     }
