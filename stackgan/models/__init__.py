@@ -1,0 +1,1 @@
+"""Networks only: the DCGAN baseline and the StackGAN stages."""

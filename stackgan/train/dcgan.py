@@ -1,0 +1,534 @@
+"""Training the DCGAN baseline: the loop, its run folder, resuming, and loading a trained G.
+
+A run folder (``--checkpoint-dir``, default ``runs/dcgan/<data>-<H>x<W>``) holds ``config.json``,
+``ckpt-STEP.pt`` (config, G, D, both optimisers, step, epoch, fixed noise, RNG state; written
+atomically), ``log.jsonl`` (losses per step), ``samples/STEP.png`` (the fixed-noise 8x8 grid after
+every epoch), ``losses.png``, ``progress.gif`` and, for inference, ``G.safetensors``.
+
+Starting a run in a folder that holds checkpoints resumes from the latest one. Every source of
+randomness is either restored from the checkpoint (the global RNGs) or derived from the seed and
+the position (the data order of each epoch), so on the CPU a resumed run reproduces the steps
+of an uninterrupted one bit for bit.
+
+Python API (used by ``compare`` in the metrics): :func:`train_dcgan` and
+:func:`load_dcgan_generator`, plus :func:`generate_images` to sample a loaded G by seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from stackgan.errors import CheckpointError, ConfigError, DataError
+from stackgan.models.dcgan import Discriminator, Generator, init_weights, make_z, sample_z
+from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
+from stackgan.utils import io, viz
+from stackgan.utils.runlog import JsonlLog, read_jsonl
+
+GRID_SIDE = 8  # the fixed-noise grid is 8 x 8
+MAX_GIF_FRAMES = 100
+WEIGHTS_FILE = "G.safetensors"
+
+# -- models -------------------------------------------------------------------------------------
+
+def build_generator(cfg: DCGANConfig) -> Generator:
+    h, w = cfg.size
+    return Generator(z_dim=cfg.z_dim, channels=cfg.channels, height=h, width=w, ngf=cfg.ngf)
+
+
+def build_discriminator(cfg: DCGANConfig) -> Discriminator:
+    h, w = cfg.size
+    return Discriminator(channels=cfg.channels, height=h, width=w, ndf=cfg.ndf, norm=cfg.resolved_d_norm)
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- losses -------------------------------------------------------------------------------------
+
+def d_loss_fn(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor,
+              real_target: torch.Tensor | None = None, fake_target: torch.Tensor | None = None) -> torch.Tensor:
+    if kind == "bce":
+        if real_target is None:
+            real_target = torch.ones_like(real_logits)
+        if fake_target is None:
+            fake_target = torch.zeros_like(fake_logits)
+        return (F.binary_cross_entropy_with_logits(real_logits, real_target)
+                + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    if kind == "wgan-gp":
+        return fake_logits.mean() - real_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def g_loss_fn(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    if kind == "bce":  # the non-saturating loss of the paper: maximise log D(G(z))
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind in ("hinge", "wgan-gp"):
+        return -fake_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def gradient_penalty(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    out = D(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def load_images(cfg: DCGANConfig, progress: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The data set as one uint8 tensor [N, C, H, W] at the output size (centre-cropped to its
+    aspect ratio by the loader), plus a fingerprint of the files."""
+    from stackgan.data import load_dataset
+
+    h, w = cfg.size
+    ds = load_dataset(cfg.data, image_size=(h, w), channels=cfg.channels, progress=progress)
+    images = ds.images
+    if tuple(images.shape[1:]) != (cfg.channels, h, w) or images.dtype != torch.uint8:
+        raise DataError(f"the loader gave images {tuple(images.shape)} {images.dtype}, "
+                        f"not uint8 [N, {cfg.channels}, {h}, {w}]")
+    files = [str(f) for f in getattr(ds, "files", [])]
+    digest = hashlib.sha1("\n".join(files).encode("utf-8")).hexdigest()
+    return images.contiguous(), {"n_images": int(images.shape[0]), "files_sha1": digest}
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The data order of one epoch: a function of (seed, epoch) only, so a resume needs no state."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(127.5).sub_(1.0)
+
+
+# -- run folder ---------------------------------------------------------------------------------
+
+def run_dir_for(cfg: DCGANConfig) -> Path:
+    if cfg.checkpoint_dir:
+        return Path(cfg.checkpoint_dir)
+    h, w = cfg.size
+    name = Path(str(cfg.data).rstrip("/\\")).name or "data"
+    suffix = "" if cfg.channels == 3 else f"-c{cfg.channels}"
+    return Path("runs") / "dcgan" / f"{name}-{h}x{w}{suffix}"
+
+
+def ckpt_name(step: int) -> str:
+    return f"ckpt-{step:06d}.pt"
+
+
+def _config_mismatch(saved: dict[str, Any], cfg: DCGANConfig) -> list[str]:
+    now = cfg.to_dict()
+    diffs = []
+    for key in sorted(set(saved) | set(now)):
+        if key in RESUMABLE_CHANGES or key == "_kind":
+            continue
+        if saved.get(key) != now.get(key):
+            diffs.append(f"--{key.replace('_', '-')} {saved.get(key)!r} (checkpoint) vs {now.get(key)!r} (now)")
+    return diffs
+
+
+@contextmanager
+def _graceful_interrupt() -> Iterator[dict[str, bool]]:
+    """The first Ctrl-C asks the loop to stop after the current step (and checkpoint); a second one
+    interrupts at once."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nstopping after this step (Ctrl-C again to stop at once) ...", flush=True)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _sample_frames(sample_dir: Path) -> list[Path]:
+    frames = sorted(p for p in sample_dir.glob("*.png") if re.fullmatch(r"\d{6}", p.stem))
+    if len(frames) <= MAX_GIF_FRAMES:
+        return frames
+    idx = sorted({round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1)) for i in range(MAX_GIF_FRAMES)})
+    return [frames[i] for i in idx]
+
+
+# -- training -----------------------------------------------------------------------------------
+
+class _Trainer:
+    def __init__(self, cfg: DCGANConfig, progress: bool = True):
+        from stackgan.utils.device import resolve_device
+
+        self.cfg = cfg
+        self.progress = progress
+        self.device = resolve_device(cfg.device)
+        self.run_dir = run_dir_for(cfg)
+        self.sample_dir = Path(cfg.sample_dir) if cfg.sample_dir else self.run_dir / "samples"
+        self.log = JsonlLog(self.run_dir / "log.jsonl")
+        self.aug = self._make_augment()
+
+    def _make_augment(self):
+        policy = self.cfg.diffaugment.strip()
+        if policy.lower() == "none":
+            return None
+        try:
+            from stackgan.augment import DiffAugment
+        except ImportError as exc:
+            raise ConfigError(f"--diffaugment needs stackgan.augment, which cannot be imported: {exc}") from None
+        try:
+            aug = DiffAugment(policy)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"--diffaugment {policy!r}: {exc}") from None
+        if "color" in getattr(aug, "policy", ()) and self.cfg.channels != 3:
+            raise ConfigError(f"--diffaugment color works on RGB images, not --channels {self.cfg.channels}; "
+                              "use translation,cutout")
+        return aug.to(self.device)
+
+    # ---------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        ckpt_path = io.latest_checkpoint(self.run_dir)
+        if ckpt_path is not None and not cfg.resume:
+            raise CheckpointError(f"{self.run_dir} already holds checkpoints ({ckpt_path.name}); pick another "
+                                  "--checkpoint-dir, or drop --no-resume to continue that run")
+        ckpt = io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        if ckpt is not None:
+            saved = ckpt.get("config", {})
+            if saved.get("_kind") != type(cfg).__name__:
+                raise CheckpointError(f"{ckpt_path} is not a DCGAN checkpoint (kind {saved.get('_kind')!r})")
+            diffs = _config_mismatch(saved, cfg)
+            if diffs:
+                raise CheckpointError(
+                    f"{self.run_dir} holds a run with other settings, so it cannot be resumed with these:\n  "
+                    + "\n  ".join(diffs) + "\nuse another --checkpoint-dir, or the run's own settings")
+
+        images, fingerprint = load_images(cfg, progress=self.progress)
+        n = images.shape[0]
+        per_step = cfg.batch_size * cfg.n_critic
+        if n < per_step:
+            raise DataError(f"{cfg.data} has {n} usable images, fewer than one step needs "
+                            f"(--batch-size {cfg.batch_size} x --n-critic {cfg.n_critic}); lower --batch-size")
+        self.steps_per_epoch = spe = n // per_step
+        total = cfg.epochs * spe
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        self.total = total
+        self.images = images.to(self.device)
+
+        io.seed_everything(cfg.seed)
+        self.G = build_generator(cfg)
+        self.D = build_discriminator(cfg)
+        init_weights(self.G)
+        init_weights(self.D)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.fixed_z = make_z(range(cfg.seed * 1000, cfg.seed * 1000 + GRID_SIDE ** 2), cfg.z_dim, cfg.z_dist)
+        self.fingerprint = fingerprint
+        self.step = 0
+        self.last_ckpt_step = -1
+
+        h, w = cfg.size
+        plan = self.G.plan
+        print(f"DCGAN {h}x{w}x{cfg.channels} on {self.device}: {n} images, {spe} steps/epoch, "
+              f"training up to step {total}; G {n_params(self.G) / 1e6:.2f}M params from a "
+              f"{plan.start[0]}x{plan.start[1]} map through {plan.stages} up-convolutions, "
+              f"D {n_params(self.D) / 1e6:.2f}M params; loss {cfg.loss}; run folder {self.run_dir}", flush=True)
+
+        if ckpt is not None:
+            self._restore(ckpt, ckpt_path)
+        else:
+            self.log.truncate_after(0)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save_json(self.run_dir / "config.json")
+
+        if self.step == 0:
+            self._save_grid()  # the untrained G: first frame of the GIF
+        if self.step >= total:
+            print(f"already trained to step {self.step} (of {total}); nothing to train", flush=True)
+        else:
+            with _graceful_interrupt() as flag:
+                self._loop(flag)
+        self._finish()
+        return self.run_dir
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        self.opt_g.load_state_dict(ckpt["opt_G"])
+        self.opt_d.load_state_dict(ckpt["opt_D"])
+        self.fixed_z = ckpt["fixed_z"]
+        self.step = self.last_ckpt_step = int(ckpt["step"])
+        io.restore_rng(ckpt["rng"])
+        self.log.truncate_after(self.step)
+        spe = self.steps_per_epoch
+        epoch, batch = divmod(self.step, spe)
+        where = f"at epoch {epoch}, step {self.step}"
+        if batch:
+            where += f" (batch {batch}/{spe} of epoch {epoch + 1})"
+        print(f"resuming from {path.name} {where}", flush=True)
+        old = ckpt.get("data", {})
+        if old and old != self.fingerprint:
+            print(f"warning: the data set changed since {path.name} (was {old.get('n_images')} images, now "
+                  f"{self.fingerprint['n_images']}); the run continues on the new data", flush=True)
+
+    # ---------------------------------------------------------------------------------------
+    def _loop(self, flag: dict[str, bool]) -> None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        spe, total = self.steps_per_epoch, self.total
+        while self.step < total:
+            epoch, first = divmod(self.step, spe)
+            order = epoch_order(cfg.seed, epoch, self.images.shape[0]).to(self.device)
+            last = min(spe, total - epoch * spe)
+            bar = tqdm(total=last, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                       leave=False, disable=not self.progress, dynamic_ncols=True)
+            t_epoch, imgs_epoch = time.perf_counter(), 0
+            sums = {"d_loss": 0.0, "g_loss": 0.0}
+            with bar:
+                for b in range(first, last):
+                    t0 = time.perf_counter()
+                    rec = self._step(order, b)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    dt = time.perf_counter() - t0
+                    n_img = cfg.batch_size * cfg.n_critic
+                    imgs_epoch += n_img
+                    self.step += 1
+                    img_s = n_img / max(dt, 1e-9)
+                    self.log.write(step=self.step, epoch=epoch + 1, **rec, img_s=round(img_s, 1),
+                                   time=round(time.time(), 3))
+                    for k in sums:
+                        sums[k] += rec[k]
+                    bar.set_postfix(d_loss=f"{rec['d_loss']:.3f}", g_loss=f"{rec['g_loss']:.3f}",
+                                    img_s=f"{img_s:.0f}", refresh=False)
+                    bar.update(1)
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self._checkpoint()
+                    if flag["stop"]:
+                        self._checkpoint()
+                        raise KeyboardInterrupt
+            done = last - first
+            took = time.perf_counter() - t_epoch
+            print(f"epoch {epoch + 1}/{cfg.epochs}  step {self.step}/{total}  "
+                  f"d_loss {sums['d_loss'] / max(done, 1):.4f}  g_loss {sums['g_loss'] / max(done, 1):.4f}  "
+                  f"{imgs_epoch / max(took, 1e-9):.0f} img/s", flush=True)
+            if last == spe:  # a whole epoch: its grid, and a checkpoint unless they go by steps
+                self._save_grid()
+                if not cfg.checkpoint_every:
+                    self._checkpoint()
+
+    def _real_batch(self, order: torch.Tensor, i: int) -> torch.Tensor:
+        bs = self.cfg.batch_size
+        x = to_float(self.images[order[i * bs:(i + 1) * bs]])
+        if self.cfg.flip:
+            mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(mask, x.flip(3), x)
+        return x
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aug(x) if self.aug is not None else x
+
+    def _step(self, order: torch.Tensor, b: int) -> dict[str, float]:
+        cfg, G, D = self.cfg, self.G, self.D
+        bs = cfg.batch_size
+        fake = None
+        for c in range(cfg.n_critic):
+            real = self._real_batch(order, b * cfg.n_critic + c)
+            z = sample_z(bs, cfg.z_dim, cfg.z_dist, self.device)
+            if c == cfg.n_critic - 1:
+                fake = G(z)  # kept with its graph for G's step, as in the paper's loop
+            else:
+                with torch.no_grad():
+                    fake_c = G(z)
+            f_in = (fake if c == cfg.n_critic - 1 else fake_c).detach()
+            real_a, fake_a = self._augment(real), self._augment(f_in)
+            D.zero_grad(set_to_none=True)
+            real_logits, fake_logits = D(real_a), D(fake_a)
+            real_t = fake_t = None
+            if cfg.loss == "bce":
+                real_t = torch.full((bs,), 1.0 - cfg.label_noise, device=self.device)
+                fake_t = torch.zeros(bs, device=self.device)
+                if cfg.label_flip:
+                    swap = torch.rand(bs, device=self.device) < cfg.label_flip
+                    real_t, fake_t = torch.where(swap, fake_t, real_t), torch.where(swap, real_t, fake_t)
+            d_loss = d_loss_fn(cfg.loss, real_logits, fake_logits, real_t, fake_t)
+            gp = None
+            if cfg.loss == "wgan-gp":
+                gp = gradient_penalty(D, real_a, fake_a)
+                d_loss = d_loss + cfg.gp_weight * gp
+            d_loss.backward()
+            self.opt_d.step()
+
+        G.zero_grad(set_to_none=True)
+        g_logits = D(self._augment(fake))
+        g_loss = g_loss_fn(cfg.loss, g_logits)
+        g_loss.backward()
+        self.opt_g.step()
+
+        rec = {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
+               "d_real": real_logits.detach().mean().item(), "d_fake": fake_logits.detach().mean().item()}
+        if gp is not None:
+            rec["gp"] = gp.item()
+        for k, v in rec.items():
+            if not math.isfinite(v):
+                raise FloatingPointError(f"{k} became {v} at step {self.step + 1}; lower --lr or try another --loss")
+        return rec
+
+    # ---------------------------------------------------------------------------------------
+    def _save_grid(self) -> Path:
+        images = generate_images(self.G, self.fixed_z)
+        return viz.save_grid(images, self.sample_dir / f"{self.step:06d}.png", nrow=GRID_SIDE)
+
+    def _checkpoint(self) -> None:
+        if self.step == self.last_ckpt_step:
+            return
+        cfg = self.cfg
+        state = {
+            "kind": "dcgan",
+            "config": cfg.to_dict(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_G": self.opt_g.state_dict(),
+            "opt_D": self.opt_d.state_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "fixed_z": self.fixed_z,
+            "data": self.fingerprint,
+            "rng": io.capture_rng(),
+        }
+        io.atomic_torch_save(state, self.run_dir / ckpt_name(self.step))
+        io.atomic_save_safetensors(self.G.state_dict(), self.run_dir / WEIGHTS_FILE,
+                                   metadata={"kind": type(cfg).__name__, "step": str(self.step)})
+        io.prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
+        self.last_ckpt_step = self.step
+
+    def _finish(self) -> None:
+        self._checkpoint()
+        if not (self.sample_dir / f"{self.step:06d}.png").is_file():
+            self._save_grid()
+        records = read_jsonl(self.log.path) if self.log.path.exists() else []
+        if records:
+            viz.plot_losses(records, self.run_dir / "losses.png", keys=["d_loss", "g_loss"],
+                            title=f"DCGAN ({self.cfg.loss})")
+        gif = viz.make_gif(_sample_frames(self.sample_dir), self.run_dir / "progress.gif")
+        print(f"done: step {self.step}; checkpoint {ckpt_name(self.step)}, samples in {self.sample_dir}, "
+              f"losses.png{', progress.gif' if gif else ''} and {WEIGHTS_FILE} in {self.run_dir}", flush=True)
+
+
+def train_dcgan(cfg: DCGANConfig, progress: bool = True) -> Path:
+    """Train (or resume) a DCGAN as ``cfg`` says; returns the run folder."""
+    cfg = cfg.validate()
+    return _Trainer(cfg, progress=progress).run()
+
+
+# -- inference ----------------------------------------------------------------------------------
+
+def read_run_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The config dict of a checkpoint, run folder or weights file, and the checkpoint if one was read.
+
+    A folder means its latest ``ckpt-*.pt``, else its ``config.json`` (+ weights beside it).
+    """
+    import json
+
+    path = Path(path)
+    if path.is_dir():
+        latest = io.latest_checkpoint(path)
+        if latest is not None:
+            path = latest
+        else:
+            cfg_file = path / "config.json"
+            if not cfg_file.is_file():
+                raise CheckpointError(f"{path} holds neither ckpt-*.pt checkpoints nor a config.json")
+            try:
+                return json.loads(cfg_file.read_text(encoding="utf-8")), None
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        cfg_file = path.with_name("config.json")
+        if not cfg_file.is_file():
+            raise CheckpointError(f"{path} needs the config.json of its run beside it")
+        try:
+            return json.loads(cfg_file.read_text(encoding="utf-8")), None
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
+    ckpt = io.load_checkpoint(path)
+    if not isinstance(ckpt, dict) or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no config)")
+    return ckpt["config"], ckpt
+
+
+def load_dcgan_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, DCGANConfig]:
+    """G (in eval mode, on ``device``) and its config from a ``ckpt-*.pt``, a run folder, or
+    ``G.safetensors`` with its ``config.json``."""
+    path = Path(path)
+    raw, ckpt = read_run_config(path)
+    if raw.get("_kind") != DCGANConfig.__name__:
+        raise CheckpointError(f"{path} is not a DCGAN run (its config is a {raw.get('_kind')!r})")
+    try:
+        cfg = DCGANConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: unusable config: {exc}") from None
+    if ckpt is not None:
+        state = ckpt["G"]
+    else:
+        from safetensors.torch import load_file
+
+        weights = path if path.suffix == ".safetensors" else path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise CheckpointError(f"{path} has a config.json but no {WEIGHTS_FILE}")
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:  # corrupt file
+            raise CheckpointError(f"cannot read {weights}: {exc}") from None
+    G = build_generator(cfg)
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the config: {exc}") from None
+    return G.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def generate_images(G: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Images in [-1, 1] (CPU) for the latents ``z``, with G in eval mode (BatchNorm's running
+    statistics), restoring G's mode afterwards."""
+    was_training = G.training
+    G.eval()
+    device = next(G.parameters()).device
+    try:
+        out = [G(z[i:i + batch_size].to(device)).float().cpu() for i in range(0, z.shape[0], batch_size)]
+    finally:
+        G.train(was_training)
+    return torch.cat(out)
+
+
+def sample_dcgan(G: Generator, cfg: DCGANConfig, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
+    """One image per seed (the same seed gives the same image on any device)."""
+    return generate_images(G, make_z(list(seeds), cfg.z_dim, cfg.z_dist, truncation=truncation))

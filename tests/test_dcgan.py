@@ -1,0 +1,285 @@
+"""The DCGAN baseline: networks, config, training run folder, resume, losses, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from stackgan.cli import main
+from stackgan.errors import CheckpointError, ConfigError, DataError
+from stackgan.models.dcgan import Discriminator, Generator, init_weights, make_z, plan_sizes
+from stackgan.train.dcgan import (DCGANConfig, generate_images, load_dcgan_generator, parse_size, sample_dcgan,
+                                  train_dcgan)
+from stackgan.utils.io import load_checkpoint
+from stackgan.utils.runlog import read_jsonl
+
+
+def make_photos(folder, n=12, size=(24, 24), mode="RGB"):
+    """A handful of small, varied pictures and their names.tsv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file\tname"]
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        w, h = size
+        base = (torch.rand(3, generator=g) * 255).int().tolist()
+        im = Image.new("RGB", (w, h), tuple(base))
+        for y in range(h // 4, 3 * h // 4):
+            for x in range(w // 4, 3 * w // 4):
+                im.putpixel((x, y), ((base[0] + 90 + 7 * i) % 256, (x * 9) % 256, (y * 9) % 256))
+        if mode != "RGB":
+            im = im.convert(mode)
+        name = f"dish{i:02d}.png"
+        im.save(folder / name)
+        rows.append(f"{name}\t{'丼' if i % 2 else 'うどん'}")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_cache(tmp_path_factory):
+    """One decoded-image cache for the module's tests (the photos are decoded once)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STACKGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, image_cache):
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def tiny(data, run, **kw) -> DCGANConfig:
+    opts = dict(data=str(data), checkpoint_dir=str(run), image_size="16", batch_size=4, ngf=8, ndf=8,
+                z_dim=16, epochs=1, device="cpu", seed=3)
+    opts.update(kw)
+    return DCGANConfig(**opts).validate()
+
+
+# -- networks -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size,start,stages", [((64, 64), (4, 4), 4), ((96, 96), (6, 6), 4),
+                                               ((64, 74), (4, 5), 4), ((16, 16), (4, 4), 2),
+                                               ((128, 128), (4, 4), 5), ((8, 8), (4, 4), 1)])
+def test_plan_sizes(size, start, stages):
+    plan = plan_sizes(*size)
+    assert plan.start == start and plan.stages == stages
+    assert (plan.heights[-1], plan.widths[-1]) == size
+    for a, b in zip(plan.heights, plan.heights[1:]):
+        assert b in (2 * a, 2 * a - 1)
+
+
+def test_plan_sizes_too_small():
+    with pytest.raises(ValueError, match="too small"):
+        plan_sizes(7, 64)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 96), (64, 74), (20, 33)])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_shapes_are_exact(size, channels):
+    h, w = size
+    G = Generator(z_dim=8, channels=channels, height=h, width=w, ngf=4)
+    D = Discriminator(channels=channels, height=h, width=w, ndf=4)
+    x = G(torch.rand(2, 8) * 2 - 1)
+    assert x.shape == (2, channels, h, w)
+    assert x.min() >= -1 and x.max() <= 1  # tanh
+    assert D(x).shape == (2,)
+
+
+def test_architecture_is_dcgan():
+    G = Generator(z_dim=100, channels=3, height=64, width=64, ngf=64)
+    D = Discriminator(channels=3, height=64, width=64, ndf=64)
+    kinds = [type(m).__name__ for m in G.main]
+    assert kinds.count("ConvTranspose2d") == 5 and kinds[-1] == "Tanh" and "ReLU" in kinds
+    assert [m.out_channels for m in G.main if isinstance(m, torch.nn.ConvTranspose2d)] == [512, 256, 128, 64, 3]
+    dk = [type(m).__name__ for m in D.main]
+    assert dk[:2] == ["Conv2d", "LeakyReLU"]  # no BatchNorm on D's input layer
+    assert dk.count("BatchNorm2d") == 3
+    assert all(m.negative_slope == 0.2 for m in D.main if isinstance(m, torch.nn.LeakyReLU))
+    torch.manual_seed(0)
+    init_weights(G)
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)])
+    assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
+    bn = torch.cat([m.weight for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1) < 0.01
+
+
+def test_wgan_gp_critic_has_no_batchnorm():
+    cfg = DCGANConfig(loss="wgan-gp").validate()
+    assert cfg.resolved_d_norm == "layer"
+    from stackgan.train.dcgan import build_discriminator
+
+    D = build_discriminator(cfg)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+
+
+def test_make_z_per_seed():
+    a = make_z([5, 6, 7], 10, "uniform")
+    assert a.shape == (3, 10) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(make_z([6], 10, "uniform")[0], a[1])
+    assert torch.equal(make_z([6], 10, "normal", truncation=0.5), make_z([6], 10, "normal") * 0.5)
+
+
+# -- config -------------------------------------------------------------------------------------
+
+def test_config_sizes():
+    assert parse_size("64") == (64, 64) and parse_size("64x74") == (64, 74)
+    cfg = DCGANConfig(image_size="64x74").validate()
+    assert cfg.size == (64, 74) and cfg.image_size == "64x74"
+    cfg = DCGANConfig(image_size="96", image_width=128).validate()
+    assert cfg.size == (96, 128)
+    back = DCGANConfig.from_dict(json.loads(cfg.to_json()))
+    assert back == cfg
+    # DCGAN-tensorflow's defaults
+    d = DCGANConfig().validate()
+    assert (d.epochs, d.lr, d.beta1, d.batch_size, d.z_dim, d.size) == (25, 0.0002, 0.5, 64, 100, (64, 64))
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(image_size="big"), "N or HxW"),
+    (dict(image_size="4"), "too small"),
+    (dict(image_size="2048"), "<= 1024"),
+    (dict(channels=2), "--channels must be one of"),
+    (dict(loss="hinge", label_noise=0.1), "bce only"),
+    (dict(loss="wgan-gp", d_norm="batch"), "wgan-gp"),
+    (dict(label_flip=0.9), "--label-flip must be <= 0.5"),
+    (dict(lr=-1.0), "--lr must be >= 0"),
+])
+def test_config_errors(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        DCGANConfig(**kw).validate()
+
+
+# -- training -----------------------------------------------------------------------------------
+
+def test_one_epoch_writes_run_folder(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    out = train_dcgan(tiny(photos, run), progress=False)
+    assert out == run
+    # 12 images, batch 4: 3 steps
+    for name in ("config.json", "ckpt-000003.pt", "log.jsonl", "losses.png", "progress.gif", "G.safetensors",
+                 "samples/000000.png", "samples/000003.png"):
+        assert (run / name).is_file(), name
+    with Image.open(run / "samples/000003.png") as grid:
+        assert grid.size == (8 * 16 + 9 * 2, 8 * 16 + 9 * 2)  # 8 x 8 grid, padding 2
+    with Image.open(run / "progress.gif") as gif:
+        assert gif.n_frames == 2
+    records = read_jsonl(run / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) and r["img_s"] > 0 for r in records)
+    ck = load_checkpoint(run / "ckpt-000003.pt")
+    assert ck["step"] == 3 and ck["epoch"] == 1 and ck["config"]["_kind"] == "DCGANConfig"
+    assert {"G", "D", "opt_G", "opt_D", "rng", "fixed_z"} <= set(ck)
+    assert json.loads((run / "config.json").read_text())["image_size"] == "16"
+    text = capsys.readouterr().out
+    assert "epoch 1/1" in text and "step 3/3" in text and "resuming" not in text
+
+
+def test_resume_matches_uninterrupted_run(photos, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_dcgan(tiny(photos, full, epochs=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=1), progress=False)  # "killed" after epoch 1
+    capsys.readouterr()
+    train_dcgan(tiny(photos, part, epochs=2), progress=False)
+    assert "resuming from ckpt-000003.pt at epoch 1, step 3" in capsys.readouterr().out
+    a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):  # bit for bit on the CPU
+        assert (ra["d_loss"], ra["g_loss"]) == (rb["d_loss"], rb["g_loss"]), ra["step"]
+    ga, gb = load_checkpoint(full / "ckpt-000006.pt")["G"], load_checkpoint(part / "ckpt-000006.pt")["G"]
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    # a finished run resumed again has nothing left to do
+    train_dcgan(tiny(photos, part, epochs=2), progress=False)
+    assert "nothing to train" in capsys.readouterr().out
+    assert len(read_jsonl(part / "log.jsonl")) == 6
+
+
+def test_resume_mid_epoch_with_step_checkpoints(photos, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_dcgan(tiny(photos, full, epochs=2, checkpoint_every=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, checkpoint_every=2, max_steps=4), progress=False)
+    capsys.readouterr()
+    train_dcgan(tiny(photos, part, epochs=2, checkpoint_every=2), progress=False)
+    assert "resuming from ckpt-000004.pt at epoch 1, step 4 (batch 1/3 of epoch 2)" in capsys.readouterr().out
+    a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
+    assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
+
+
+@pytest.mark.parametrize("kw", [
+    dict(loss="bce", label_noise=0.1, label_flip=0.2, flip=True),
+    dict(loss="hinge", z_dist="normal", weight_decay=1e-4),
+    dict(loss="wgan-gp", n_critic=2, beta1=0.0, beta2=0.9, lr=1e-4, epochs=2),
+    dict(loss="bce", diffaugment="color,translation,cutout"),
+])
+def test_losses_are_finite(photos, tmp_path, kw):
+    run = tmp_path / "run"
+    train_dcgan(tiny(photos, run, max_steps=2, **kw), progress=False)
+    records = read_jsonl(run / "log.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    keys = ["d_loss", "g_loss", "d_real", "d_fake"] + (["gp"] if kw["loss"] == "wgan-gp" else [])
+    assert all(math.isfinite(r[k]) for r in records for k in keys)
+
+
+def test_non_square_rgba(tmp_path, image_cache):
+    data = make_photos(tmp_path / "stickers", n=8, size=(30, 24), mode="RGBA")
+    run = tmp_path / "run"
+    train_dcgan(tiny(data, run, image_size="16x20", channels=4, max_steps=1,
+                     diffaugment="translation"), progress=False)
+    G, cfg = load_dcgan_generator(run)
+    assert cfg.size == (16, 20) and cfg.channels == 4
+    assert sample_dcgan(G, cfg, [1, 2]).shape == (2, 4, 16, 20)
+    with Image.open(run / "samples/000001.png") as grid:
+        assert grid.mode == "RGBA"
+
+
+def test_load_generator_from_any_form(photos, tmp_path):
+    run = tmp_path / "run"
+    train_dcgan(tiny(photos, run, channels=1), progress=False)
+    z = make_z([1, 2, 3], 16, "uniform")
+    outs = []
+    for path in (run, run / "ckpt-000003.pt", run / "G.safetensors"):
+        G, cfg = load_dcgan_generator(path)
+        assert not G.training and cfg.channels == 1
+        outs.append(generate_images(G, z))
+    assert outs[0].shape == (3, 1, 16, 16)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+def test_training_errors(photos, tmp_path):
+    with pytest.raises(DataError, match="fewer than one step"):
+        train_dcgan(tiny(photos, tmp_path / "a", batch_size=13), progress=False)
+    with pytest.raises(ConfigError, match="unknown DiffAugment policy"):
+        train_dcgan(tiny(photos, tmp_path / "b", diffaugment="sparkle"), progress=False)
+    with pytest.raises(ConfigError, match="RGB"):
+        train_dcgan(tiny(photos, tmp_path / "c", channels=1, diffaugment="color"), progress=False)
+    run = tmp_path / "run"
+    train_dcgan(tiny(photos, run, max_steps=1), progress=False)
+    with pytest.raises(CheckpointError, match=r"--ngf 8 \(checkpoint\) vs 16"):
+        train_dcgan(tiny(photos, run, ngf=16), progress=False)
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        train_dcgan(tiny(photos, run, resume=False), progress=False)
+    with pytest.raises(CheckpointError, match="not a DCGAN run"):
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "config.json").write_text('{"_kind": "StackGANConfig"}')
+        load_dcgan_generator(tmp_path / "other")
+
+
+def test_cli(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(["baseline-dcgan", "--data", str(photos), "--checkpoint-dir", str(run), "--image-size", "16",
+               "--batch-size", "6", "--ngf", "8", "--ndf", "8", "--epochs", "1", "--device", "cpu",
+               "--no-progress", "--flip", "--loss", "hinge"])
+    assert rc == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["flip"] is True and cfg["loss"] == "hinge" and cfg["batch_size"] == 6
+    assert (run / "ckpt-000002.pt").is_file()
+    capsys.readouterr()
+    assert main(["baseline-dcgan", "--image-size", "64y"]) == 2
+    assert "--image-size must be N or HxW" in capsys.readouterr().err
+    assert main(["baseline-dcgan", "--data", str(tmp_path / "nowhere"), "--checkpoint-dir", str(tmp_path / "x"),
+                 "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere" in err and "Traceback" not in err
