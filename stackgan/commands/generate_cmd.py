@@ -1,0 +1,187 @@
+"""`stackgan generate`: N samples and a grid from any checkpoint (DCGAN or StackGAN)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from stackgan.config import Config, opt
+from stackgan.errors import CheckpointError, ConfigError
+
+DESCRIPTION = """\
+Write N samples (one PNG each) and a grid of them from a checkpoint: a ckpt-*.pt file, a run
+folder (its latest checkpoint) or a G.safetensors with its config.json. The kind of model is read
+from the run's config. A DCGAN is unconditional and takes no names; a StackGAN takes one or more
+dish names and draws N pictures of each. Sample i of a run uses seed --seed + i, so any single
+picture can be drawn again with -n 1.
+"""
+
+EPILOG = """\
+examples:
+  stackgan generate --checkpoint runs/dcgan/menu-64x64 -n 64 --seed 1 --out dcgan.png
+  stackgan generate --checkpoint runs/stackgan/menu ピリ辛サーモン丼 天ぷらカレー -n 8 --out menu.png
+  stackgan generate --checkpoint runs/stackgan/menu 月見うどん --variations-of 3 --sigma 0.5 -n 16
+"""
+
+
+@dataclasses.dataclass
+class GenerateConfig(Config):
+    checkpoint: str = opt("", "ckpt-*.pt, a run folder (latest checkpoint) or G.safetensors", cli=False)
+    names: tuple[str, ...] = opt((), "dish names (StackGAN only)", cli=False)
+    num: int = opt(64, "samples to draw (per name for StackGAN)", min=1, max=4096, cli=False)
+    seed: int = opt(1, "seed of the first sample; sample i uses seed + i", min=0)
+    out: str = opt("generated.png", "the grid PNG")
+    out_dir: Optional[str] = opt(None, "folder for the single PNGs [the grid's path without .png]")
+    truncation: float = opt(1.0, "scale z towards its mean (< 1: safer, less varied samples)", min=0.0, max=2.0)
+    variations_of: Optional[int] = opt(None, "draw variations of the sample with this seed instead", min=0)
+    sigma: float = opt(0.5, "noise added to z for --variations-of", min=0.0)
+    device: str = opt("auto", "auto, cpu, cuda, ...")
+
+    def check(self) -> None:
+        if not str(self.checkpoint).strip():
+            raise ConfigError("--checkpoint is required")
+        if not str(self.out).lower().endswith(".png"):
+            raise ConfigError(f"--out must be a .png file, got {self.out!r}")
+
+    @property
+    def sample_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else Path(self.out).with_suffix("")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "generate",
+        help="write N samples and a grid from a checkpoint",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="ckpt-*.pt, a run folder (latest checkpoint) or G.safetensors beside its config.json")
+    p.add_argument("names", nargs="*", metavar="NAME", help="dish names (StackGAN checkpoints only)")
+    p.add_argument("-n", "--num", type=int, default=64, help="samples to draw (per name for StackGAN) (default: 64)")
+    GenerateConfig.add_arguments(p, skip=("checkpoint", "names", "num"))
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = GenerateConfig.from_args(args, names=tuple(args.names))
+    kind = checkpoint_kind(cfg.checkpoint)
+    if kind == "DCGANConfig":
+        written = generate_dcgan(cfg)
+    elif kind.startswith("StackGAN"):
+        written = generate_stackgan(cfg)
+    else:
+        raise CheckpointError(f"{cfg.checkpoint} holds a {kind}, not a DCGAN or StackGAN generator")
+    print(f"wrote {written} samples to {cfg.sample_dir} and the grid {cfg.out}")
+    return 0
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """The ``_kind`` of the config behind a checkpoint file, run folder or weights file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    cfg_file = None
+    if path.is_dir():
+        cfg_file = path / "config.json"
+    elif path.suffix == ".safetensors":
+        cfg_file = path.with_name("config.json")
+    if cfg_file is not None and cfg_file.is_file():
+        try:
+            raw: Any = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
+    else:
+        from stackgan.train.dcgan import read_run_config
+
+        raw, _ = read_run_config(path)
+    kind = raw.get("_kind") if isinstance(raw, dict) else None
+    if not kind:
+        raise CheckpointError(f"{path}: its config does not say which model it is (no _kind)")
+    return str(kind)
+
+
+def _grid_nrow(groups: int, per_group: int) -> int:
+    if groups > 1 and per_group <= 16:
+        return per_group  # one row per name
+    return max(1, math.ceil(math.sqrt(groups * per_group)))
+
+
+def _write(images, seeds: list[int], names: list[str], cfg: GenerateConfig, groups: int) -> int:
+    """Save each image as NNNN-seedS.png (+ samples.tsv: file, name, seed) and the grid."""
+    from stackgan.utils import viz
+    from stackgan.utils.io import atomic_write_text
+
+    folder = cfg.sample_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file\tname\tseed"]
+    for i, img in enumerate(viz.to_uint8(images)):
+        fname = f"{i:04d}-seed{seeds[i]}.png"
+        viz.to_pil(img).save(folder / fname, format="PNG")
+        rows.append(f"{fname}\t{names[i]}\t{seeds[i]}")
+    atomic_write_text(folder / "samples.tsv", "\n".join(rows) + "\n")
+    viz.save_grid(images, cfg.out, nrow=_grid_nrow(groups, len(seeds) // groups))
+    return len(seeds)
+
+
+def generate_dcgan(cfg: GenerateConfig) -> int:
+    from stackgan.models.dcgan import make_z
+    from stackgan.train.dcgan import generate_images, load_dcgan_generator
+    from stackgan.utils.device import resolve_device
+
+    if cfg.names:
+        raise ConfigError(f"{cfg.checkpoint} is an unconditional DCGAN: it takes no dish names "
+                          f"(got {', '.join(cfg.names)}); drop them, or use a StackGAN checkpoint")
+    G, dcfg = load_dcgan_generator(cfg.checkpoint, device=resolve_device(cfg.device))
+    seeds = [cfg.seed + i for i in range(cfg.num)]
+    if cfg.variations_of is None:
+        z = make_z(seeds, dcfg.z_dim, dcfg.z_dist, truncation=cfg.truncation)
+        seed_col = seeds
+    else:
+        # image 0 is the original; image i > 0 adds sigma x N(0, 1) noise drawn with seed --seed + i
+        z0 = make_z([cfg.variations_of], dcfg.z_dim, dcfg.z_dist, truncation=cfg.truncation)
+        eps = make_z(seeds, dcfg.z_dim, "normal")
+        eps[0] = 0
+        z = z0 + cfg.sigma * eps
+        if dcfg.z_dist == "uniform":
+            z = z.clamp(-1, 1)
+        seed_col = [cfg.variations_of] * cfg.num
+    images = generate_images(G, z)
+    return _write(images, seed_col, [""] * cfg.num, cfg, groups=1)
+
+
+def generate_stackgan(cfg: GenerateConfig) -> int:
+    import torch
+
+    if not cfg.names:
+        raise ConfigError("a StackGAN checkpoint draws dish names: give at least one NAME "
+                          "(e.g. stackgan generate --checkpoint RUN ピリ辛サーモン丼)")
+    try:
+        from stackgan.inference import load_pipeline
+    except ImportError as exc:
+        raise CheckpointError(f"{cfg.checkpoint} is not a DCGAN checkpoint, and the StackGAN inference "
+                              f"module cannot be imported: {exc}") from None
+    from stackgan.utils.device import resolve_device
+
+    pipe = load_pipeline(cfg.checkpoint, device=resolve_device(cfg.device))
+    all_images, all_seeds, all_names = [], [], []
+    for name in cfg.names:
+        if cfg.variations_of is None:
+            res = pipe.generate(name, cfg.num, cfg.seed, cfg.truncation)
+        else:
+            res = pipe.variations(name, cfg.variations_of, cfg.num, cfg.sigma)
+        imgs = res.stage2 if getattr(res, "stage2", None) is not None else res.stage1
+        imgs = imgs.detach().cpu()
+        if imgs.dtype == torch.uint8:
+            imgs = imgs.float() / 127.5 - 1
+        seeds = list(getattr(res, "seeds", None) or [cfg.seed + i for i in range(imgs.shape[0])])
+        all_images.append(imgs)
+        all_seeds += [int(s) for s in seeds]
+        all_names += [name] * imgs.shape[0]
+    return _write(torch.cat(all_images), all_seeds, all_names, cfg, groups=len(cfg.names))
