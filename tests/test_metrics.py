@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -32,27 +33,18 @@ def render(base: str, top: str, n: int, size: int = 24, seed: int = 0) -> torch.
     return img.clamp(-1, 1)
 
 
-def menu_set(per: int, seed: int):
-    imgs, parts = [], []
-    for bi, b in enumerate(BASES):
-        for ti, t in enumerate(TOPS):
-            imgs.append(render(b, t, per, seed=seed * 100 + bi * 10 + ti))
-            parts += [(b, t)] * per
-    return torch.cat(imgs), parts
+CFG = ClassifierConfig(image_size=24, width=8, feat_dim=32, epochs=10, batch_size=16, lr=5e-3)
 
 
 @pytest.fixture(scope="module")
-def attr_clf(tmp_path_factory):
-    x, parts = menu_set(12, seed=1)
-    xv, pv = menu_set(6, seed=2)
-    yb, cb = encode_labels([p[0] for p in parts])
-    yt, ct = encode_labels([p[1] for p in parts])
-    cfg = ClassifierConfig(image_size=24, width=8, feat_dim=32, epochs=6, batch_size=16, lr=5e-3)
-    vt = {"base": encode_labels([p[0] for p in pv], cb)[0], "topping": encode_labels([p[1] for p in pv], ct)[0]}
+def menu(tmp_path_factory):
+    """Synthetic renders split into train/held-out, and the attribute classifier trained on them."""
+    from stackgan.metrics.evaluate import fit_classifier
+
+    data = synthetic_realdata()
     cache = tmp_path_factory.mktemp("cache")
-    clf = train_classifier(x, {"base": yb, "topping": yt}, {"base": cb, "topping": ct}, cfg,
-                           val_images=xv, val_targets=vt, kind="attr-test", cache=cache, progress=False)
-    return clf, cache, (x, yb, yt, cb, ct, cfg, xv, vt)
+    clf = fit_classifier(data, CFG, cache=cache, progress=False)
+    return data, clf, cache
 
 
 # -- FID / KID ---------------------------------------------------------------------------------
@@ -91,21 +83,32 @@ def test_fid_rejects_mismatched_shapes():
         fidm.kernel_inception_distance(torch.zeros(1, 3), torch.zeros(5, 3))
 
 
-def test_inception_loads_local_state_dict(tmp_path):
+def test_inception_rejects_missing_and_bad_files(tmp_path):
+    from stackgan.errors import CheckpointError
+
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        fidm.load_inception(tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError):
+        fidm.load_inception(tmp_path / "missing.pth")
+
+
+@pytest.mark.slow
+def test_inception_loads_local_state_dict_and_gives_2048_d(tmp_path):
     from torchvision.models import inception_v3
 
     net = inception_v3(weights=None, aux_logits=False, init_weights=False)
     torch.save(net.state_dict(), tmp_path / "inc.pth")
     loaded = fidm.load_inception(tmp_path / "inc.pth")
+    assert isinstance(loaded.fc, torch.nn.Identity)
+    assert torch.equal(loaded.Conv2d_1a_3x3.conv.weight, net.Conv2d_1a_3x3.conv.weight)
     feats = fidm.inception_features(loaded, torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     assert feats.shape == (2, 2048)
-    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
     from stackgan.errors import CheckpointError
 
-    with pytest.raises(CheckpointError):
-        fidm.load_inception(tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError):
-        fidm.load_inception(tmp_path / "missing.pth")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a torchvision inception_v3"):
+        fidm.load_inception(tmp_path / "other.pth")
 
 
 # -- diversity -----------------------------------------------------------------------------------
@@ -190,28 +193,39 @@ def test_maximise_score_moves_towards_target():
 
 
 # -- classifiers and faithfulness -------------------------------------------------------------------
-def test_attribute_classifier_above_threshold_on_renders(attr_clf):
-    clf, _, (_, _, _, _, _, _, xv, vt) = attr_clf
-    acc = clf.accuracy(xv, vt)
+def test_attribute_classifier_above_threshold_on_renders(menu):
+    data, clf, _ = menu
+    assert set(clf.classes) == {"base", "topping", "modifier"}
+    acc = clf.metrics["heldout_accuracy"]
     assert acc["base"] > 0.9 and acc["topping"] > 0.8
-    assert clf.metrics["heldout_accuracy"] == pytest.approx(acc)
-    assert clf.features(xv).shape == (len(xv), 32)
+    assert clf.metrics["heldout_images"] == len(data.test_images)
+    assert clf.features(data.test_images).shape == (len(data.test_images), 32)
 
 
-def test_classifier_cache_is_reused_and_keyed_by_content(attr_clf):
-    clf, cache, (x, yb, yt, cb, ct, cfg, xv, vt) = attr_clf
+def test_classifier_cache_is_reused_and_keyed_by_content(menu):
+    from stackgan.metrics.evaluate import fit_classifier
+
+    data, clf, cache = menu
     files = list((cache / "classifiers").glob("*.safetensors"))
     assert len(files) == 1
-    again = train_classifier(x, {"base": yb, "topping": yt}, {"base": cb, "topping": ct}, cfg,
-                             val_images=xv, val_targets=vt, kind="attr-test", cache=cache, progress=False)
+    again = fit_classifier(data, CFG, cache=cache, progress=False)  # would take seconds if it trained
     assert again.path == files[0]
-    assert torch.allclose(again.features(xv[:4]), clf.features(xv[:4]), atol=1e-5)
+    x = data.test_images[:4]
+    assert torch.allclose(again.features(x), clf.features(x), atol=1e-5)
     loaded = Classifier.load(files[0])
     assert loaded.classes == clf.classes and loaded.metrics == clf.metrics
+    other = dataclasses.replace(CFG, epochs=1)
+    from stackgan.metrics.classifier import cache_key
+
+    t = {"base": data.train_labels}
+    assert cache_key("k", data.train_images, t, {"base": ["a"]}, CFG) != cache_key(
+        "k", data.train_images, t, {"base": ["a"]}, other)
+    assert cache_key("k", data.train_images, t, {"base": ["a"]}, CFG) != cache_key(
+        "k", data.train_images.flip(0), t, {"base": ["a"]}, CFG)
 
 
-def test_attribute_faithfulness_counts_matches(attr_clf):
-    clf = attr_clf[0]
+def test_attribute_faithfulness_counts_matches(menu):
+    clf = menu[1]
     names = ["サーモン丼", "卵麺", "謎皿"]
     parts = [{"base": "丼", "topping": "サーモン"}, {"base": "麺", "topping": "卵"},
              {"base": "皿", "topping": "トリュフ"}]  # an unseen topping
@@ -226,8 +240,8 @@ def test_attribute_faithfulness_counts_matches(attr_clf):
     assert r["images"] == 24
 
 
-def test_class_faithfulness_with_name_head(attr_clf):
-    clf = attr_clf[0]
+def test_class_faithfulness_with_name_head(menu):
+    clf = menu[1]
     # reuse the base head as a 3-class "name" classifier
     imgs = torch.cat([render(b, "卵", 6, seed=60 + i) for i, b in enumerate(BASES)])
     idx = torch.arange(3).repeat_interleave(6)
@@ -245,3 +259,63 @@ def test_classifier_rejects_bad_targets():
                          cache=False)
     with pytest.raises(DataError):
         encode_labels(["q"], ["x", "y"])
+
+
+# -- the whole protocol on synthetic renders -------------------------------------------------------
+def synthetic_realdata():
+    from stackgan.metrics.features import to_float  # noqa: F401 - images are float here, uint8 below
+    from stackgan.metrics.realdata import RealData
+
+    names, parts, tr, trl, te, tel = [], {}, [], [], [], []
+    for b in BASES:
+        for t in TOPS:
+            if (b, t) == ("皿", "海苔"):
+                continue  # kept back as an invented combination
+            j = len(names)
+            names.append(t + b)
+            parts[t + b] = {"base": b, "topping": t, "modifier": "-"}
+            x = render(b, t, 10, seed=200 + j)
+            tr.append(x[:8])
+            te.append(x[8:])
+            trl += [j] * 8
+            tel += [j] * 2
+    u8 = lambda x: ((torch.cat(x) + 1) * 127.5).round().to(torch.uint8)  # noqa: E731
+    return RealData(names=names, train_images=u8(tr), train_labels=torch.tensor(trl), test_images=u8(te),
+                    test_labels=torch.tensor(tel), parts=parts,
+                    invented=[("海苔皿", {"base": "皿", "topping": "海苔", "modifier": "-"})], root="synthetic",
+                    split_note="2 of 10 per name")
+
+
+def faithful_sampler(name, n, seed):
+    t = next(t for t in TOPS if name.startswith(t))
+    return render(name[len(t):], t, n, seed=seed)
+
+
+def collapsed_sampler(name, n, seed):
+    return render("丼", "卵", 1, seed=0).expand(n, -1, -1, -1)
+
+
+def test_evaluate_sampler_separates_good_from_collapsed(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, evaluate_sampler
+    from stackgan.metrics.report import write_report
+
+    data, clf, _ = menu
+    proto = Protocol(n_per_name=4, max_names=0, kid_subsets=10)
+    good = evaluate_sampler(faithful_sampler, data, clf, proto, tmp_path, "good")
+    bad = evaluate_sampler(collapsed_sampler, data, clf, proto, tmp_path, "collapsed")
+    assert good["faithfulness_train"]["overall"]["all"] > 0.8
+    assert good["faithfulness_invented"]["overall"]["base"] > bad["faithfulness_invented"]["overall"]["base"]
+    assert bad["faithfulness_train"]["overall"]["all"] < 0.3
+    assert good["fid"]["fid"] < bad["fid"]["fid"] / 5
+    assert good["fid"]["n_a"] == len(data.test_images) == good["fid"]["n_b"]
+    assert bad["diversity"]["ratio"] < 0.05 < 0.5 < good["diversity"]["ratio"]
+    results = {"models": {"good": good, "collapsed": bad}, "classifier": clf.metrics | {"kind": "attributes"},
+               "data": {"root": "synthetic", "names": len(data.names)}}
+    js, md = write_report(results, tmp_path, "test report")
+    text = md.read_text(encoding="utf-8")
+    assert "not on Inception features" in text and "| metric | good | collapsed |" in text
+    for f in good["files"].values():
+        assert (tmp_path / f).is_file()
+    import json
+
+    assert json.loads(js.read_text())["models"]["good"]["fid"]["n_b"] == len(data.test_images)

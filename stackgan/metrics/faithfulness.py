@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from stackgan.metrics.classifier import Classifier
+from stackgan.metrics.realdata import norm_part
 
 PARTS = ("base", "topping", "modifier")
 
@@ -35,7 +36,7 @@ def attribute_faithfulness(clf: Classifier, images: torch.Tensor, name_idx: torc
         ok_all = torch.ones(n, dtype=torch.bool)
         missing = False
         for h in heads:
-            want = str(parts[i].get(h, "") or "")
+            want = norm_part(parts[i].get(h))
             if want in clf.classes[h]:
                 hit = pred[h][sel] == clf.classes[h].index(want)
             else:

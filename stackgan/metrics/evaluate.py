@@ -1,0 +1,204 @@
+"""The evaluation protocol: one function that scores a sampler against real photos.
+
+Protocol (also written into every report):
+
+1. Real photos are split by photo, stratified by name, into train and held-out parts.
+2. An in-domain classifier is trained on the train part only (cached): heads base / topping /
+   modifier when the data set has attributes (the menu), else one head over the names.
+   Its accuracy on the held-out photos is the ceiling for faithfulness.
+3. Faithfulness: ``n_per_name`` pictures for each of up to ``max_names`` training names (and of
+   each invented name), the fraction whose predicted parts / name match.
+4. FID / KID on the classifier's penultimate features: one generated picture per held-out photo
+   of the same name (so both sides have the same names in the same proportions) vs the held-out
+   photos; the floor is an equally large, name-matched draw of train photos vs the same held-out set.
+5. Diversity: mean pairwise feature distance within a name, generated vs real, and the ratio.
+6. Memorisation: nearest train photo of every generated picture (features and 32 px pixels),
+   against the same distance for held-out photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from stackgan.metrics import diversity as div
+from stackgan.metrics import fid as fidm
+from stackgan.metrics.classifier import Classifier, ClassifierConfig, encode_labels, train_classifier
+from stackgan.metrics.faithfulness import attribute_faithfulness, class_faithfulness
+from stackgan.metrics.features import Sampler, sample_names, to_float
+from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
+from stackgan.metrics.realdata import PART_KEYS, RealData
+
+
+@dataclasses.dataclass
+class Protocol:
+    """The knobs of :func:`evaluate_sampler` (a plain dataclass; the CLI config maps onto it)."""
+
+    n_per_name: int = 8
+    max_names: int = 48
+    seed: int = 0
+    kid_subsets: int = 50
+    pixel_size: int = 32
+    grid_names: int = 8
+    fid_per_photo: int = 1
+
+
+def fit_classifier(data: RealData, config: ClassifierConfig, cache=True, device="cpu",
+                   progress: bool = True) -> Classifier:
+    """The attribute classifier (menu) or the name classifier (photo sets), trained on the train split."""
+    if data.has_attributes:
+        assert data.parts is not None
+        targets, classes, val = {}, {}, {}
+        for h in PART_KEYS:
+            values = [data.parts[data.names[int(i)]][h] for i in data.train_labels]
+            known = sorted({data.parts[n][h] for n in data.names})
+            targets[h], classes[h] = encode_labels(values, known)
+            val[h] = encode_labels([data.parts[data.names[int(i)]][h] for i in data.test_labels], known)[0]
+        kind = "attributes"
+    else:
+        targets = {"name": data.train_labels}
+        classes = {"name": list(data.names)}
+        val = {"name": data.test_labels}
+        kind = "names"
+    return train_classifier(data.train_images, targets, classes, config, val_images=data.test_images,
+                            val_targets=val, kind=kind, cache=cache, device=device, progress=progress)
+
+
+def pick_names(names: Sequence[str], k: int, seed: int) -> list[str]:
+    """Up to ``k`` names (all when ``k`` is 0), a fixed random choice for a seed, in the original order."""
+    if k <= 0 or k >= len(names):
+        return list(names)
+    g = torch.Generator().manual_seed(seed)
+    keep = sorted(torch.randperm(len(names), generator=g)[:k].tolist())
+    return [names[i] for i in keep]
+
+
+def name_matched_real(images: torch.Tensor, labels: torch.Tensor, want: torch.Tensor, seed: int) -> torch.Tensor:
+    """A draw from ``images`` with the label counts of ``want`` (with replacement where a name is short)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for c, cnt in zip(*torch.unique(want, return_counts=True)):
+        pool = torch.nonzero(labels == c).flatten()
+        if len(pool) == 0:
+            continue
+        if len(pool) >= cnt:
+            pick = pool[torch.randperm(len(pool), generator=g)[:cnt]]
+        else:
+            pick = pool[torch.randint(0, len(pool), (int(cnt),), generator=g)]
+        out.append(pick)
+    return images[torch.cat(out)] if out else images[:0]
+
+
+def faithfulness(clf: Classifier, data: RealData, images: torch.Tensor, idx: torch.Tensor,
+                 names: Sequence[str]) -> dict:
+    if "name" in clf.classes:
+        return class_faithfulness(clf, images, idx, names)
+    return attribute_faithfulness(clf, images, idx, names, data.name_parts(list(names)))
+
+
+def distances(clf: Classifier, gen: torch.Tensor, real: torch.Tensor, gen_n: int, kid_subsets: int,
+              seed: int) -> dict:
+    fa, fb = clf.features(gen), clf.features(real)
+    kid, kid_std = fidm.kernel_inception_distance(fa, fb, subsets=kid_subsets, subset_size=1000, seed=seed)
+    return {"fid": fidm.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std, "n_a": int(len(fa)),
+            "n_b": int(len(fb))}
+
+
+def fid_set(sampler: Sampler, data: RealData, seed: int, per_photo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """One generated picture per held-out photo, of that photo's name."""
+    counts = torch.bincount(data.test_labels, minlength=len(data.names)) * per_photo
+    imgs, idx = [], []
+    for j, cnt in enumerate(counts.tolist()):
+        if cnt:
+            imgs.append(to_float(sampler(data.names[j], cnt, seed + 500_000 + 1000 * j)).cpu())
+            idx.append(torch.full((cnt,), j, dtype=torch.long))
+    return torch.cat(imgs), torch.cat(idx)
+
+
+def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: Protocol | None = None,
+                     out_dir: str | Path | None = None, label: str = "model",
+                     inception: torch.nn.Module | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Score ``sampler`` on ``data`` with ``clf``; pictures go to ``out_dir`` (prefixed by ``label``)."""
+    proto = proto or Protocol()
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    res: dict = {"label": label}
+    out = Path(out_dir) if out_dir else None
+
+    # 1. pictures for the faithfulness / diversity names
+    train_names = pick_names(data.names, proto.max_names, proto.seed)
+    say(f"{label}: generating {proto.n_per_name} pictures for {len(train_names)} training names")
+    gen, gen_idx = sample_names(sampler, train_names, proto.n_per_name, proto.seed)
+    res["faithfulness_train"] = faithfulness(clf, data, gen, gen_idx, train_names)
+    inv_names = [n for n, _ in data.invented][: proto.max_names or None]
+    if inv_names and data.has_attributes:
+        say(f"{label}: generating {proto.n_per_name} pictures for {len(inv_names)} invented names")
+        inv, inv_idx = sample_names(sampler, inv_names, proto.n_per_name, proto.seed + 77)
+        res["faithfulness_invented"] = faithfulness(clf, data, inv, inv_idx, inv_names)
+    else:
+        inv, inv_idx = None, None
+        res["faithfulness_invented"] = None
+
+    # 2. distribution distances, name-matched
+    say(f"{label}: generating {len(data.test_labels) * proto.fid_per_photo} name-matched pictures for FID/KID")
+    fgen, fidx = fid_set(sampler, data, proto.seed, proto.fid_per_photo)
+    res["fid"] = distances(clf, fgen, data.test_images, len(fgen), proto.kid_subsets, proto.seed)
+    floor = name_matched_real(data.train_images, data.train_labels, fidx, proto.seed)
+    res["fid_floor"] = distances(clf, floor, data.test_images, len(floor), proto.kid_subsets, proto.seed)
+    if inception is not None:
+        fa = fidm.inception_features(inception, fgen)
+        fb = fidm.inception_features(inception, data.test_images)
+        ff = fidm.inception_features(inception, floor)
+        k, ks = fidm.kernel_inception_distance(fa, fb, subsets=proto.kid_subsets, seed=proto.seed)
+        kf, kfs = fidm.kernel_inception_distance(ff, fb, subsets=proto.kid_subsets, seed=proto.seed)
+        res["inception"] = {"fid": fidm.frechet_distance(fa, fb), "kid": k, "kid_std": ks,
+                            "floor_fid": fidm.frechet_distance(ff, fb), "floor_kid": kf, "floor_kid_std": kfs,
+                            "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff))}
+
+    # 3. diversity within a name (generated pictures of training names vs all real photos of them)
+    real_imgs = torch.cat([data.train_images, data.test_images])
+    real_lab = torch.cat([data.train_labels, data.test_labels])
+    pos = {n: i for i, n in enumerate(train_names)}
+    keep = torch.tensor([data.names[int(c)] in pos for c in real_lab], dtype=torch.bool)
+    real_idx = torch.tensor([pos[data.names[int(c)]] for c in real_lab[keep]], dtype=torch.long)
+    gen_feats = clf.features(gen)
+    res["diversity"] = div.diversity(gen_feats, gen_idx, clf.features(real_imgs[keep]), real_idx, train_names)
+
+    # 4. memorisation
+    train_feats = clf.features(data.train_images)
+    mem = memorisation(gen, gen_feats, data.train_images, train_feats, ref_images=data.test_images,
+                       ref_feats=clf.features(data.test_images), pixel_size=proto.pixel_size)
+    res["memorisation"] = public(mem)
+
+    # 5. pictures
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        files = {}
+        k = min(proto.grid_names, len(train_names))
+        files["grid_train"] = _grid(gen, gen_idx, k, proto.n_per_name, out / f"{label}-train-names.png")
+        if inv is not None:
+            files["grid_invented"] = _grid(inv, inv_idx, min(proto.grid_names, len(inv_names)), proto.n_per_name,
+                                           out / f"{label}-invented-names.png")
+        files["closest_feature"] = save_closest_pairs(gen, data.train_images, mem["_feature_dist"],
+                                                      mem["_feature_idx"], out / f"{label}-closest-feature.png").name
+        files["closest_pixel"] = save_closest_pairs(gen, data.train_images, mem["_pixel_dist"], mem["_pixel_idx"],
+                                                    out / f"{label}-closest-pixel.png").name
+        res["files"] = files
+        res["grid_names"] = {"train": train_names[:k], "invented": inv_names[: proto.grid_names]}
+    res["seconds"] = round(time.perf_counter() - t0, 2)
+    res["generated_images"] = int(len(gen) + len(fgen) + (len(inv) if inv is not None else 0))
+    return res
+
+
+def _grid(images: torch.Tensor, idx: torch.Tensor, k: int, n: int, path: Path) -> str:
+    """First ``k`` names, one row each of up to 8 pictures."""
+    from stackgan.utils.viz import save_grid
+
+    per = min(n, 8)
+    rows = [images[idx == i][:per] for i in range(k)]
+    save_grid(torch.cat(rows), path, nrow=per)
+    return path.name

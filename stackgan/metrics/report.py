@@ -1,0 +1,208 @@
+"""Results to JSON and to a Markdown report (tables, grids, plots), for one model or side by side."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from stackgan.metrics.evaluate import __doc__ as PROTOCOL_DOC
+
+FID_NOTE = ("FID and KID here are computed on the penultimate features of the in-domain classifier "
+            "trained on this data set, **not on Inception features**: they are comparable only between models "
+            "evaluated on the same data with the same classifier, never with published Inception-FID numbers.")
+
+
+def protocol_text() -> str:
+    doc = PROTOCOL_DOC or ""
+    i = doc.find("Protocol")
+    return doc[i:].split(":", 1)[1].strip() if i >= 0 else doc.strip()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return x
+
+
+def write_json(results: dict, path: str | os.PathLike) -> Path:
+    from stackgan.utils.io import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(_jsonable(results), ensure_ascii=False, indent=2) + "\n")
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
+    """(row label, one cell per model) for the metrics table."""
+    models = results["models"]
+    labels = list(models)
+    clf = results.get("classifier", {})
+    ceiling = clf.get("heldout_accuracy", {})
+    rows: list[tuple[str, list[str]]] = []
+
+    def add(label: str, fn) -> None:
+        cells = []
+        for m in labels:
+            try:
+                cells.append(fn(models[m]))
+            except (KeyError, TypeError):
+                cells.append("–")
+        if any(c != "–" for c in cells):
+            rows.append((label, cells))
+
+    heads = [h for h in ("base", "topping", "modifier", "all", "name") if h in ceiling]
+    for split in ("train", "invented"):
+        key = f"faithfulness_{split}"
+        for h in heads:
+            lab = "class accuracy" if h == "name" else f"{h} accuracy"
+            sub = f"{split} names"
+
+            def cell(r, h=h, key=key):
+                fr = r[key]
+                val = fr["overall"] if h == "name" else fr["overall"][h]
+                return f"{_f(val)} ({fr['names']}×{fr['images'] // max(fr['names'], 1)})"
+
+            add(f"{lab}, {sub} (ceiling {_f(ceiling.get(h))})", cell)
+    add("FID in-domain: generated vs held-out", lambda r: f"{_f(r['fid']['fid'], 2)} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
+    add("FID in-domain floor: train vs held-out",
+        lambda r: f"{_f(r['fid_floor']['fid'], 2)} ({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
+    add("KID×1000 in-domain: generated vs held-out",
+        lambda r: f"{1000 * r['fid']['kid']:.2f} ± {1000 * r['fid']['kid_std']:.2f} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
+    add("KID×1000 in-domain floor", lambda r: f"{1000 * r['fid_floor']['kid']:.2f} ± {1000 * r['fid_floor']['kid_std']:.2f}")
+    add("Inception FID (local weights)",
+        lambda r: f"{_f(r['inception']['fid'], 2)} (floor {_f(r['inception']['floor_fid'], 2)}; "
+                  f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']})")
+    add("Inception KID×1000", lambda r: f"{1000 * r['inception']['kid']:.2f} (floor {1000 * r['inception']['floor_kid']:.2f})")
+    add("diversity: generated / real within a name",
+        lambda r: f"{_f(r['diversity']['ratio'])} ({_f(r['diversity']['generated'], 2)} / {_f(r['diversity']['real'], 2)}, "
+                  f"{r['diversity']['names_compared']} names)")
+    add("memorisation: median NN distance, features (held-out photos)",
+        lambda r: f"{_f(r['memorisation']['feature']['median'], 2)} ({_f(r['memorisation']['heldout_feature']['median'], 2)})")
+    add("memorisation: median NN distance, pixels (held-out photos)",
+        lambda r: f"{_f(r['memorisation']['pixel']['median'], 2)} ({_f(r['memorisation']['heldout_pixel']['median'], 2)})")
+    add("R-precision", lambda r: f"{_f(r['rprecision']['r_precision'])} (1 of {r['rprecision']['candidates']}, "
+                                 f"{r['rprecision']['images']} pictures)")
+    add("training steps × batch", lambda r: f"{r['training']['steps']} × {r['training']['batch_size']}")
+    add("training time (s)", lambda r: _f(r["training"]["seconds"], 0))
+    add("evaluation time (s)", lambda r: _f(r["seconds"], 0))
+    return rows
+
+
+def markdown(results: dict, title: str) -> str:
+    models = results["models"]
+    labels = list(models)
+    data = results.get("data", {})
+    clf = results.get("classifier", {})
+    lines = [f"# {title}", ""]
+    if data:
+        lines += [f"Data: `{data.get('root', '')}` — {data.get('names', '?')} names, {data.get('train', '?')} train "
+                  f"and {data.get('heldout', '?')} held-out photos ({data.get('split_note', '')}); "
+                  f"{data.get('invented', 0)} invented names.", ""]
+        for note in data.get("notes", []):
+            lines += [f"**Note:** {note}", ""]
+    if clf:
+        acc = ", ".join(f"{k} {v:.3f}" for k, v in clf.get("heldout_accuracy", {}).items())
+        lines += [f"In-domain classifier ({clf.get('kind')}): trained on {clf.get('train_images')} train photos; "
+                  f"accuracy on {clf.get('heldout_images')} held-out real photos: {acc} (the ceiling).", ""]
+    lines += ["## Metrics", "", f"_{FID_NOTE}_", "",
+              "Counts in brackets: names × pictures per name, or generated vs real sample sizes.", ""]
+    lines.append("| metric | " + " | ".join(labels) + " |")
+    lines.append("|---|" + "---|" * len(labels))
+    for label, cells in metric_rows(results):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for extra in results.get("notes", []):
+        lines += [f"- {extra}"]
+    if results.get("notes"):
+        lines.append("")
+
+    if results.get("checkpoints"):
+        lines += ["## Across checkpoints", ""]
+        if results.get("checkpoint_plot"):
+            lines += [f"![metrics across checkpoints]({results['checkpoint_plot']})", ""]
+        keys = [k for k in ("fid", "kid", "faith") if any(k in c for c in results["checkpoints"])]
+        lines.append("| step | " + " | ".join(keys) + " |")
+        lines.append("|---|" + "---|" * len(keys))
+        for c in results["checkpoints"]:
+            lines.append(f"| {c['step']} | " + " | ".join(_f(c.get(k)) for k in keys) + " |")
+        lines.append("")
+
+    lines += ["## Pictures", ""]
+    for m in labels:
+        r = models[m]
+        files = r.get("files", {})
+        lines += [f"### {m}", ""]
+        gn = r.get("grid_names", {})
+        if files.get("grid_train"):
+            lines += [f"Training names, one row each: {', '.join(gn.get('train', []))}", "",
+                      f"![{m} training names]({files['grid_train']})", ""]
+        if files.get("grid_invented"):
+            lines += [f"Invented names, one row each: {', '.join(gn.get('invented', []))}", "",
+                      f"![{m} invented names]({files['grid_invented']})", ""]
+        if files.get("closest_feature"):
+            lines += ["The 8 generated pictures closest to a training photo (left: generated, right: its nearest "
+                      "training photo), in feature space and in pixel space:", "",
+                      f"![closest in features]({files['closest_feature']}) ![closest in pixels]({files['closest_pixel']})",
+                      ""]
+        if files.get("losses"):
+            lines += [f"![{m} losses]({files['losses']})", ""]
+        if r.get("dprobe"):
+            d = r["dprobe"]
+            lines += [f"What D keys on: an image optimised from noise for {d['steps']} steps to maximise D's match "
+                      f"score for {', '.join(d['names'])} (score {d['start']:.2f} → {d['end']:.2f}).", "",
+                      f"![D probe]({d['file']})", ""]
+    lines += ["## Protocol", "", protocol_text(), ""]
+    if results.get("command"):
+        lines += ["Reproduce with:", "", "```", results["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict, out_dir: str | os.PathLike, title: str, stem: str = "report") -> tuple[Path, Path]:
+    from stackgan.utils.io import atomic_write_text
+
+    out = Path(out_dir)
+    js = write_json(results, out / f"{stem}.json")
+    md = atomic_write_text(out / f"{stem}.md", markdown(results, title))
+    return js, md
+
+
+def plot_series(series: list[dict], keys: list[str], path: str | os.PathLike, title: str) -> Path:
+    """Metric values (one subplot each) against training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    keys = [k for k in keys if any(s.get(k) is not None for s in series)]
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), dpi=100, squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        pts = [(s["step"], s[k]) for s in series if s.get(k) is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        ax.set_title(k)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
