@@ -1,0 +1,342 @@
+"""The small inference API: a trained StackGAN run folder (or checkpoint) -> pictures of dish names.
+
+Used by ``stackgan generate``, the web page and evaluation::
+
+    pipe = load_pipeline("runs/stage2-menu")          # or a ckpt-*.pt, or G_ema.safetensors
+    res = pipe.generate("ピリ辛サーモン丼", n=8, seed=1)  # res.stage1 [8, 3, 64, 64], res.stage2 or None
+    pipe.variations("ピリ辛サーモン丼", seed=3, n=8, sigma=0.5)
+    pipe.explore("ピリ辛サーモン丼", seed=3, offsets=[1.0, 0, -0.5, 0])
+    pipe.neighbours("ピリ辛サーモン丼", k=5)           # [(training name, cosine), ...]
+    pipe.info()
+
+Image ``i`` of ``generate(name, n, seed)`` is drawn from seed ``seed + i`` alone (z, then the
+conditioning noise of stage I, then of stage II, from a CPU generator), so it is the same picture
+for any ``n`` and on any device. Names the run was trained on use the stored sentence vectors;
+new names are encoded with the run's text encoder, loaded lazily once, and cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from stackgan.errors import CheckpointError, ConfigError, UserError
+from stackgan.models.stackgan import Stage1G, Stage2G
+from stackgan.train.stackgan_config import StackGANConfig
+from stackgan.utils import io
+
+EXPLORE_DIRECTIONS = 4
+MAX_N = 1024
+MAX_SEED = 2**31 - 1
+NAME_CACHE = 4096
+
+
+@dataclass
+class Result:
+    """Pictures in [-1, 1] on the CPU: ``stage1`` [n, 3, S, S], ``stage2`` [n, 3, S2, S2] or None;
+    ``seeds`` (one per picture) and the ``z`` [n, z_dim] used."""
+
+    stage1: torch.Tensor
+    stage2: torch.Tensor | None
+    seeds: list[int]
+    z: torch.Tensor
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The final pictures: stage II when there is one."""
+        return self.stage2 if self.stage2 is not None else self.stage1
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"missing {path}") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _config(raw: Any, where: Path) -> StackGANConfig:
+    kind = raw.get("_kind") if isinstance(raw, dict) else None
+    if kind != "StackGANConfig":
+        raise CheckpointError(f"{where} is not a StackGAN run (its config is a {kind or 'unknown kind'})")
+    try:
+        cfg = StackGANConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: unusable config: {exc}") from None
+    if cfg.emb_dim <= 0:
+        raise CheckpointError(f"{where}: the config has no embedding size (emb_dim)")
+    return cfg
+
+
+def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> nn.Module:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: the weights do not fit the config beside them: {exc}") from None
+    return model
+
+
+def _safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"missing {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as exc:  # corrupt file
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+
+
+def _locate(path: Path) -> tuple[Path, Path | None]:
+    """(run folder, checkpoint file or None): a folder, a ckpt-*.pt, or G_ema.safetensors."""
+    if not path.exists():
+        raise CheckpointError(f"no model at {path}")
+    if path.is_dir():
+        if (path / "G_ema.safetensors").is_file():
+            return path, None
+        ck = io.latest_checkpoint(path)
+        if ck is None:
+            raise CheckpointError(f"{path} holds neither G_ema.safetensors nor a ckpt-*.pt checkpoint")
+        return path, ck
+    if path.suffix == ".safetensors":
+        return path.parent, None
+    return path.parent, path
+
+
+def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Pipeline":
+    """A :class:`Pipeline` from a run folder (its G_ema.safetensors, else its latest checkpoint),
+    a ``ckpt-*.pt`` or a ``G_ema.safetensors`` beside its ``config.json``. Stage-II runs carry
+    their stage-I generator in ``stage1/``."""
+    from stackgan.utils.device import resolve_device
+
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    path = Path(path)
+    folder, ckpt = _locate(path)
+    meta: dict[str, str] = {}
+    if ckpt is not None:
+        ck = io.load_checkpoint(ckpt)
+        if not isinstance(ck, dict) or "config" not in ck or "G_ema" not in ck:
+            raise CheckpointError(f"{ckpt} is not a StackGAN checkpoint")
+        cfg = _config(ck["config"], ckpt)
+        state = ck["G_ema"]
+        meta = {"step": str(ck.get("step", ""))}
+    else:
+        cfg = _config(_read_json(folder / "config.json"), folder)
+        weights = path if path.suffix == ".safetensors" else folder / "G_ema.safetensors"
+        state, meta = _safetensors(weights)
+
+    if cfg.stage == 1:
+        g1 = _load_weights(Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size), state, folder)
+        cfg1, g2 = cfg, None
+    else:
+        s1 = folder / "stage1"
+        cfg1 = _config(_read_json(s1 / "config.json"), s1)
+        s1_state, _ = _safetensors(s1 / "G_ema.safetensors")
+        g1 = _load_weights(Stage1G(cfg1.emb_dim, cfg1.c_dim, cfg1.z_dim, cfg1.ngf, cfg1.image_size), s1_state, s1)
+        g2 = _load_weights(Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num),
+                           state, folder)
+
+    names: list[str] = []
+    emb = None
+    train_info: dict[str, Any] = {}
+    if (folder / "names.json").is_file() and (folder / "embeddings.safetensors").is_file():
+        info = _read_json(folder / "names.json")
+        names = list(info.get("names", []))
+        tensors, _ = _safetensors(folder / "embeddings.safetensors")
+        emb = tensors.get("names")
+        if emb is None or emb.shape[0] != len(names):
+            raise CheckpointError(f"{folder}: names.json and embeddings.safetensors do not match")
+        counts = info.get("counts") or []
+        train_info = {"data": info.get("data"), "n_images": info.get("n_images"), "n_names": len(names),
+                      "photos_per_name": {"min": min(counts), "max": max(counts)} if counts else None,
+                      "grid_names": info.get("grid_names", [])}
+    metrics = None
+    if (folder / "metrics.json").is_file():
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            metrics = None
+    return Pipeline(cfg, g1, g2, cfg1, names, emb, folder=folder, device=device,
+                    extra={"step": meta.get("step"), "train": train_info, "metrics": metrics,
+                           "source": str(path)})
+
+
+class Pipeline:
+    """Stage-I (and optionally stage-II) EMA generators with the names they were trained on."""
+
+    def __init__(self, cfg: StackGANConfig, g1: Stage1G, g2: Stage2G | None, cfg1: StackGANConfig,
+                 names: Sequence[str] = (), emb: torch.Tensor | None = None, folder: Path | None = None,
+                 device: torch.device | str = "cpu", extra: dict[str, Any] | None = None):
+        self.cfg, self.cfg1 = cfg, cfg1
+        self.device = torch.device(device)
+        self.g1 = g1.to(self.device).eval().requires_grad_(False)
+        self.g2 = g2.to(self.device).eval().requires_grad_(False) if g2 is not None else None
+        self.names = list(names)
+        self.emb = emb.float() if emb is not None else None
+        self._row = {n: i for i, n in enumerate(self.names)}
+        self.folder = folder
+        self.extra = extra or {}
+        self._encoder = None
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._directions = self._explore_directions()
+
+    # -- names ---------------------------------------------------------------------------------
+    def _normalize(self, name: str) -> str:
+        from stackgan.data import normalize_name
+
+        return normalize_name(name)
+
+    def encoder(self):
+        """The run's text encoder, loaded on first use."""
+        if self._encoder is None:
+            from stackgan.text import load_text_encoder
+
+            enc = load_text_encoder(self.cfg.text_encoder)
+            if enc.dim != self.cfg.emb_dim:
+                raise CheckpointError(f"the text encoder {self.cfg.text_encoder!r} gives {enc.dim}-d vectors, "
+                                      f"the model was trained on {self.cfg.emb_dim}-d ones")
+            self._encoder = enc
+        return self._encoder
+
+    def embed(self, name: str) -> torch.Tensor:
+        """The sentence vector [D] of a name: stored for training names, else encoded and cached."""
+        key = self._normalize(name)
+        if key in self._row and self.emb is not None:
+            return self.emb[self._row[key]]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        with torch.inference_mode():
+            vec = self.encoder().encode([key])[0].float().cpu()
+        self._cache[key] = vec
+        while len(self._cache) > NAME_CACHE:
+            self._cache.popitem(last=False)
+        return vec
+
+    # -- latents -------------------------------------------------------------------------------
+    def _noise(self, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z, stage-I CA noise, stage-II CA noise) of one seed, from a CPU generator."""
+        g = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(self.cfg1.z_dim, generator=g)
+        e1 = torch.randn(self.cfg1.c_dim, generator=g)
+        e2 = torch.randn(self.cfg.c_dim, generator=g)
+        return z, e1, e2
+
+    def _draw(self, name: str, z: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor, seeds: list[int]) -> Result:
+        n = z.shape[0]
+        emb = self.embed(name).to(self.device).expand(n, -1)
+        z_d, e1_d, e2_d = z.to(self.device), e1.to(self.device), e2.to(self.device)
+        low, _, _ = self.g1(z_d, emb, e1_d)
+        high = None
+        if self.g2 is not None:
+            high, _, _ = self.g2(low, emb, e2_d)
+            high = high.float().clamp(-1, 1).cpu()
+        return Result(low.float().clamp(-1, 1).cpu(), high, seeds, z.clone())
+
+    @staticmethod
+    def _check_n(n: int) -> int:
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+            raise UserError(f"n must be an integer from 1 to {MAX_N}, got {n!r}")
+        return n
+
+    @staticmethod
+    def _check_seed(seed: int, n: int = 1) -> int:
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED - n:
+            raise UserError(f"seed must be an integer from 0 to {MAX_SEED - n}, got {seed!r}")
+        return seed
+
+    # -- the API -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, name: str, n: int = 1, seed: int | None = None, truncation: float = 1.0) -> Result:
+        """``n`` pictures of ``name``; picture i from seed ``seed + i`` (a random seed when None).
+        ``truncation`` < 1 scales z and the conditioning noise towards their mean."""
+        n = self._check_n(n)
+        if seed is None:
+            seed = random.SystemRandom().randrange(0, MAX_SEED - n)
+        seed = self._check_seed(seed, n)
+        if not 0.0 <= float(truncation) <= 2.0:
+            raise UserError(f"truncation must be in [0, 2], got {truncation}")
+        seeds = [seed + i for i in range(n)]
+        zs, e1s, e2s = zip(*(self._noise(s) for s in seeds))
+        t = float(truncation)
+        return self._draw(name, torch.stack(zs) * t, torch.stack(e1s) * t, torch.stack(e2s) * t, seeds)
+
+    @torch.inference_mode()
+    def variations(self, name: str, seed: int, n: int = 8, sigma: float = 0.5) -> Result:
+        """Picture 0 is ``generate(name, 1, seed)``; picture i > 0 moves its z by ``sigma`` x N(0, I)
+        (noise drawn from seed and i), keeping the conditioning noise: "more like this one"."""
+        n = self._check_n(n)
+        seed = self._check_seed(seed)
+        if not 0.0 <= float(sigma) <= 10.0:
+            raise UserError(f"sigma must be in [0, 10], got {sigma}")
+        z0, e1, e2 = self._noise(seed)
+        eps = torch.zeros(n, z0.shape[0])
+        for i in range(1, n):
+            eps[i] = torch.randn(z0.shape[0], generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+        z = z0[None] + float(sigma) * eps
+        return self._draw(name, z, e1.expand(n, -1), e2.expand(n, -1), [seed] * n)
+
+    def _explore_directions(self) -> torch.Tensor:
+        """``EXPLORE_DIRECTIONS`` orthonormal z directions: the ones stage I's first layer
+        amplifies most (top right singular vectors of its weight on z), sign fixed."""
+        w = self.g1.fc[0].weight.detach().float().cpu()[:, : self.cfg1.z_dim]
+        k = min(EXPLORE_DIRECTIONS, self.cfg1.z_dim)
+        _, _, vh = torch.linalg.svd(w, full_matrices=False)
+        dirs = vh[:k].clone()
+        sign = torch.sign(dirs.gather(1, dirs.abs().argmax(1, keepdim=True)))
+        return dirs * sign
+
+    @torch.inference_mode()
+    def explore(self, name: str, seed: int, offsets: Sequence[float]) -> Result:
+        """One picture: the z of ``seed`` moved by ``offsets[j]`` along fixed direction j."""
+        seed = self._check_seed(seed)
+        offsets = [float(o) for o in offsets]
+        k = self._directions.shape[0]
+        if len(offsets) > k:
+            raise UserError(f"at most {k} offsets (one per direction), got {len(offsets)}")
+        z, e1, e2 = self._noise(seed)
+        if offsets:
+            z = z + torch.tensor(offsets) @ self._directions[: len(offsets)]
+        return self._draw(name, z[None], e1[None], e2[None], [seed])
+
+    @torch.inference_mode()
+    def neighbours(self, name: str, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` training names nearest to ``name`` by cosine of sentence vectors."""
+        if self.emb is None or not self.names:
+            return []
+        q = torch.nn.functional.normalize(self.embed(name).float(), dim=0)
+        sims = torch.nn.functional.normalize(self.emb, dim=1) @ q
+        top = torch.topk(sims, min(int(k), len(self.names)))
+        return [(self.names[i], float(s)) for s, i in zip(top.values.tolist(), top.indices.tolist())]
+
+    def info(self) -> dict[str, Any]:
+        c, c1 = self.cfg, self.cfg1
+        out: dict[str, Any] = {
+            "model": "stackgan",
+            "stages": 2 if self.g2 is not None else 1,
+            "stage1_size": c1.image_size,
+            "stage2_size": c.out_size if self.g2 is not None else None,
+            "text_encoder": c.text_encoder,
+            "emb_dim": c.emb_dim,
+            "z_dim": c1.z_dim,
+            "c_dim": c.c_dim,
+            "widths": {"stage1": {"ngf": c1.ngf, "ndf": c1.ndf},
+                       **({"stage2": {"ngf": c.ngf, "ndf": c.ndf, "r_num": c.r_num}} if self.g2 is not None else {})},
+            "loss": c.loss, "kl": c.kl, "diffaugment": c.diffaugment,
+            "step": int(self.extra["step"]) if str(self.extra.get("step") or "").isdigit() else None,
+            "training": self.extra.get("train") or {},
+            "metrics": self.extra.get("metrics"),
+            "explore_directions": int(self._directions.shape[0]),
+            "device": str(self.device),
+        }
+        return out

@@ -1,0 +1,836 @@
+"""Training one StackGAN stage, and its run folder.
+
+:func:`train` is the entry point of ``stackgan train``: it loads the photos and embeds their
+names once (:func:`load_training_data`), then hands everything to :class:`StackGANTrainer`.
+The trainer takes the sentence vectors as an input tensor, so tests (and other callers) can
+train on random embeddings without any text encoder.
+
+Run folder (``--out``)::
+
+    config.json               the StackGANConfig (emb_dim filled in)
+    ckpt-000500.pt            G, G_ema, D, optimisers, step, RNG, ADA state (atomic)
+    G_ema.safetensors         this stage's EMA generator, for inference (+ config.json)
+    stage1/                   stage-II runs: a copy of the stage-I G_ema + config they build on
+    names.json                training names, photo counts and the grid's names
+    embeddings.safetensors    their sentence vectors (inference needs no data set)
+    samples/000500.png        the fixed grid (rows: names, columns: fixed z); stage II: pairs
+    log.jsonl                 losses, timings, lr, augmentation p, diversity
+    losses.png, progress.gif
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stackgan.augment import AdaController, DiffAugment
+from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
+from stackgan.models.stackgan import Stage1D, Stage1G, Stage2D, Stage2G, init_weights, kl_divergence
+from stackgan.train.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+from stackgan.utils import io, viz
+from stackgan.utils.device import autocast, resolve_device
+from stackgan.utils.runlog import JsonlLog, read_jsonl
+
+MAX_NAN_EVENTS = 5
+GOOD_STATE_EVERY = 25  # steps between in-memory snapshots used to recover from a NaN
+DIVERSITY_SIZE = 32
+
+
+class TrainingDiverged(UserError):
+    """The losses kept turning NaN/inf even after lowering the learning rate."""
+
+
+@dataclass
+class TrainData:
+    """Everything a stage trains on: photos (uint8, at the stage's output size), their labels,
+    the sorted names and one sentence vector per name; plus the names shown in the grid."""
+
+    images: torch.Tensor  # uint8 [N, 3, S, S]
+    labels: torch.Tensor  # long [N], index into names
+    names: list[str]
+    emb: torch.Tensor  # float [K, D]
+    grid_names: list[str] = dataclasses.field(default_factory=list)
+    grid_emb: torch.Tensor | None = None  # float [R, D]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise DataError(f"training photos must be uint8 [N, 3, H, W], got {self.images.dtype} "
+                            f"{tuple(self.images.shape)}")
+        if self.images.shape[2] != self.images.shape[3]:
+            raise DataError(f"training photos must be square, got {self.images.shape[2]}x{self.images.shape[3]}")
+        if len(self.names) < 2:
+            raise DataError(f"a matching-aware discriminator needs photos of at least 2 different names, "
+                            f"got {len(self.names)}")
+        if self.emb.shape[0] != len(self.names):
+            raise DataError(f"{self.emb.shape[0]} sentence vectors for {len(self.names)} names")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError("one label per photo is needed")
+        if not self.grid_names:
+            self.grid_names = list(self.names[:8])
+            self.grid_emb = self.emb[:8]
+        if self.grid_emb is None or self.grid_emb.shape[0] != len(self.grid_names):
+            raise DataError("one sentence vector per grid name is needed")
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[2]
+
+    def counts(self) -> dict[str, int]:
+        c = torch.bincount(self.labels, minlength=len(self.names)).tolist()
+        return dict(zip(self.names, c))
+
+
+# -- data ----------------------------------------------------------------------------------------
+def read_invented(data_root: str | os.PathLike) -> list[str]:
+    """Invented names from ``<data>/invented.tsv`` (first column; header ``name`` skipped), or []."""
+    from stackgan.data import normalize_name
+
+    path = Path(data_root) / "invented.tsv"
+    if not path.is_file():
+        return []
+    out: list[str] = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cell = line.split("\t")[0].strip()
+        if i == 0 and cell.lower() == "name":
+            continue
+        if cell:
+            out.append(normalize_name(cell))
+    return list(dict.fromkeys(out))
+
+
+def choose_grid_names(names: Sequence[str], counts: Sequence[int], invented: Sequence[str], rows: int) -> list[str]:
+    """A fixed list of grid rows: training names spread over the sorted list (those with the most
+    photos first among equals), then invented ones; about half each when both exist."""
+    n_inv = min(len(invented), rows // 2) if invented else 0
+    n_train = min(len(names), rows - n_inv)
+    if n_train <= 0:
+        picked: list[str] = []
+    else:
+        step = len(names) / n_train
+        picked = [names[int(i * step)] for i in range(n_train)]
+    rest = [n for n in invented if n not in picked]
+    picked += rest[: rows - len(picked)]
+    return picked
+
+
+def embedding_cache(cfg: StackGANConfig) -> Path | None:
+    """The text module's cache file beside the data (None when that folder is read-only)."""
+    from stackgan.text import default_cache_path
+
+    path = default_cache_path(cfg.data, cfg.text_encoder)
+    ok = os.access(path, os.W_OK) if path.exists() else os.access(path.parent, os.W_OK)
+    return path if ok else None
+
+
+def load_training_data(cfg: StackGANConfig, progress: bool = True) -> TrainData:
+    """Photos at the stage's size, and sentence vectors of their names and of the grid's names
+    (embedded once, through the text module's cache)."""
+    from stackgan.data import load_dataset
+    from stackgan.text import embed_names
+
+    ds = load_dataset(cfg.data, image_size=cfg.out_size, channels=3, progress=progress)
+    counts = ds.counts()
+    invented = [n for n in read_invented(cfg.data) if n not in counts]
+    grid = choose_grid_names(ds.names, [counts[n] for n in ds.names], invented, cfg.grid_rows)
+    all_names = list(ds.names) + [n for n in grid if n not in counts]
+    emb_all = embed_names(all_names, cfg.text_encoder, cache_path=embedding_cache(cfg)).float()
+    row = {n: i for i, n in enumerate(all_names)}
+    emb = emb_all[: len(ds.names)]
+    grid_emb = emb_all[[row[n] for n in grid]]
+    return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data))
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def wrong_labels(labels: torch.Tensor, n_names: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each label, a uniformly drawn *different* label (never the same name)."""
+    if n_names < 2:
+        raise DataError("wrong names need at least 2 names")
+    shift = torch.randint(1, n_names, labels.shape, device=labels.device, generator=generator)
+    return (labels + shift) % n_names
+
+
+def to_float(images_u8: torch.Tensor) -> torch.Tensor:
+    return images_u8.float().div(127.5).sub(1.0)
+
+
+def mean_pairwise_l1(images: torch.Tensor, size: int = DIVERSITY_SIZE) -> float:
+    """Mean L1 distance over all pairs of [-1, 1] pictures, compared at ``size`` px."""
+    x = images.float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    x = x.flatten(1)
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    d = torch.cdist(x[None], x[None], p=1)[0] / x.shape[1]
+    return float(d.sum() / (n * (n - 1)))
+
+
+def real_diversity(data: TrainData, names: Sequence[str], per_name: int = 16) -> float:
+    """Mean within-name pairwise L1 of real photos, over ``names`` that have >= 2 photos."""
+    vals = []
+    label_of = {n: i for i, n in enumerate(data.names)}
+    for n in names:
+        if n not in label_of:
+            continue
+        idx = (data.labels == label_of[n]).nonzero().flatten()[:per_name]
+        if idx.numel() >= 2:
+            vals.append(mean_pairwise_l1(to_float(data.images[idx])))
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+@torch.no_grad()
+def recalibrate_bn(G: nn.Module, forward: Callable[[int, torch.Generator], Any], batches: int = 8,
+                   batch_size: int = 64, seed: int = 1234) -> None:
+    """Recompute BatchNorm running statistics of ``G`` (an EMA copy whose weights drifted from the
+    statistics it inherited) from ``batches`` forward passes in train mode. Draws come from a
+    private generator, so training's RNG is untouched."""
+    bns = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes
+    gen = torch.Generator().manual_seed(seed)
+    was = G.training
+    G.train()
+    try:
+        for _ in range(batches):
+            forward(batch_size, gen)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        G.train(was)
+
+
+def _state_to(obj: Any, device: torch.device | str) -> Any:
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _state_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_state_to(v, device) for v in obj)
+    return obj
+
+
+# -- stage-I reference for stage II --------------------------------------------------------------------
+@dataclass
+class Stage1Ref:
+    cfg: StackGANConfig
+    G: Stage1G
+    source: Path
+    config_file: Path | None
+    weights_file: Path | None
+
+
+def _read_run_config(path: Path) -> tuple[dict, Path | None]:
+    """The raw config dict of a run folder / checkpoint / weights file, and the config file it came from."""
+    if path.is_dir():
+        f = path / "config.json"
+    elif path.suffix == ".safetensors":
+        f = path.with_name("config.json")
+    else:
+        f = None
+    if f is not None:
+        if not f.is_file():
+            raise CheckpointError(f"{path}: no config.json beside it; not a run folder")
+        try:
+            return json.loads(f.read_text(encoding="utf-8")), f
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{f} is not valid JSON: {exc}") from None
+    ck = io.load_checkpoint(path)
+    if not isinstance(ck, dict) or "config" not in ck:
+        raise CheckpointError(f"{path} is not a StackGAN checkpoint (no config inside)")
+    return ck["config"], None
+
+
+def build_stage1_g(cfg: StackGANConfig) -> Stage1G:
+    return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size)
+
+
+def build_stage2_g(cfg: StackGANConfig) -> Stage2G:
+    return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num)
+
+
+def load_stage1(path: str | os.PathLike, device: torch.device | str = "cpu") -> Stage1Ref:
+    """A stage-I EMA generator from a run folder, a ckpt-*.pt or a G_ema.safetensors, with its config.
+
+    A clear :class:`CheckpointError` for anything that is not a stage-I StackGAN run.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"stage-I checkpoint not found: {path}")
+    raw, cfg_file = _read_run_config(path)
+    kind = raw.get("_kind") if isinstance(raw, dict) else None
+    if kind != "StackGANConfig":
+        raise CheckpointError(f"{path} is not a StackGAN run (its config is a {kind or 'unknown kind'}); "
+                              f"--stage1 needs a `stackgan train --stage 1` run")
+    try:
+        cfg = StackGANConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: unusable config: {exc}") from None
+    if cfg.stage != 1:
+        raise CheckpointError(f"{path} is a stage-{cfg.stage} run; --stage1 needs a stage-I run")
+    if cfg.emb_dim <= 0:
+        raise CheckpointError(f"{path}: its config has no embedding size; was its training finished?")
+    G = build_stage1_g(cfg)
+    weights: Path | None = None
+    if path.is_dir() or path.suffix == ".safetensors":
+        weights = path / "G_ema.safetensors" if path.is_dir() else path
+        if not weights.is_file():
+            raise CheckpointError(f"{path}: no G_ema.safetensors (the run wrote no checkpoint yet?)")
+        state = load_file(str(weights))
+    else:
+        state = io.load_checkpoint(path)["G_ema"]
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not fit its config: {exc}") from None
+    G.to(device).eval().requires_grad_(False)
+    return Stage1Ref(cfg, G, path, cfg_file, weights)
+
+
+def check_stage1_matches(cfg: StackGANConfig, ref: Stage1Ref) -> None:
+    """Stage II must share stage I's text encoder, embedding size and stage-I picture size."""
+    s1 = ref.cfg
+    problems = []
+    if s1.text_encoder != cfg.text_encoder:
+        problems.append(f"text encoder {s1.text_encoder!r} vs {cfg.text_encoder!r}")
+    if cfg.emb_dim and s1.emb_dim != cfg.emb_dim:
+        problems.append(f"embedding size {s1.emb_dim} vs {cfg.emb_dim}")
+    if s1.image_size != cfg.image_size:
+        problems.append(f"image size {s1.image_size} vs --image-size {cfg.image_size}")
+    if s1.z_dim != cfg.z_dim:
+        problems.append(f"z size {s1.z_dim} vs --z-dim {cfg.z_dim}")
+    if problems:
+        raise CheckpointError(f"the stage-I run {ref.source} does not match this stage-II run: "
+                              + "; ".join(problems))
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+class StackGANTrainer:
+    """One stage of StackGAN: models, optimisers, the step, checkpoints and the run folder."""
+
+    def __init__(self, cfg: StackGANConfig, data: TrainData, out: str | os.PathLike,
+                 stage1: Stage1Ref | None = None, device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
+        if cfg.emb_dim == 0:
+            cfg = dataclasses.replace(cfg, emb_dim=int(data.emb.shape[1]))
+        elif cfg.emb_dim != data.emb.shape[1]:
+            raise ConfigError(f"the config says {cfg.emb_dim}-d sentence vectors, the data has {data.emb.shape[1]}")
+        if data.size != cfg.out_size:
+            raise DataError(f"stage {cfg.stage} trains on {cfg.out_size} px photos, got {data.size} px")
+        self.cfg = cfg.validate()
+        self.data = data
+        self.out = Path(out)
+        self.stage1 = stage1
+        if cfg.stage == 2:
+            if stage1 is None:
+                raise ConfigError("stage 2 needs a stage-I generator")
+            check_stage1_matches(cfg, stage1)
+            stage1.G.to(self.device).eval().requires_grad_(False)
+
+        torch.manual_seed(cfg.seed)
+        if cfg.stage == 1:
+            self.G: nn.Module = build_stage1_g(cfg)
+            self.D: nn.Module = Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size)
+        else:
+            self.G = build_stage2_g(cfg)
+            self.D = Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
+        self.G.apply(init_weights)
+        self.D.apply(init_weights)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        if self.use_amp:
+            for m in (self.G, self.D, self.G_ema):
+                m.to(memory_format=torch.channels_last)
+
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.augment = DiffAugment(cfg.diffaugment)
+        self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
+
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.emb = data.emb.float().to(self.device)
+        self.grid_emb = data.grid_emb.float().to(self.device)
+        self.step = 0
+        self.lr_scale = 1.0  # lowered after a NaN
+        self.nan_events = 0
+        self._good: dict[str, Any] | None = None
+        self._last_t = time.perf_counter()
+        self.log = JsonlLog(self.out / "log.jsonl")
+        self._printer: Callable[[str], None] = print
+
+        fixed = torch.Generator().manual_seed(cfg.seed + 7919)
+        cols = cfg.grid_cols if cfg.stage == 1 else max(1, cfg.grid_cols // 2)
+        self.grid_cols = cols
+        self.fixed_z = torch.randn(cols, cfg.z_dim, generator=fixed).to(self.device)
+        self.fixed_eps1 = torch.randn(cols, (stage1.cfg.c_dim if stage1 else cfg.c_dim), generator=fixed).to(self.device)
+        self.fixed_eps2 = torch.randn(cols, cfg.c_dim, generator=fixed).to(self.device)
+        self.div_real = real_diversity(data, data.grid_names)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> float:
+        return self.images.shape[0] / self.cfg.batch_size
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+    def total_steps(self) -> int:
+        s = []
+        if self.cfg.max_steps:
+            s.append(self.cfg.max_steps)
+        if self.cfg.epochs:
+            s.append(math.ceil(self.cfg.epochs * self.steps_per_epoch))
+        return min(s)
+
+    def current_lr(self) -> tuple[float, float]:
+        decay = 1.0
+        if self.cfg.lr_decay_epochs:
+            decay = 0.5 ** int(self.epoch // self.cfg.lr_decay_epochs)
+        f = decay * self.lr_scale
+        return self.cfg.lr_g * f, self.cfg.lr_d * f
+
+    def _set_lr(self) -> tuple[float, float]:
+        lr_g, lr_d = self.current_lr()
+        for g in self.opt_g.param_groups:
+            g["lr"] = lr_g
+        for g in self.opt_d.param_groups:
+            g["lr"] = lr_d
+        return lr_g, lr_d
+
+    # -- one step --------------------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = self.cfg.batch_size
+        idx = torch.randint(0, self.images.shape[0], (b,), device=self.device)
+        real = to_float(self.images[idx])
+        if self.cfg.flip:
+            flip = torch.rand(b, device=self.device) < 0.5
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+        if self.use_amp:
+            real = real.contiguous(memory_format=torch.channels_last)
+        y = self.labels[idx]
+        return real, y, wrong_labels(y, len(self.data.names))
+
+    def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
+                  eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(picture, mu, logvar, stage-I picture or None) from the model being trained (or its EMA)."""
+        if self.cfg.stage == 1:
+            img, mu, logvar = G(z, emb, eps1)
+            return img, mu, logvar, None
+        with torch.no_grad():
+            low, _, _ = self.stage1.G(z, emb, eps1)
+        img, mu, logvar = G(low, emb, eps2)
+        return img, mu, logvar, low
+
+    def _d_losses(self, real_c, real_u, wrong_c, fake_c, fake_u) -> torch.Tensor:
+        if self.cfg.loss == "bce":
+            one = lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))  # noqa: E731
+            zero = lambda t: F.binary_cross_entropy_with_logits(t, torch.zeros_like(t))  # noqa: E731
+            return (one(real_c) + one(real_u)) / 2 + (zero(fake_c) + zero(wrong_c) + zero(fake_u)) / 3
+        return ((F.relu(1 - real_c).mean() + F.relu(1 - real_u).mean()) / 2
+                + (F.relu(1 + fake_c).mean() + F.relu(1 + wrong_c).mean() + F.relu(1 + fake_u).mean()) / 3)
+
+    def _g_adv(self, fake_c, fake_u) -> torch.Tensor:
+        if self.cfg.loss == "bce":
+            return (F.binary_cross_entropy_with_logits(fake_c, torch.ones_like(fake_c))
+                    + F.binary_cross_entropy_with_logits(fake_u, torch.ones_like(fake_u)))
+        return -(fake_c.mean() + fake_u.mean())
+
+    def train_step(self) -> dict[str, float] | None:
+        """One D update and one G update. Returns the step's numbers, or None when it was skipped
+        (non-finite loss: the last good state is restored and the learning rate lowered)."""
+        cfg = self.cfg
+        lr_g, lr_d = self._set_lr()
+        self.G.train()
+        self.D.train()
+        real, y, yw = self._batch()
+        emb, emb_w = self.emb[y], self.emb[yw]
+        z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
+        with autocast(self.device, self.use_amp):
+            fake, mu, logvar, _ = self._generate(self.G, z, emb)
+            with torch.no_grad():
+                mu_w, _ = self.G.ca.encode(emb_w)
+            c, c_w = mu.detach(), mu_w.detach()
+
+            # D: real+own name, real+another dish's name, fake+its name
+            real_aug = self.augment(real)
+            fake_aug = self.augment(fake.detach())
+            gp = torch.zeros((), device=self.device)
+            if cfg.loss == "hinge" and cfg.gp_weight > 0:
+                real_aug = real_aug.detach().requires_grad_(True)
+                c_gp = c.clone().requires_grad_(True)
+            else:
+                c_gp = c
+            fr = self.D.features(real_aug)
+            ff = self.D.features(fake_aug)
+            real_c, real_u = self.D.cond(fr, c_gp), self.D.uncond(fr)
+            wrong_c = self.D.cond(fr, c_w)
+            fake_c, fake_u = self.D.cond(ff, c), self.D.uncond(ff)
+            d_loss = self._d_losses(real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(), fake_u.float())
+            if cfg.loss == "hinge" and cfg.gp_weight > 0:
+                gi, gc = torch.autograd.grad(real_c.float().sum(), (real_aug, c_gp), create_graph=True)
+                gnorm = torch.cat([gi.flatten(1), gc.flatten(1)], dim=1).float().norm(dim=1)
+                gp = cfg.gp_weight * gnorm.pow(cfg.gp_power).mean()
+                d_loss = d_loss + gp
+        if not torch.isfinite(d_loss):
+            return self._recover("D", d_loss)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        if self.ada is not None:
+            self.ada.update(real_u)
+
+        with autocast(self.device, self.use_amp):
+            ffg = self.D.features(self.augment(fake))
+            g_fake_c, g_fake_u = self.D.cond(ffg, c), self.D.uncond(ffg)
+            g_adv = self._g_adv(g_fake_c.float(), g_fake_u.float())
+            kl = kl_divergence(mu.float(), logvar.float())
+            g_loss = g_adv + cfg.kl * kl
+        if not torch.isfinite(g_loss):
+            return self._recover("G", g_loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        ema_update(self.G_ema, self.G, cfg.ema)
+        self.step += 1
+        if self._good is None or self.step % GOOD_STATE_EVERY == 0:
+            self._snapshot()
+
+        with torch.no_grad():
+            prob = torch.sigmoid
+            return {
+                "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_adv), "kl": float(kl),
+                "gp": float(gp),
+                "d_real": float(prob(real_c.float()).mean()), "d_wrong": float(prob(wrong_c.float()).mean()),
+                "d_fake": float(prob(fake_c.float()).mean()),
+                "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()),
+                "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
+            }
+
+    # -- NaN recovery -------------------------------------------------------------------------------
+    def _snapshot(self) -> None:
+        self._good = {
+            "G": copy.deepcopy(self.G.state_dict()), "D": copy.deepcopy(self.D.state_dict()),
+            "G_ema": copy.deepcopy(self.G_ema.state_dict()),
+            "opt_g": copy.deepcopy(self.opt_g.state_dict()), "opt_d": copy.deepcopy(self.opt_d.state_dict()),
+            "step": self.step,
+        }
+
+    def _recover(self, where: str, loss: torch.Tensor) -> None:
+        self.nan_events += 1
+        if self.nan_events > MAX_NAN_EVENTS:
+            raise TrainingDiverged(f"the {where} loss was {float(loss)} again at step {self.step} after "
+                                   f"{MAX_NAN_EVENTS} recoveries; giving up. Try a lower --lr-g/--lr-d, "
+                                   f"--loss hinge or another --seed; the checkpoints in {self.out} are intact")
+        if self._good is not None:
+            self.G.load_state_dict(self._good["G"])
+            self.D.load_state_dict(self._good["D"])
+            self.G_ema.load_state_dict(self._good["G_ema"])
+            self.opt_g.load_state_dict(self._good["opt_g"])
+            self.opt_d.load_state_dict(self._good["opt_d"])
+            self.step = self._good["step"]
+        self.lr_scale *= 0.5
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        msg = (f"non-finite {where} loss ({float(loss)}) at step {self.step + 1}: skipped the step, "
+               f"restored the state of step {self.step}, learning rates x{self.lr_scale:g} from now on")
+        self._printer(msg)
+        self.log.write(step=self.step, event="nan", where=where, lr_scale=self.lr_scale, message=msg)
+        return None
+
+    # -- sampling ----------------------------------------------------------------------------------------
+    def _ema_forward(self, n: int, gen: torch.Generator) -> None:
+        # every draw from ``gen``: the global RNG (training's) must not move
+        idx = torch.randint(0, self.emb.shape[0], (n,), generator=gen)
+        z = torch.randn(n, self.cfg.z_dim, generator=gen).to(self.device)
+        eps = torch.randn(n, self.cfg.c_dim, generator=gen).to(self.device)
+        emb = self.emb[idx.to(self.device)]
+        with autocast(self.device, self.use_amp):
+            if self.cfg.stage == 1:
+                self.G_ema(z, emb, eps)
+            else:
+                eps1 = torch.randn(n, self.stage1.cfg.c_dim, generator=gen).to(self.device)
+                low, _, _ = self.stage1.G(z, emb, eps1)
+                self.G_ema(low, emb, eps)
+
+    def refresh_ema_bn(self) -> None:
+        recalibrate_bn(self.G_ema, self._ema_forward, batches=8, batch_size=min(64, max(8, self.cfg.batch_size)))
+        self.G_ema.eval()
+
+    @torch.no_grad()
+    def sample_grid(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pictures [rows*cols, 3, S, S], stage-I pictures or None) of the fixed names and z with G_ema."""
+        self.refresh_ema_bn()
+        rows = self.grid_emb.shape[0]
+        cols = self.grid_cols
+        emb = self.grid_emb.repeat_interleave(cols, 0)
+        z = self.fixed_z.repeat(rows, 1)
+        e1 = self.fixed_eps1.repeat(rows, 1)
+        e2 = self.fixed_eps2.repeat(rows, 1)
+        with autocast(self.device, self.use_amp):
+            img, _, _, low = self._generate(self.G_ema, z, emb, e1, e2)
+        return img.float().cpu(), (low.float().cpu() if low is not None else None)
+
+    def write_samples(self) -> dict[str, float]:
+        img, low = self.sample_grid()
+        cols = self.grid_cols
+        path = self.out / "samples" / f"{self.step:06d}.png"
+        if low is None:
+            viz.save_grid(img, path, nrow=cols)
+        else:
+            up = F.interpolate(low, size=img.shape[-2:], mode="nearest")
+            pairs = torch.stack([up, img], dim=1).flatten(0, 1)  # s1, s2, s1, s2 ...
+            viz.save_grid(pairs, path, nrow=2 * cols)
+        # diversity of the same name over the fixed z, vs. real photos of that name
+        known = set(self.data.names)
+        rows = [i for i, n in enumerate(self.data.grid_names) if n in known] or range(len(self.data.grid_names))
+        per = [mean_pairwise_l1(img[i * cols:(i + 1) * cols]) for i in rows]
+        div_gen = sum(per) / len(per)
+        ok = math.isfinite(self.div_real) and self.div_real > 0
+        out = {"div_gen": div_gen, "div_real": self.div_real,
+               "div_ratio": div_gen / self.div_real if ok else float("nan")}
+        # how far apart different names are with the same z: a low value means the names are ignored
+        by_col = img.view(len(self.data.grid_names), cols, *img.shape[1:]).transpose(0, 1)
+        out["div_names"] = sum(mean_pairwise_l1(by_col[j]) for j in range(cols)) / cols
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "kind": self.cfg.kind,
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "rng": io.capture_rng(),
+            "ada": self.ada.state_dict() if self.ada is not None else None,
+            "aug_p": self.augment.p,
+            "lr_scale": self.lr_scale, "nan_events": self.nan_events,
+        }
+
+    def save_checkpoint(self) -> Path:
+        # RNG first: sampling / BN recalibration below use private generators, but capture before them anyway
+        state = self.checkpoint_state()
+        self.refresh_ema_bn()
+        state["G_ema"] = {k: v.detach().clone() for k, v in self.G_ema.state_dict().items()}
+        path = io.atomic_torch_save(state, self.out / f"ckpt-{self.step:06d}.pt")
+        io.atomic_save_safetensors(dict(self.G_ema.state_dict()), self.out / "G_ema.safetensors",
+                                   metadata={"kind": self.cfg.kind, "step": str(self.step)})
+        io.prune_checkpoints(self.out, self.cfg.keep_ckpts)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        ck = io.load_checkpoint(path, map_location=self.device)
+        if ck.get("kind") != self.cfg.kind:
+            raise CheckpointError(f"{path} is a {ck.get('kind')} checkpoint, not {self.cfg.kind}")
+        try:
+            self.G.load_state_dict(ck["G"])
+            self.G_ema.load_state_dict(ck["G_ema"])
+            self.D.load_state_dict(ck["D"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path} does not fit this model: {exc}") from None
+        self.opt_g.load_state_dict(ck["opt_g"])
+        self.opt_d.load_state_dict(ck["opt_d"])
+        self.step = int(ck["step"])
+        self.lr_scale = float(ck.get("lr_scale", 1.0))
+        self.nan_events = int(ck.get("nan_events", 0))
+        self.augment.p = float(ck.get("aug_p", 1.0))
+        if self.ada is not None and ck.get("ada"):
+            self.ada.load_state_dict(ck["ada"])
+        io.restore_rng(_state_to(ck["rng"], "cpu"))
+        self._snapshot()
+
+    # -- the run folder -------------------------------------------------------------------------------
+    def write_run_files(self) -> None:
+        """config.json, names.json, embeddings.safetensors (and stage1/ for stage II)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg.save_json(self.out / "config.json")
+        counts = self.data.counts()
+        names = {"names": self.data.names, "counts": [counts[n] for n in self.data.names],
+                 "grid_names": self.data.grid_names, "n_images": int(self.images.shape[0]),
+                 "data": self.data.source, "text_encoder": self.cfg.text_encoder, "emb_dim": self.cfg.emb_dim}
+        io.atomic_write_text(self.out / "names.json", json.dumps(names, ensure_ascii=False, indent=1) + "\n")
+        io.atomic_save_safetensors({"names": self.data.emb.float().clone(), "grid": self.data.grid_emb.float().clone()},
+                                   self.out / "embeddings.safetensors",
+                                   metadata={"text_encoder": self.cfg.text_encoder})
+        if self.stage1 is not None:
+            dst = self.out / "stage1"
+            dst.mkdir(exist_ok=True)
+            self.stage1.cfg.save_json(dst / "config.json")
+            io.atomic_save_safetensors(dict(self.stage1.G.state_dict()), dst / "G_ema.safetensors",
+                                       metadata={"kind": "stackgan-stage1", "source": self.stage1.source.name})
+
+    def finish_pictures(self) -> None:
+        recs = [r for r in read_jsonl(self.out / "log.jsonl") if "d_loss" in r] if (self.out / "log.jsonl").exists() else []
+        if recs:
+            viz.plot_losses(recs, self.out / "losses.png", keys=["d_loss", "g_adv", "kl"],
+                            title=f"StackGAN stage {self.cfg.stage}")
+        frames = sorted((self.out / "samples").glob("*.png"))
+        if frames:
+            viz.make_gif(frames, self.out / "progress.gif")
+
+    def _install_sigint(self) -> Callable[[], None]:
+        """Ctrl-C: finish the current step, checkpoint, stop; a second Ctrl-C interrupts at once."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+            self._printer("Ctrl-C: stopping after this step (again to interrupt at once)")
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, old)
+
+    def fit(self, printer: Callable[[str], None] = print) -> dict[str, Any]:
+        """Train until the budget; returns a summary (steps, img/s, last losses, diversity)."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self._printer = (lambda m: tqdm.write(m)) if cfg.progress and printer is print else printer
+        total = self.total_steps()
+        self.write_run_files()
+        self.log.truncate_after(self.step)
+        if self.step >= total:
+            printer(f"nothing to do: the run is at step {self.step} of {total}")
+        bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
+                   desc=f"stage {cfg.stage}")
+        t_start = time.perf_counter()
+        start_step = self.step
+        window_t, window_imgs = time.perf_counter(), 0
+        last: dict[str, float] = {}
+        div: dict[str, float] = {}
+        if self.step == 0:
+            div = self.write_samples()
+            self.log.write(step=0, **div)
+        self._stop = False
+        restore = self._install_sigint()
+        try:
+            while self.step < total and not self._stop:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                if stats is None:
+                    bar.n = self.step
+                    bar.refresh()
+                    continue
+                dt = time.perf_counter() - t0
+                window_imgs += cfg.batch_size
+                last = stats
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    now = time.perf_counter()
+                    ips = window_imgs / max(now - window_t, 1e-9)
+                    window_t, window_imgs = now, 0
+                    stats["img_s"] = ips
+                    self.log.write(step=self.step, epoch=round(self.epoch, 3), sec_step=dt, **stats)
+                    bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_adv']:.3f}", kl=f"{stats['kl']:.3f}",
+                                    ips=f"{ips:.1f}")
+                if self.step % cfg.sample_every == 0 or self.step == total:
+                    div = self.write_samples()
+                    self.log.write(step=self.step, **div)
+                if self.step % cfg.ckpt_every == 0 or self.step == total:
+                    self.save_checkpoint()
+            if self._stop:
+                self._printer(f"stopped at step {self.step}: writing a checkpoint")
+                div = self.write_samples()
+                self.log.write(step=self.step, **div)
+                self.save_checkpoint()
+        finally:
+            restore()
+            bar.close()
+        elapsed = time.perf_counter() - t_start
+        self.finish_pictures()
+        steps = self.step - start_step
+        return {"run": str(self.out), "step": self.step, "steps_this_run": steps, "seconds": elapsed,
+                "img_s": steps * cfg.batch_size / elapsed if elapsed > 0 else float("nan"),
+                "last": last, "diversity": div, "nan_events": self.nan_events}
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+def default_out(cfg: StackGANConfig) -> Path:
+    return Path("runs") / f"stage{cfg.stage}-{Path(cfg.data).name or 'data'}"
+
+
+def resumed_config(cfg: StackGANConfig, out: Path) -> StackGANConfig:
+    """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg``."""
+    saved = StackGANConfig.load_json(out / "config.json")
+    changes = {f: getattr(cfg, f) for f in RESUMABLE_CHANGES}
+    return dataclasses.replace(saved, **changes).validate()
+
+
+def prepare_run(cfg: StackGANConfig) -> tuple[StackGANConfig, Path, Path | None]:
+    """Resolve the run folder and, with --resume, the config and checkpoint to continue from.
+    Refuses to write into a folder that already holds another run unless --resume."""
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    ckpt = io.latest_checkpoint(out)
+    if cfg.resume:
+        if ckpt is None or not (out / "config.json").is_file():
+            raise CheckpointError(f"--resume: no checkpoint in {out}; start it without --resume")
+        cfg = resumed_config(cfg, out)
+    elif ckpt is not None:
+        raise ConfigError(f"{out} already holds a run (checkpoint {ckpt.name}); continue it with --resume, "
+                          f"or choose another --out")
+    return dataclasses.replace(cfg, out=str(out)), out, ckpt if cfg.resume else None
+
+
+def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[[str], None] = print
+          ) -> dict[str, Any]:
+    """Run ``stackgan train`` for a config: data, stage-I reference, resume, fit."""
+    cfg, out, ckpt = prepare_run(cfg)
+    device = resolve_device(cfg.device)
+    stage1 = None
+    if cfg.stage == 2:
+        stage1 = load_stage1(cfg.stage1, device)
+        check_stage1_matches(cfg, stage1)
+    if data is None:
+        data = load_training_data(cfg, progress=cfg.progress)
+    if stage1 is not None and stage1.cfg.emb_dim != data.emb.shape[1]:
+        raise CheckpointError(f"the stage-I run {stage1.source} used {stage1.cfg.emb_dim}-d sentence vectors, "
+                              f"the text encoder {cfg.text_encoder!r} gives {data.emb.shape[1]}")
+    trainer = StackGANTrainer(cfg, data, out, stage1=stage1, device=device)
+    if ckpt is not None:
+        trainer.load_checkpoint(ckpt)
+        printer(f"resumed {out} at step {trainer.step}")
+    printer(f"stage {cfg.stage}: {data.images.shape[0]} photos of {len(data.names)} names at {data.size} px, "
+            f"{sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M G / "
+            f"{sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M D parameters, {device}, "
+            f"until step {trainer.total_steps()} -> {out}")
+    return trainer.fit(printer)
+

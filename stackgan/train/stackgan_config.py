@@ -1,0 +1,110 @@
+"""The configuration of `stackgan train` (kept free of torch so that `--help` is fast).
+
+Saved as ``config.json`` in the run folder and inside every checkpoint; together with the
+weights it is enough to rebuild the generator (:mod:`stackgan.inference`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from stackgan.config import Config, opt
+from stackgan.errors import ConfigError
+
+STAGE1_SIZES = (16, 32, 64)
+STAGE2_SIZES = (128, 256)
+LOSSES = ("bce", "hinge")
+
+# Fields a resumed run may take from the new command line; everything else comes from the run.
+RESUMABLE_CHANGES = frozenset({
+    "max_steps", "epochs", "device", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
+    "progress", "resume", "out",
+})
+
+
+@dataclasses.dataclass
+class StackGANConfig(Config):
+    """`stackgan train`: one StackGAN stage."""
+
+    stage: int = opt(1, "which stage to train: 1 (text -> low-res) or 2 (stage-I picture + text -> high-res)",
+                     choices=(1, 2))
+    data: str = opt("data/menu", "data set folder (photos + names.tsv, or one folder per name)")
+    out: Optional[str] = opt(None, "run folder [runs/stage<N>-<data>]")
+    stage1: Optional[str] = opt(None, "stage 2: the stage-I run folder or checkpoint to build on")
+    resume: bool = opt(False, "continue from the latest checkpoint in --out")
+
+    # text
+    text_encoder: str = opt("e5", "text encoder of the dish names: e5, scratch:FOLDER or a HF folder/id")
+    emb_dim: int = opt(0, "size of the sentence vectors (set from the encoder)", min=0, cli=False)
+
+    # model
+    image_size: int = opt(64, "stage-I picture size (16/32 for quick tests)", choices=STAGE1_SIZES)
+    stage2_size: int = opt(256, "stage-II size for a 64 px stage I (scaled with --image-size: x2 or x4)",
+                           choices=STAGE2_SIZES)
+    z_dim: int = opt(100, "size of the noise vector z", min=1)
+    c_dim: int = opt(128, "size of the conditioning-augmentation code", min=1)
+    ngf: int = opt(128, "G width (paper: 128; 32 is a slim CPU model)", min=1)
+    ndf: int = opt(64, "D width (paper: 64; 32 on CPU)", min=1)
+    r_num: int = opt(2, "stage-II residual blocks", min=2, max=4)
+
+    # losses
+    loss: str = opt("bce", "bce (the paper) or hinge (with DF-GAN's matching-aware gradient penalty)",
+                    choices=LOSSES)
+    kl: float = opt(2.0, "weight of the CA KL term (averaged per element)", min=0.0)
+    gp_weight: float = opt(2.0, "hinge: weight k of the matching-aware gradient penalty k*E[|grad|^p]", min=0.0)
+    gp_power: float = opt(6.0, "hinge: power p of the matching-aware gradient penalty", min=1.0)
+
+    # augmentation
+    diffaugment: str = opt("color,translation,cutout", "DiffAugment policy for every image D sees; none: off")
+    ada: bool = opt(False, "adapt the augmentation probability from sign(D(real)) (StyleGAN2-ADA)")
+    ada_target: float = opt(0.6, "ADA target r_t", min=0.0, max=1.0)
+    ada_speed: int = opt(50_000, "ADA: images for p to go from 0 to 1", min=1)
+    flip: bool = opt(True, "random horizontal flips of the real photos")
+
+    # optimisation
+    lr_g: float = opt(2e-4, "G learning rate (Adam)", min=0.0)
+    lr_d: float = opt(2e-4, "D learning rate (Adam)", min=0.0)
+    beta1: float = opt(0.5, "Adam beta1", min=0.0, max=1.0)
+    beta2: float = opt(0.999, "Adam beta2", min=0.0, max=1.0)
+    lr_decay_epochs: int = opt(100, "halve the learning rates every N epochs (0: never)", min=0)
+    ema: float = opt(0.999, "EMA decay of G's weights (samples and inference use the EMA)", min=0.0, max=1.0)
+    batch_size: int = opt(64, "images per batch", min=2)
+    max_steps: int = opt(5000, "stop after this many steps (0: no limit, then --epochs decides)", min=0)
+    epochs: int = opt(0, "stop after this many passes over the data (0: no limit)", min=0)
+    amp: bool = opt(True, "bf16 autocast and channels_last on CUDA (no effect on CPU)")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
+    seed: int = opt(0, "random seed", min=0)
+
+    # run folder
+    sample_every: int = opt(250, "write the fixed grid every N steps", min=1)
+    ckpt_every: int = opt(500, "write a checkpoint every N steps (and at the end)", min=1)
+    keep_ckpts: int = opt(3, "keep the newest N checkpoints", min=1)
+    log_every: int = opt(10, "write losses to log.jsonl every N steps", min=1)
+    grid_rows: int = opt(8, "names in the fixed grid (training names and <data>/invented.tsv)", min=1)
+    grid_cols: int = opt(8, "fixed z per name in the grid", min=2)
+    progress: bool = opt(True, "show a progress bar")
+
+    def check(self) -> None:
+        from stackgan.augment import parse_policy
+
+        parse_policy(self.diffaugment)
+        if self.max_steps == 0 and self.epochs == 0:
+            raise ConfigError("give a budget: --max-steps N and/or --epochs N")
+        if self.stage == 2 and not self.stage1:
+            raise ConfigError("--stage 2 needs --stage1 PATH (a stage-I run folder or checkpoint)")
+        if self.stage == 1 and self.stage1:
+            raise ConfigError("--stage1 is only for --stage 2")
+
+    @property
+    def stage2_scale(self) -> int:
+        return self.stage2_size // 64
+
+    @property
+    def out_size(self) -> int:
+        """The size of the pictures this stage makes (and of the photos it trains on)."""
+        return self.image_size if self.stage == 1 else self.image_size * self.stage2_scale
+
+    @property
+    def kind(self) -> str:
+        return f"stackgan-stage{self.stage}"
