@@ -10,9 +10,8 @@ import io
 import os
 import struct
 import warnings
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 UNREADABLE = "unreadable"
@@ -22,6 +21,9 @@ NOT_LISTED = "not listed in names.tsv"
 MISSING = "listed but missing"
 TOO_SMALL = "too small"
 REASONS = (UNREADABLE, TRUNCATED, NOT_AN_IMAGE, NOT_LISTED, MISSING, TOO_SMALL)
+
+if TYPE_CHECKING:
+    import torch
 
 CROPS = ("center", "none")
 CHANNELS = (1, 3, 4)
@@ -40,7 +42,8 @@ class ImageProblem(Exception):
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read()
     except OSError as exc:
         raise _open_error(exc) from None
 
@@ -204,7 +207,7 @@ def fit_image(im: Image.Image, size: tuple[int, int], crop: str = "center") -> I
 
 
 def decode_to_tensor(data: bytes, size: tuple[int, int], channels: int = 3,
-                     crop: str = "center") -> tuple[torch.Tensor, tuple[int, int], str]:
+                     crop: str = "center") -> tuple["torch.Tensor", tuple[int, int], str]:
     """Bytes -> (uint8 tensor [C, H, W], original (width, height), original PIL mode)."""
     from torchvision.transforms.functional import pil_to_tensor
 

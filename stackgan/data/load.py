@@ -40,12 +40,17 @@ def default_cache_dir() -> Path:
 
 
 def _size_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        hw = (image_size, image_size)
-    else:
-        hw = tuple(int(v) for v in image_size)
-        if len(hw) != 2:
-            raise ConfigError(f"image size must be N or (height, width), got {image_size!r}")
+    try:
+        if isinstance(image_size, (str, bytes)):
+            raise TypeError
+        if hasattr(image_size, "__index__"):
+            hw = (image_size.__index__(),) * 2
+        else:
+            hw = tuple(v.__index__() for v in image_size)
+    except (TypeError, AttributeError):
+        raise ConfigError(f"image size must be N or (height, width), got {image_size!r}") from None
+    if len(hw) != 2:
+        raise ConfigError(f"image size must be N or (height, width), got {image_size!r}")
     if min(hw) < 1:
         raise ConfigError(f"image size must be positive, got {image_size!r}")
     return hw  # type: ignore[return-value]
@@ -271,10 +276,11 @@ def load_dataset(root: str | os.PathLike, image_size: int | tuple[int, int] = 64
     details = dict(idx.details)
 
     # read and hash every candidate (cheap: no decoding)
+    root_s = os.fspath(root)
     hashed: list[tuple[str, str, str]] = []  # (rel, name, hash)
     for rel, name in idx.entries:
         try:
-            hashed.append((rel, name, _hash_bytes(read_bytes(root / rel))))
+            hashed.append((rel, name, _hash_bytes(read_bytes(os.path.join(root_s, rel)))))
         except ImageProblem as exc:
             skipped.append((rel, exc.reason))
             details[rel] = exc.detail

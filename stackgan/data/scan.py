@@ -66,14 +66,16 @@ def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTS) and not name.startswith(".")
 
 
-def _walk_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, hidden entries skipped), sorted."""
+def _walk_images(folder: Path, root: Path) -> list[str]:
+    """Image files under ``folder`` (recursively, hidden entries skipped) as sorted POSIX paths
+    relative to ``root``."""
     out = []
+    root_s = os.fspath(root)
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in filenames:
-            if _is_image_name(fn):
-                out.append(Path(dirpath) / fn)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = os.path.relpath(dirpath, root_s)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        out.extend(prefix + fn for fn in filenames if _is_image_name(fn))
     return sorted(out)
 
 
@@ -83,13 +85,15 @@ def resolve_listed(root: Path, file: str) -> str | None:
     Paths are relative to ``root``; a bare file name is also looked up in ``root/images/``.
     Absolute paths and paths that leave the folder are never resolved.
     """
-    p = PurePosixPath(file.replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or not p.parts:
+    rel = file.replace("\\", "/")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if rel.startswith("/") or ".." in parts or not parts:
         return None
-    for base in (root, root / "images"):
-        cand = base / p
-        if cand.exists():
-            return cand.relative_to(root).as_posix()
+    rel = "/".join(parts)
+    root_s = os.fspath(root)
+    for cand in (rel, "images/" + rel):
+        if os.path.exists(os.path.join(root_s, cand)):
+            return cand
     return None
 
 
@@ -126,8 +130,7 @@ def _list_with_names_tsv(root: Path, names_tsv: Path) -> DatasetIndex:
             continue
         listed.add(rel)
         idx.entries.append((rel, name))
-    for path in _walk_images(root):
-        rel = path.relative_to(root).as_posix()
+    for rel in _walk_images(root, root):
         if rel not in listed:
             idx.add_problem(rel, NOT_LISTED, "add a row for it to names.tsv to use it")
     return idx
@@ -137,7 +140,7 @@ def _list_folders(root: Path) -> DatasetIndex:
     idx = DatasetIndex(root=root, layout="folders")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = sorted(p for p in root.iterdir() if p.is_file() and _is_image_name(p.name))
-    per_dir = [(d, _walk_images(d)) for d in subdirs]
+    per_dir = [(d, _walk_images(d, root)) for d in subdirs]
     if not any(files for _, files in per_dir):
         what = f"{len(loose)} photo(s) but no names.tsv" if loose else "no photos"
         raise DataError(
@@ -147,12 +150,11 @@ def _list_folders(root: Path) -> DatasetIndex:
         try:
             name = normalize_name(d.name)
         except Exception:  # a folder whose name is blank after NFKC
-            for path in files:
-                idx.add_problem(path.relative_to(root).as_posix(), NOT_LISTED,
-                                f"the folder name {d.name!r} is not a usable dish name")
+            for rel in files:
+                idx.add_problem(rel, NOT_LISTED, f"the folder name {d.name!r} is not a usable dish name")
             continue
-        for path in files:
-            idx.entries.append((path.relative_to(root).as_posix(), name))
+        for rel in files:
+            idx.entries.append((rel, name))
     for path in loose:
         idx.add_problem(path.name, NOT_LISTED,
                         "a photo in the top folder has no name: there is no names.tsv, so move it "
