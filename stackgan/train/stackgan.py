@@ -549,6 +549,7 @@ class StackGANTrainer:
         }
 
     def _recover(self, where: str, loss: torch.Tensor) -> None:
+        loss = loss.detach()
         self.nan_events += 1
         if self.nan_events > MAX_NAN_EVENTS:
             raise TrainingDiverged(f"the {where} loss was {float(loss)} again at step {self.step} after "

@@ -1,0 +1,378 @@
+"""StackGAN networks and training at tiny sizes (16-32 px, width 8, a few steps, random embeddings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stackgan.errors import CheckpointError, ConfigError, DataError
+from stackgan.models.stackgan import (CondAugment, Stage1D, Stage1G, Stage2D, Stage2G, init_weights,
+                                      kl_divergence)
+from stackgan.train import stackgan as tr
+from stackgan.train.stackgan_config import StackGANConfig
+from stackgan.utils.runlog import read_jsonl
+
+EMB = 12
+NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models on a shared 2-core machine: threads only add contention
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_data(size: int = 16, n: int = 24, seed: int = 0, grid: list[str] | None = None) -> tr.TrainData:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % len(NAMES)
+    emb = torch.nn.functional.normalize(torch.randn(len(NAMES), EMB, generator=g), dim=1)
+    grid = grid or NAMES[:3] + ["焦がし醤油ラーメン"]
+    grid_emb = torch.cat([emb[:3], torch.nn.functional.normalize(torch.randn(1, EMB, generator=g), dim=1)])
+    return tr.TrainData(images, labels, list(NAMES), emb, grid, grid_emb, source="synthetic")
+
+
+def tiny_cfg(tmp_path: Path, **kw) -> StackGANConfig:
+    base = dict(image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=16, z_dim=20, batch_size=8, max_steps=2,
+                sample_every=100, ckpt_every=100, log_every=1, grid_rows=4, grid_cols=4, progress=False,
+                device="cpu", out=str(tmp_path / "run"), lr_decay_epochs=0)
+    base.update(kw)
+    return StackGANConfig(**base).validate()
+
+
+# -- networks --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_stage1_shapes(size):
+    G = Stage1G(EMB, c_dim=16, z_dim=20, ngf=8, image_size=size)
+    D = Stage1D(c_dim=16, ndf=8, image_size=size)
+    img, mu, logvar = G(torch.randn(3, 20), torch.randn(3, EMB))
+    assert img.shape == (3, 3, size, size)
+    assert mu.shape == logvar.shape == (3, 16)
+    assert img.min() >= -1 and img.max() <= 1
+    feats = D.features(img)
+    assert feats.shape[-2:] == (4, 4)
+    cond, uncond = D(img, mu)
+    assert cond.shape == uncond.shape == (3,)
+
+
+@pytest.mark.parametrize("size,scale", [(16, 2), (16, 4), (32, 2)])
+def test_stage2_shapes(size, scale):
+    G = Stage2G(EMB, c_dim=16, ngf=8, image_size=size, scale=scale, r_num=3)
+    D = Stage2D(c_dim=16, ndf=4, size=size * scale)
+    low = torch.rand(2, 3, size, size) * 2 - 1
+    img, mu, _ = G(low, torch.randn(2, EMB))
+    assert img.shape == (2, 3, size * scale, size * scale)
+    assert len(G.residual) == 3
+    cond, uncond = D(img, mu)
+    assert cond.shape == uncond.shape == (2,)
+
+
+def test_paper_widths_shapes():
+    # the paper's widths: 1024 channels at 4x4 in stage-I G, 64 -> 256 in stage II
+    G1 = Stage1G(EMB, ngf=128)
+    assert G1.fc[0].out_features == 128 * 8 * 16
+    D2 = Stage2D(ndf=64, size=256)
+    assert D2.feat_ch == 64 * 8
+    G2 = Stage2G(EMB, ngf=128, image_size=64, scale=4)
+    assert len(G2.ups) == 4
+
+
+def test_bad_sizes_refused():
+    with pytest.raises(ValueError):
+        Stage1G(EMB, image_size=48)
+    with pytest.raises(ValueError):
+        Stage2G(EMB, image_size=64, scale=3)
+
+
+def test_ca_statistics_and_negative_logvar():
+    torch.manual_seed(0)
+    ca = CondAugment(EMB, c_dim=4)
+    with torch.no_grad():
+        ca.fc.weight.zero_()
+        ca.fc.bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0] + [-2.0, 0.0, 1.0, -4.0]))
+    emb = torch.randn(20000, EMB)
+    c, mu, logvar = ca(emb)
+    assert torch.allclose(mu[0], torch.tensor([0.5, -1.0, 2.0, 0.0]))
+    # no ReLU before the split: log sigma^2 can be negative
+    assert torch.allclose(logvar[0], torch.tensor([-2.0, 0.0, 1.0, -4.0]))
+    assert torch.allclose(c.mean(0), mu[0], atol=0.05)
+    assert torch.allclose(c.std(0), torch.exp(0.5 * logvar[0]), rtol=0.05)
+    # given eps, c is deterministic
+    eps = torch.ones(2, 4)
+    c2, _, _ = ca(emb[:2], eps)
+    assert torch.allclose(c2[0], mu[0] + torch.exp(0.5 * logvar[0]))
+
+
+def test_kl_is_zero_at_prior_and_averaged_per_element():
+    assert kl_divergence(torch.zeros(5, 7), torch.zeros(5, 7)).item() == 0.0
+    mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    logvar = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    per = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
+    assert kl_divergence(mu, logvar).item() == pytest.approx(per.mean().item())
+    # doubling the batch with copies leaves a per-element average unchanged
+    assert kl_divergence(mu.repeat(2, 1), logvar.repeat(2, 1)).item() == pytest.approx(per.mean().item())
+    assert kl_divergence(mu, logvar) > 0
+
+
+def test_wrong_names_never_the_true_name():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 5, (5000,))
+    wrong = tr.wrong_labels(labels, 5)
+    assert not torch.any(wrong == labels)
+    assert wrong.min() >= 0 and wrong.max() < 5
+    # drawn among all the other names, not shifted by one
+    for lab in range(5):
+        got = set(wrong[labels == lab].tolist())
+        assert got == set(range(5)) - {lab}
+    assert torch.all(tr.wrong_labels(torch.zeros(100, dtype=torch.long), 2) == 1)
+    with pytest.raises(DataError):
+        tr.wrong_labels(labels, 1)
+
+
+def test_train_data_validation():
+    d = make_data()
+    with pytest.raises(DataError, match="at least 2 different names"):
+        tr.TrainData(d.images, torch.zeros(len(d.images), dtype=torch.long), ["x"], d.emb[:1])
+    with pytest.raises(DataError, match="sentence vectors"):
+        tr.TrainData(d.images, d.labels, list(NAMES), d.emb[:3])
+    with pytest.raises(DataError, match="uint8"):
+        tr.TrainData(d.images.float(), d.labels, list(NAMES), d.emb)
+
+
+# -- grid names -------------------------------------------------------------------------------------
+def test_invented_names_and_grid_choice(tmp_path):
+    (tmp_path / "invented.tsv").write_text("name\tbase\n焦がし醤油ラーメン\tラーメン\n\n#x\nﾋﾟﾘ辛ｻｰﾓﾝ丼\t丼\n",
+                                           encoding="utf-8")
+    inv = tr.read_invented(tmp_path)
+    assert inv == ["焦がし醤油ラーメン", "ピリ辛サーモン丼"]
+    assert tr.read_invented(tmp_path / "nowhere") == []
+    names = [f"n{i}" for i in range(10)]
+    grid = tr.choose_grid_names(names, [1] * 10, inv, 6)
+    assert len(grid) == 6 and grid[-2:] == inv and len(set(grid)) == 6
+    assert tr.choose_grid_names(names, [1] * 10, [], 4) == ["n0", "n2", "n5", "n7"]
+
+
+# -- training ---------------------------------------------------------------------------------------
+def _finite(stats):
+    return all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+
+
+def test_one_step_stage1_bce_and_hinge(tmp_path):
+    data = make_data()
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path), data, tmp_path / "a")
+    s = t.train_step()
+    assert s is not None and _finite(s) and t.step == 1
+    assert 0 < s["d_real"] < 1 and s["kl"] >= 0
+    t2 = tr.StackGANTrainer(tiny_cfg(tmp_path, loss="hinge", ada=True), data, tmp_path / "b")
+    s2 = t2.train_step()
+    assert s2 is not None and _finite(s2) and s2["gp"] > 0
+
+
+def test_generator_gets_gradient_through_diffaugment(tmp_path):
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path), make_data(), tmp_path / "a")
+    before = [p.detach().clone() for p in t.G.parameters()]
+    t.train_step()
+    changed = [not torch.equal(b, p) for b, p in zip(before, t.G.parameters())]
+    assert all(changed)  # every G parameter (CA included) moved through D(augment(fake))
+
+
+def test_fit_writes_run_folder_stage1_then_stage2(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, max_steps=2, sample_every=1, ckpt_every=1, keep_ckpts=1)
+    out = tmp_path / "s1"
+    summary = tr.StackGANTrainer(cfg, data, out).fit()
+    assert summary["step"] == 2
+    for f in ("config.json", "G_ema.safetensors", "names.json", "embeddings.safetensors", "log.jsonl",
+              "losses.png", "progress.gif", "samples/000000.png", "samples/000002.png"):
+        assert (out / f).is_file(), f
+    assert sorted(p.name for p in out.glob("ckpt-*.pt")) == ["ckpt-000002.pt"]
+    saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert saved["emb_dim"] == EMB and saved["_kind"] == "StackGANConfig"
+    recs = read_jsonl(out / "log.jsonl")
+    assert [r["step"] for r in recs if "d_loss" in r] == [1, 2]
+    assert all("img_s" in r and "sec_step" in r for r in recs if "d_loss" in r)
+    div = [r for r in recs if "div_gen" in r]
+    assert div and div[-1]["div_real"] > 0 and div[-1]["div_gen"] >= 0
+    assert summary["diversity"]["div_ratio"] == pytest.approx(div[-1]["div_gen"] / div[-1]["div_real"])
+    from PIL import Image
+
+    with Image.open(out / "samples/000002.png") as im:  # 4 rows x 4 cols of 16 px + 2 px padding
+        assert im.size == (4 * 18 + 2, 4 * 18 + 2)
+
+    # stage II on the stage-I run (scale 2: 16 -> 32 px)
+    ref = tr.load_stage1(out)
+    assert ref.cfg.image_size == 16 and not ref.G.training
+    cfg2 = tiny_cfg(tmp_path, stage=2, stage1=str(out), ndf=4, max_steps=1, sample_every=1, ckpt_every=1)
+    out2 = tmp_path / "s2"
+    t2 = tr.StackGANTrainer(cfg2, make_data(size=32), out2, stage1=ref)
+    s1_before = [p.clone() for p in ref.G.parameters()]
+    assert t2.fit()["step"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(s1_before, ref.G.parameters()))  # stage I stays frozen
+    assert (out2 / "stage1" / "G_ema.safetensors").is_file() and (out2 / "stage1" / "config.json").is_file()
+    with Image.open(out2 / "samples/000001.png") as im:  # 4 rows x (2 pairs of stage I | stage II) of 32 px
+        assert im.size == (4 * 34 + 2, 4 * 34 + 2)
+    recs2 = read_jsonl(out2 / "log.jsonl")
+    assert _finite({k: v for k, v in recs2[-2].items() if isinstance(v, float)})
+
+
+def test_stage2_refuses_mismatched_stage1(tmp_path):
+    data = make_data()
+    out = tmp_path / "s1"
+    tr.StackGANTrainer(tiny_cfg(tmp_path, max_steps=1), data, out).fit()
+    ref = tr.load_stage1(out)
+    base = tiny_cfg(tmp_path, stage=2, stage1=str(out), emb_dim=EMB)
+    with pytest.raises(CheckpointError, match="text encoder"):
+        tr.check_stage1_matches(dataclasses.replace(base, text_encoder="scratch:elsewhere"), ref)
+    with pytest.raises(CheckpointError, match="embedding size 12 vs 32"):
+        tr.check_stage1_matches(dataclasses.replace(base, emb_dim=32), ref)
+    with pytest.raises(CheckpointError, match="image size 16 vs --image-size 32"):
+        tr.check_stage1_matches(dataclasses.replace(base, image_size=32), ref)
+    # the trainer checks too, before building anything
+    with pytest.raises(CheckpointError, match="image size"):
+        tr.StackGANTrainer(dataclasses.replace(base, image_size=32), make_data(size=64), tmp_path / "x", stage1=ref)
+    # not a stage-I run: a stage-II run, a DCGAN-like config, a missing path, a folder without config
+    s2 = tmp_path / "s2"
+    s2.mkdir()
+    (s2 / "config.json").write_text(json.dumps({**base.to_dict(), "emb_dim": EMB}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="stage-2 run"):
+        tr.load_stage1(s2)
+    dc = tmp_path / "dcgan"
+    dc.mkdir()
+    (dc / "config.json").write_text(json.dumps({"_kind": "DCGANConfig"}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="DCGANConfig"):
+        tr.load_stage1(dc)
+    with pytest.raises(CheckpointError, match="not found"):
+        tr.load_stage1(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        tr.load_stage1(tmp_path / "empty")
+    # a checkpoint file works as --stage1 too
+    assert tr.load_stage1(next(out.glob("ckpt-*.pt"))).cfg.stage == 1
+
+
+def test_resume_continues_and_reproduces_next_step_bit_for_bit(tmp_path):
+    data = make_data()
+    full = tiny_cfg(tmp_path, out=str(tmp_path / "full"), max_steps=3, ckpt_every=2, sample_every=2,
+                    loss="hinge", ada=True)
+    tr.train(full, data=data)
+    ref = {r["step"]: r for r in read_jsonl(tmp_path / "full" / "log.jsonl") if "d_loss" in r}
+
+    # the same run, stopped after the checkpoint at step 2, then resumed to step 3
+    part = dataclasses.replace(full, out=str(tmp_path / "part"), max_steps=2)
+    tr.train(part, data=data)
+    with pytest.raises(ConfigError, match="--resume"):
+        tr.train(part, data=data)  # never silently overwrite a run
+    summary = tr.train(dataclasses.replace(part, max_steps=3, resume=True), data=data)
+    assert summary["step"] == 3 and summary["steps_this_run"] == 1
+    got = {r["step"]: r for r in read_jsonl(tmp_path / "part" / "log.jsonl") if "d_loss" in r}
+    assert sorted(got) == [1, 2, 3]
+    for key in ("d_loss", "g_loss", "kl", "gp", "aug_p"):
+        assert got[3][key] == ref[3][key], key  # bit for bit
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        tr.train(dataclasses.replace(part, out=str(tmp_path / "fresh"), resume=True), data=data)
+
+
+def test_nan_loss_restores_last_good_state_and_lowers_lr(tmp_path, capsys):
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path), make_data(), tmp_path / "a")
+    assert t.train_step() is not None
+    good = {k: v.clone() for k, v in t.D.state_dict().items()}
+    step = t.step
+    with torch.no_grad():
+        next(t.D.parameters()).fill_(float("nan"))
+    assert t.train_step() is None
+    assert t.step == step and t.lr_scale == 0.5 and t.nan_events == 1
+    for k, v in t.D.state_dict().items():
+        assert torch.equal(v, good[k]), k
+    assert "non-finite D loss" in capsys.readouterr().out
+    rec = read_jsonl(tmp_path / "a" / "log.jsonl")[-1]
+    assert rec["event"] == "nan" and rec["lr_scale"] == 0.5
+    s = t.train_step()
+    assert s is not None and _finite(s) and s["lr_g"] == pytest.approx(1e-4)
+    # it gives up after repeated failures instead of looping
+    with pytest.raises(tr.TrainingDiverged):
+        for _ in range(tr.MAX_NAN_EVENTS + 1):
+            with torch.no_grad():
+                next(t.D.parameters()).fill_(float("inf"))
+            t.train_step()
+
+
+def test_lr_halves_every_decay_epochs(tmp_path):
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path, lr_decay_epochs=2), make_data(n=16), tmp_path / "a")
+    assert t.current_lr() == (2e-4, 2e-4)
+    t.step = 4  # 16 photos / batch 8 = 2 steps an epoch -> epoch 2
+    assert t.current_lr() == (1e-4, 1e-4)
+    t.step = 8
+    assert t.current_lr() == (5e-5, 5e-5)
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="--stage1"):
+        StackGANConfig(stage=2).validate()
+    with pytest.raises(ConfigError, match="only for --stage 2"):
+        StackGANConfig(stage1="x").validate()
+    with pytest.raises(ConfigError, match="budget"):
+        StackGANConfig(max_steps=0, epochs=0).validate()
+    with pytest.raises(ConfigError, match="DiffAugment"):
+        StackGANConfig(diffaugment="color,zoom").validate()
+    with pytest.raises(ConfigError, match="image_size|image-size"):
+        StackGANConfig(image_size=48).validate()
+    assert StackGANConfig(stage=2, stage1="x", image_size=32, stage2_size=128).out_size == 64
+
+
+def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
+    """`stackgan train` end to end: a real photo folder through the data loader; the text encoder is
+    replaced by a fixed hash embedding so the test needs no model."""
+    import hashlib
+
+    import stackgan.text
+    from PIL import Image
+
+    from stackgan.cli import main
+
+    data = tmp_path / "photos"
+    rng = torch.Generator().manual_seed(0)
+    for name in ("カツカレー", "きつねうどん", "塩ラーメン"):
+        (data / name).mkdir(parents=True)
+        for i in range(4):
+            arr = torch.randint(0, 256, (24, 24, 3), dtype=torch.uint8, generator=rng).numpy()
+            Image.fromarray(arr).save(data / name / f"{i}.png")
+    (data / "invented.tsv").write_text("name\n焦がし醤油ラーメン\n", encoding="utf-8")
+
+    def fake_embed(names, spec="e5", cache_path=None, device="cpu"):
+        rows = []
+        for n in names:
+            seed = int(hashlib.sha1(n.encode()).hexdigest()[:8], 16)
+            rows.append(torch.randn(EMB, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(rows)
+
+    monkeypatch.setattr(stackgan.text, "embed_names", fake_embed)
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(out), "--image-size", "16", "--ngf", "8", "--ndf", "8",
+            "--c-dim", "8", "--batch-size", "4", "--max-steps", "2", "--no-progress", "--grid-rows", "4",
+            "--grid-cols", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert "done:" in capsys.readouterr().out
+    names = json.loads((out / "names.json").read_text(encoding="utf-8"))
+    assert names["names"] == sorted(["カツカレー", "きつねうどん", "塩ラーメン"])
+    assert "焦がし醤油ラーメン" in names["grid_names"]
+    assert main(args) == 2  # the run exists: a clear error, not an overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--max-steps", "3", "--resume"]) == 0  # the later --max-steps wins
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["max_steps"] == 3
+    # stage 2 with a stage-I run of another text encoder: refused with a message, exit 2
+    shutil.copytree(out, tmp_path / "other")
+    cfg = json.loads((tmp_path / "other" / "config.json").read_text(encoding="utf-8"))
+    cfg["text_encoder"] = "scratch:enc"
+    (tmp_path / "other" / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    rc = main(["train", "--stage", "2", "--stage1", str(tmp_path / "other"), "--data", str(data), "--out",
+               str(tmp_path / "s2"), "--image-size", "16", "--stage2-size", "128", "--no-progress"])
+    assert rc == 2 and "text encoder" in capsys.readouterr().err
