@@ -319,3 +319,132 @@ def test_evaluate_sampler_separates_good_from_collapsed(menu, tmp_path):
     import json
 
     assert json.loads(js.read_text())["models"]["good"]["fid"]["n_b"] == len(data.test_images)
+
+
+def test_projection_r_precision_on_real_features_beats_chance(menu):
+    from stackgan.metrics.rprecision import fit_projection
+
+    data, clf, _ = menu
+    g = torch.Generator().manual_seed(7)
+    text = torch.randn(len(data.names), 16, generator=g)  # any fixed sentence vectors
+    proj = fit_projection(clf.features(data.train_images), data.train_labels, text, steps=200)
+    r = r_precision(proj(clf.features(data.test_images)), data.test_labels, text)
+    assert r["candidates"] == len(data.names)
+    assert r["r_precision"] > 3 * r["chance"]
+
+
+# -- end to end: tiny StackGAN and DCGAN runs through `stackgan evaluate` and `stackgan compare` ---------
+def write_menu_folder(folder, per=6, size=24):
+    """A small photo folder of synthetic renders with names.tsv, attributes.tsv and invented.tsv."""
+    from PIL import Image
+
+    data = synthetic_realdata()
+    folder.mkdir(parents=True)
+    rows, attrs = ["file\tname"], ["file\tname\tbase\ttopping\tmodifier"]
+    for j, name in enumerate(data.names):
+        p = data.parts[name]
+        imgs = ((render(p["base"], p["topping"], per, size=size, seed=300 + j) + 1) * 127.5).round().byte()
+        for i, im in enumerate(imgs):
+            f = f"{j:02d}-{i}.png"
+            Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f)
+            rows.append(f"{f}\t{name}")
+            attrs.append(f"{f}\t{name}\t{p['base']}\t{p['topping']}\t-")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "attributes.tsv").write_text("\n".join(attrs) + "\n", encoding="utf-8")
+    (folder / "invented.tsv").write_text("name\tbase\ttopping\tmodifier\n海苔皿\t皿\t海苔\t-\n", encoding="utf-8")
+    return folder, data.names
+
+
+class HashEncoder:
+    """A stand-in text encoder: a fixed vector per name (no model to load)."""
+
+    dim = 12
+    spec = "e5"
+
+    def encode(self, names):
+        import hashlib
+
+        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(
+            int(hashlib.sha1(n.encode()).hexdigest()[:8], 16))) for n in names])
+
+
+@pytest.fixture
+def offline_text(monkeypatch, tmp_path):
+    import stackgan.text
+
+    enc = HashEncoder()
+    monkeypatch.setattr(stackgan.text, "embed_names", lambda names, spec="e5", **kw: enc.encode(names))
+    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    yield enc
+    torch.set_num_threads(2)
+
+
+SMALL = ["--clf-size", "16", "--clf-width", "8", "--clf-epochs", "3", "--n-per-name", "2", "--kid-subsets", "5",
+         "--no-progress", "--device", "cpu", "--image-size", "16"]
+
+
+def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
+    import json
+
+    from stackgan.cli import main
+
+    data, names = write_menu_folder(tmp_path / "menu")
+    run = tmp_path / "sg"
+    assert main(["train", "--data", str(data), "--out", str(run), "--image-size", "16", "--ngf", "8", "--ndf", "8",
+                 "--c-dim", "8", "--z-dim", "8", "--batch-size", "8", "--max-steps", "4", "--ckpt-every", "2",
+                 "--keep-ckpts", "3", "--no-progress", "--grid-rows", "2", "--grid-cols", "2", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev"), "--checkpoints", "2", "--dprobe-steps", "3",
+               "--dprobe-names", "2", *SMALL])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    res = json.loads((tmp_path / "ev" / "eval.json").read_text(encoding="utf-8"))
+    (label, r), = res["models"].items()
+    assert label == "stackgan-stage1"
+    assert set(r["faithfulness_train"]["overall"]) == {"base", "topping", "modifier", "all"}
+    assert r["faithfulness_invented"]["names"] == 1
+    assert r["fid"]["n_a"] == r["fid"]["n_b"] == res["data"]["heldout"] > 0
+    assert r["rprecision"]["candidates"] == len(names) + 1 and "note" in r["rprecision"]
+    assert [c["step"] for c in res["checkpoints"]] == [2, 4]
+    assert r["training"]["steps"] == 4 and r["training"]["batch_size"] == 8
+    for f in [*r["files"].values(), r["dprobe"]["file"], res["checkpoint_plot"]]:
+        assert (tmp_path / "ev" / f).is_file(), f
+    md = (tmp_path / "ev" / "eval.md").read_text(encoding="utf-8")
+    assert "not on Inception features" in md and "seen the 'held-out' photos" in md
+    assert "FID in-domain" in out.out
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["fid_samples"]["heldout"] == res["data"]["heldout"]
+
+    rc = main(["compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
+               "no-diffaugment", "--stackgan", str(run), "--steps", "4", "--batch-size", "8", "--train-size", "16",
+               "--ngf", "8", "--ndf", "8", *SMALL])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    cmp = json.loads((tmp_path / "cmp" / "report" / "compare.json").read_text(encoding="utf-8"))
+    assert list(cmp["models"]) == ["dcgan", "no-diffaugment"]
+    for m in cmp["models"].values():
+        assert m["training"]["steps"] == 4 and m["training"]["batch_size"] == 8
+        assert m["training"]["source"] == "trained"
+    assert cmp["models"]["dcgan"]["model"]["conditional"] is False
+    md = (tmp_path / "cmp" / "report" / "compare.md").read_text(encoding="utf-8")
+    assert "| metric | dcgan | no-diffaugment |" in md
+    # the same command again reuses the finished runs
+    rc = main(["compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
+               "--steps", "4", "--batch-size", "8", "--train-size", "16", "--ngf", "8", "--ndf", "8", *SMALL])
+    assert rc == 0
+    assert "using the finished run" in capsys.readouterr().out
+
+
+def test_evaluate_cli_errors_are_clear(tmp_path, capsys):
+    from stackgan.cli import main
+
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "no run at" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text('{"_kind": "SomethingElse"}', encoding="utf-8")
+    assert main(["evaluate", str(tmp_path / "run")]) == 2
+    assert "evaluate takes StackGAN or DCGAN runs" in capsys.readouterr().err
+    assert main(["compare", "--models", "gan"]) == 2
+    assert "unknown gan" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""Configs of `stackgan evaluate` and `stackgan compare` (torch-free, so `--help` stays fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from stackgan.config import Config, opt
+from stackgan.errors import ConfigError
+
+
+@dataclasses.dataclass
+class ProtocolOptions(Config):
+    """Options shared by evaluate and compare: the real data, the classifier, the sample counts."""
+
+    data: Optional[str] = opt(None, "data set folder to evaluate against [the run's --data]")
+    held_out: float = opt(0.2, "fraction of each name's photos held out (used when the run did not hold any "
+                               "out itself)", min=0.01, max=0.9)
+    split_seed: int = opt(0, "seed of the train / held-out split", min=0)
+    image_size: int = opt(64, "size the real photos are loaded at", min=16)
+    n_per_name: int = opt(8, "generated pictures per name for faithfulness and diversity", min=2, max=999)
+    max_names: int = opt(48, "training (and invented) names scored; 0: all of them", min=0)
+    kid_subsets: int = opt(50, "KID: random subsets averaged", min=1)
+    clf_size: int = opt(48, "classifier input size (pictures are resized to it)", min=16)
+    clf_width: int = opt(24, "classifier width (channels of its first layer)", min=4)
+    clf_epochs: int = opt(10, "classifier training epochs (trained once, then cached)", min=1)
+    inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for the "
+                                         "standard Inception FID/KID as well; never downloaded")
+    seed: int = opt(0, "seed of the generated pictures", min=0)
+    device: str = opt("auto", "auto, cpu, cuda, ...")
+    progress: bool = opt(True, "show progress")
+
+
+@dataclasses.dataclass
+class EvaluateConfig(ProtocolOptions):
+    """`stackgan evaluate RUN`: score one trained run (StackGAN or DCGAN)."""
+
+    run: str = opt("", "run folder or checkpoint", cli=False)
+    out: Optional[str] = opt(None, "report folder [RUN/eval]")
+    stage: str = opt("auto", "StackGAN stage to score: auto (II when the run has it), 1 or 2",
+                     choices=("auto", "1", "2"))
+    checkpoints: int = opt(4, "also score up to N checkpoints of the run (FID and faithfulness only), 0: none",
+                           min=0)
+    dprobe_steps: int = opt(150, "steps of D activation maximisation (0: skip)", min=0)
+    dprobe_names: int = opt(4, "names probed", min=1)
+    write_run_metrics: bool = opt(True, "also write a compact metrics.json into the run folder "
+                                        "(read by /api/model)")
+
+    def check(self) -> None:
+        if not self.run:
+            raise ConfigError("give the run folder or checkpoint to evaluate")
+
+
+MODELS = ("stackgan", "dcgan", "no-diffaugment", "no-ca")
+
+
+@dataclasses.dataclass
+class CompareConfig(ProtocolOptions):
+    """`stackgan compare`: StackGAN vs the DCGAN baseline and ablations, same data, same budget."""
+
+    data: Optional[str] = opt("data/menu", "data set folder (all models train and are scored on it)")
+    out: str = opt("runs/compare", "folder for the runs and the report")
+    models: tuple[str, ...] = opt(MODELS, f"models to compare, from: {', '.join(MODELS)}")
+    steps: int = opt(2000, "training steps of every model", min=1)
+    batch_size: int = opt(64, "batch size of every model (budget = steps x batch)", min=2)
+    train_size: int = opt(64, "picture size trained (StackGAN stage I: 16, 32 or 64)", choices=(16, 32, 64))
+    ngf: int = opt(64, "G width of every model", min=4)
+    ndf: int = opt(64, "D width of every model", min=4)
+    text_encoder: str = opt("e5", "StackGAN's text encoder")
+    stackgan: Optional[str] = opt(None, "use this trained StackGAN run instead of training one")
+    dcgan: Optional[str] = opt(None, "use this trained DCGAN run instead of training one")
+    retrain: bool = opt(False, "train again even when --out already holds a finished run of a model")
+
+    def check(self) -> None:
+        bad = [m for m in self.models if m not in MODELS]
+        if bad:
+            raise ConfigError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(MODELS)}")
+        if not self.models:
+            raise ConfigError("--models: give at least one model")

@@ -1,0 +1,207 @@
+"""`stackgan evaluate`: score a trained run on the fixed protocol and write eval.json + report.md."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from stackgan.metrics.classifier import Classifier, ClassifierConfig
+from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
+from stackgan.metrics.evaluate import Protocol, evaluate_sampler, fit_classifier, fid_set, distances, faithfulness, pick_names
+from stackgan.metrics.features import sample_names
+from stackgan.metrics.realdata import RealData, load_real_data
+from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
+
+
+def protocol_of(cfg: ProtocolOptions) -> Protocol:
+    return Protocol(n_per_name=cfg.n_per_name, max_names=cfg.max_names, seed=cfg.seed, kid_subsets=cfg.kid_subsets)
+
+
+def classifier_config(cfg: ProtocolOptions) -> ClassifierConfig:
+    return ClassifierConfig(image_size=cfg.clf_size, width=cfg.clf_width, epochs=cfg.clf_epochs, seed=0)
+
+
+def prepare_real(cfg: ProtocolOptions, run_cfg: dict | None, printer: Callable[[str], None]
+                 ) -> tuple[RealData, list[str]]:
+    """The real data of an evaluation and notes about the split (whether the model saw the held-out photos)."""
+    notes = []
+    root = cfg.data or (run_cfg or {}).get("data")
+    if not root:
+        from stackgan.errors import ConfigError
+
+        raise ConfigError("--data: the run does not say which data set it was trained on; give --data")
+    held, seed = cfg.held_out, cfg.split_seed
+    if run_cfg is not None:
+        if run_cfg.get("held_out"):
+            held = float(run_cfg["held_out"])
+            seed = int(run_cfg.get("split_seed", run_cfg.get("seed", seed)))
+            notes.append(f"held-out photos are the run's own held-out split ({held:.0%}, seed {seed}): "
+                         "the generator never saw them.")
+        else:
+            notes.append("the run trained on every photo of the data set, so the generator has seen the "
+                         "'held-out' photos; FID/KID against them and the memorisation reference are optimistic "
+                         "for it. The classifier never saw them.")
+    printer(f"loading {root} at {cfg.image_size} px")
+    data = load_real_data(root, image_size=cfg.image_size, held_out=held, seed=seed, progress=cfg.progress)
+    return data, notes
+
+
+def data_summary(data: RealData, notes: list[str]) -> dict:
+    return {"root": data.root, "names": len(data.names), "train": int(len(data.train_images)),
+            "heldout": int(len(data.test_images)), "split_note": data.split_note, "invented": len(data.invented),
+            "has_attributes": data.has_attributes, "notes": notes}
+
+
+def classifier_summary(clf: Classifier) -> dict:
+    return {"kind": "attributes" if "name" not in clf.classes else "names", "heads": {h: len(c) for h, c in
+                                                                                        clf.classes.items()},
+            "train_images": clf.metrics.get("train_images"), "heldout_images": clf.metrics.get("heldout_images"),
+            "heldout_accuracy": clf.metrics.get("heldout_accuracy", {}),
+            "config": json.loads(clf.config.to_json()), "cache": str(clf.path) if clf.path else None}
+
+
+def rprecision(desc: dict, data: RealData, clf: Classifier, proto: Protocol, printer) -> dict | None:
+    """R-precision of a StackGAN run: with the text encoder's image side when it has one, else with a
+    linear contrastive image encoder fitted on the real train photos (say which)."""
+    from stackgan.metrics.rprecision import fit_projection, r_precision
+
+    pipe = desc.get("pipeline")
+    if pipe is None:
+        return None
+    names = list(data.names) + [n for n, _ in data.invented]
+    try:
+        text = torch.stack([pipe.embed(n) for n in names])
+    except Exception as exc:  # noqa: BLE001 - e.g. the text encoder of the run is not installed here
+        printer(f"R-precision skipped: cannot embed the names ({exc})")
+        return None
+    sub = pick_names(data.names, proto.max_names, proto.seed)
+    idx_of = {n: i for i, n in enumerate(names)}
+    enc = None
+    try:
+        enc = pipe.encoder()
+    except Exception:  # noqa: BLE001
+        enc = None
+    gen, gi = sample_names(desc["sampler"], sub, proto.n_per_name, proto.seed + 13)
+    true = torch.tensor([idx_of[sub[int(i)]] for i in gi])
+    if enc is not None and hasattr(enc, "encode_images"):
+        with torch.no_grad():
+            img = enc.encode_images(gen).float()
+        how = f"the text encoder's own image encoder ({pipe.cfg.text_encoder})"
+    else:
+        proj = fit_projection(clf.features(data.train_images), data.train_labels, text[: len(data.names)],
+                              seed=proto.seed)
+        with torch.no_grad():
+            img = proj(clf.features(gen))
+        how = ("a linear contrastive image encoder fitted on the real train photos' classifier features "
+               f"(the text encoder {pipe.cfg.text_encoder!r} has no image side)")
+        real = r_precision(proj(clf.features(data.test_images)), data.test_labels, text, seed=proto.seed)
+    res = r_precision(img, true, text, seed=proto.seed)
+    res["image_encoder"] = how
+    if enc is None or not hasattr(enc, "encode_images"):
+        res["real_heldout"] = real["r_precision"]
+    if res["candidates"] < 100:
+        res["note"] = f"only {len(names)} names exist: 1 true + {res['candidates'] - 1} others instead of 1 + 99"
+    return res
+
+
+def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Protocol, k: int, device,
+                      stage: str, printer) -> list[dict]:
+    """FID, KID and faithfulness of up to ``k`` checkpoints (evenly spaced, the last one included)."""
+    cks = checkpoints(info.folder)
+    if k <= 0 or not cks:
+        return []
+    if len(cks) > k:
+        pick = [cks[round(i * (len(cks) - 1) / (k - 1))] for i in range(k)] if k > 1 else [cks[-1]]
+        cks = list(dict.fromkeys(pick))
+    light = Protocol(n_per_name=min(proto.n_per_name, 4), max_names=min(proto.max_names or 16, 16), seed=proto.seed,
+                     kid_subsets=min(proto.kid_subsets, 20))
+    out = []
+    for step, path in cks:
+        printer(f"checkpoint {path.name}")
+        sampler, _ = make_sampler(path, info.kind, device, stage)
+        fgen, _ = fid_set(sampler, data, light.seed)
+        d = distances(clf, fgen, data.test_images, len(fgen), light.kid_subsets, light.seed)
+        names = pick_names(data.names, light.max_names, light.seed)
+        gen, gi = sample_names(sampler, names, light.n_per_name, light.seed)
+        f = faithfulness(clf, data, gen, gi, names)
+        faith = f["overall"] if isinstance(f["overall"], float) else f["overall"].get("all")
+        out.append({"step": step, "fid": d["fid"], "kid": d["kid"], "faith": faith, "n": d["n_a"]})
+    return out
+
+
+def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) -> dict:
+    from stackgan.metrics.report import plot_series, write_report
+    from stackgan.utils.device import resolve_device
+
+    device = resolve_device(cfg.device)
+    info = read_run(cfg.run)
+    out = Path(cfg.out) if cfg.out else info.folder / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    data, notes = prepare_real(cfg, info.config, printer)
+    printer(f"{len(data.names)} names, {len(data.train_images)} train / {len(data.test_images)} held-out photos; "
+            f"training or loading the {'attribute' if data.has_attributes else 'name'} classifier")
+    clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
+    printer(f"classifier held-out accuracy: {clf.metrics.get('heldout_accuracy')}")
+    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage)
+    desc["sampler"] = sampler
+    inception = None
+    if cfg.inception:
+        from stackgan.metrics.fid import load_inception
+
+        inception = load_inception(cfg.inception, device)
+    proto = protocol_of(cfg)
+    label = "stackgan" if info.kind == STACKGAN else "dcgan"
+    if info.kind == STACKGAN:
+        label += f"-stage{desc['stage']}"
+    res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer)
+    res["training"] = info.training()
+    res["model"] = {k: v for k, v in desc.items() if k not in ("pipeline", "sampler")}
+    lp = loss_plot(info, out, label)
+    if lp:
+        res.setdefault("files", {})["losses"] = lp
+    if info.kind == STACKGAN:
+        rp = rprecision(desc, data, clf, proto, printer)
+        if rp:
+            res["rprecision"] = rp
+        if cfg.dprobe_steps:
+            printer("D probe: activation maximisation of D's match score")
+            probe_names = pick_names(data.names, cfg.dprobe_names, cfg.seed)
+            dp = d_probe(info, probe_names, out, label, steps=cfg.dprobe_steps, seed=cfg.seed, device=device)
+            if dp:
+                res["dprobe"] = dp
+    results = {"command": "stackgan evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+               if sys.argv[1:2] == ["evaluate"] else None,
+               "run": str(info.path), "data": data_summary(data, notes), "classifier": classifier_summary(clf),
+               "protocol": vars(proto), "models": {label: res}}
+    if cfg.checkpoints and info.path.is_dir():
+        series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer)
+        if series:
+            results["checkpoints"] = series
+            results["checkpoint_plot"] = plot_series(series, ["fid", "kid", "faith"], out / "checkpoints.png",
+                                                     f"{label} across checkpoints").name
+    js, md = write_report(results, out, f"Evaluation of {info.path}", stem="eval")
+    if cfg.write_run_metrics and info.path.is_dir():
+        from stackgan.metrics.report import write_json
+
+        write_json(compact(results, label), info.folder / "metrics.json")
+    results["_files"] = {"json": str(js), "report": str(md)}
+    return results
+
+
+def compact(results: dict, label: str) -> dict:
+    """The few numbers /api/model shows: faithfulness, in-domain FID/KID with the floor, diversity."""
+    r = results["models"][label]
+    ft, fi = r["faithfulness_train"], r.get("faithfulness_invented")
+    return {
+        "data": results["data"]["root"], "names": results["data"]["names"],
+        "classifier_heldout_accuracy": results["classifier"]["heldout_accuracy"],
+        "faithfulness_train": ft["overall"], "faithfulness_invented": fi["overall"] if fi else None,
+        "fid_in_domain": r["fid"]["fid"], "fid_floor": r["fid_floor"]["fid"], "kid_in_domain": r["fid"]["kid"],
+        "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
+        "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
+    }

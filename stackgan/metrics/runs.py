@@ -1,0 +1,200 @@
+"""Trained runs as samplers: StackGAN (through :mod:`stackgan.inference`) and the DCGAN baseline,
+plus what a run folder tells about its training (steps, batch, time, losses) and D probes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from stackgan.errors import CheckpointError
+from stackgan.metrics.features import Sampler
+from stackgan.utils import io
+
+STACKGAN, DCGAN = "stackgan", "dcgan"
+
+
+@dataclasses.dataclass
+class RunInfo:
+    path: Path  # what the user gave: run folder or checkpoint
+    folder: Path  # the run folder
+    kind: str  # "stackgan" or "dcgan"
+    config: dict[str, Any]
+    steps: int | None
+    batch_size: int | None
+    seconds: float | None  # training time from the log (None when it cannot be told)
+
+    @property
+    def data(self) -> str | None:
+        return self.config.get("data")
+
+    @property
+    def stage(self) -> int | None:
+        return self.config.get("stage") if self.kind == STACKGAN else None
+
+    def training(self) -> dict:
+        return {"steps": self.steps, "batch_size": self.batch_size, "seconds": self.seconds,
+                "images_seen": (self.steps * self.batch_size) if self.steps and self.batch_size else None}
+
+
+def _config_of(path: Path) -> tuple[dict, Path]:
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.suffix == ".pt":
+        ck = io.load_checkpoint(path)
+        if isinstance(ck, dict) and isinstance(ck.get("config"), dict):
+            return ck["config"], folder
+    f = folder / "config.json"
+    if not f.is_file():
+        ck = io.latest_checkpoint(folder)
+        if ck is None:
+            raise CheckpointError(f"{path}: not a run folder (no config.json, no ckpt-*.pt)")
+        return _config_of(ck)
+    try:
+        return json.loads(f.read_text(encoding="utf-8")), folder
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{f} is not valid JSON: {exc}") from None
+
+
+def read_run(path: str | Path) -> RunInfo:
+    """Kind, config and training budget of a StackGAN or DCGAN run folder / checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no run at {path}")
+    cfg, folder = _config_of(path)
+    kind_name = cfg.get("_kind")
+    if kind_name == "StackGANConfig":
+        kind = STACKGAN
+    elif kind_name == "DCGANConfig":
+        kind = DCGAN
+    else:
+        raise CheckpointError(f"{path}: a {kind_name or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
+    steps, seconds = _log_budget(folder, kind, cfg)
+    ck = io.latest_checkpoint(folder)
+    if ck is not None:
+        m = [int(s) for s in re.findall(r"\d+", ck.stem)]
+        if m:
+            steps = max(steps or 0, m[-1])
+    return RunInfo(path, folder, kind, cfg, steps, cfg.get("batch_size"), seconds)
+
+
+def _log_budget(folder: Path, kind: str, cfg: dict) -> tuple[int | None, float | None]:
+    log = folder / "log.jsonl"
+    if not log.is_file():
+        return None, None
+    from stackgan.utils.runlog import read_jsonl
+
+    recs = [r for r in read_jsonl(log) if isinstance(r.get("step"), int)]
+    if not recs:
+        return None, None
+    steps = max(r["step"] for r in recs)
+    seconds = None
+    if kind == DCGAN:
+        per = cfg.get("batch_size", 0) * cfg.get("n_critic", 1)
+        ts = [per / r["img_s"] for r in recs if r.get("img_s")]
+        seconds = sum(ts) if ts else None
+    else:
+        every = cfg.get("log_every", 1)
+        ts = [r["sec_step"] * every for r in recs if r.get("sec_step")]
+        seconds = sum(ts) if ts else None
+    return steps, seconds
+
+
+def checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in Path(folder).glob("ckpt-*.pt"):
+        m = re.findall(r"\d+", p.stem)
+        if m:
+            out.append((int(m[-1]), p))
+    return sorted(out)
+
+
+def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu", stage: str = "auto"
+                 ) -> tuple[Sampler, dict]:
+    """A sampler ``(name, n, seed) -> images`` for a run or checkpoint, and a description of it.
+
+    The DCGAN ignores the name (it is unconditional): it is scored the same way, which is the point.
+    """
+    if kind == DCGAN:
+        from stackgan.train.dcgan import load_dcgan_generator, sample_dcgan
+
+        G, cfg = load_dcgan_generator(path, device)
+
+        def dcgan(name: str, n: int, seed: int) -> torch.Tensor:
+            return sample_dcgan(G, cfg, list(range(seed, seed + n)))
+
+        return dcgan, {"kind": DCGAN, "conditional": False, "size": list(cfg.size)}
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(path, device)
+    use2 = pipe.g2 is not None and stage != "1"
+    if stage == "2" and pipe.g2 is None:
+        raise CheckpointError(f"{path} is a stage-I run; --stage 2 needs a stage-II run")
+
+    def stackgan(name: str, n: int, seed: int) -> torch.Tensor:
+        res = pipe.generate(name, n, seed)
+        return res.stage2 if use2 else res.stage1
+
+    return stackgan, {"kind": STACKGAN, "conditional": True, "stage": 2 if use2 else 1, "pipeline": pipe}
+
+
+def loss_plot(info: RunInfo, out: Path, label: str) -> str | None:
+    """Loss curves of a run (from its log.jsonl) as ``<label>-losses.png``."""
+    log = info.folder / "log.jsonl"
+    if not log.is_file():
+        return None
+    from stackgan.utils.runlog import read_jsonl
+    from stackgan.utils.viz import plot_losses
+
+    recs = [r for r in read_jsonl(log) if "d_loss" in r]
+    if not recs:
+        return None
+    keys = [k for k in ("d_loss", "g_loss", "g_adv", "kl") if any(k in r for r in recs)]
+    return plot_losses(recs, out / f"{label}-losses.png", keys=keys, title=f"{label} losses").name
+
+
+# -- what D has learned -------------------------------------------------------------------------
+def d_probe(info: RunInfo, names: Sequence[str], out: Path, label: str, steps: int = 150, seed: int = 0,
+            device: str | torch.device = "cpu") -> dict | None:
+    """Activation maximisation of D's match logit for each name (latest checkpoint of a StackGAN run)."""
+    if info.kind != STACKGAN:
+        return None
+    from stackgan.metrics.dprobe import maximise_score
+    from stackgan.models.stackgan import Stage1D, Stage2D
+    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.utils.viz import save_grid
+
+    ck_path = info.path if info.path.suffix == ".pt" else io.latest_checkpoint(info.folder)
+    if ck_path is None:
+        return None
+    ck = io.load_checkpoint(ck_path)
+    if "D" not in ck or "G_ema" not in ck:
+        return None
+    cfg = StackGANConfig.from_dict(ck["config"])
+    D = Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size) if cfg.stage == 1 else Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
+    D.load_state_dict(ck["D"])
+    D.to(device).eval().requires_grad_(False)
+    _, desc = make_sampler(ck_path, STACKGAN, device)
+    pipe = desc["pipeline"]
+    ca = pipe.g2.ca if cfg.stage == 2 else pipe.g1.ca
+    imgs, starts, ends = [], [], []
+    for i, name in enumerate(names):
+        with torch.no_grad():
+            mu, _ = ca.encode(pipe.embed(name)[None].to(device))
+
+        def score(x: torch.Tensor, mu=mu) -> torch.Tensor:
+            return D.cond(D.features(x), mu.expand(x.shape[0], -1))
+
+        img, hist = maximise_score(score, (1, 3, cfg.out_size, cfg.out_size), steps=steps, seed=seed + i,
+                                   device=device)
+        imgs.append(img)
+        starts.append(hist[0])
+        ends.append(hist[-1])
+    path = save_grid(torch.cat(imgs), out / f"{label}-dprobe.png", nrow=min(len(imgs), 4))
+    return {"file": path.name, "names": list(names), "steps": steps, "start": sum(starts) / len(starts),
+            "end": sum(ends) / len(ends), "per_name": [{"name": n, "start": s, "end": e}
+                                                       for n, s, e in zip(names, starts, ends)],
+            "checkpoint": ck_path.name}
