@@ -94,6 +94,22 @@ def test_half_and_full_width_names_merge(tmp_path):
     assert ds.labels.tolist() == [ds.names.index("ピリ辛サーモン丼")] * 2 + [ds.names.index("月見そば")]
 
 
+def test_names_tsv_with_bom_crlf_comments_and_extra_columns(tmp_path):
+    root = tmp_path / "ds"
+    photo(root / "a.jpg", seed=1)
+    photo(root / "b.jpg", seed=2)
+    text = "\ufeffFile\tName\tname_en\r\n# a comment\r\na.jpg\t月見うどん\tmoon udon\r\n\r\nb.jpg \t 月見うどん\r\n"
+    (root / "names.tsv").write_bytes(text.encode("utf-8"))
+    idx = scan_dataset(root)
+    assert idx.entries == [("a.jpg", "月見うどん"), ("b.jpg", "月見うどん")] and idx.problems == []
+    (root / "names.tsv").write_text("file\tname\nb.jpg\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 2"):
+        scan_dataset(root)
+    (root / "names.tsv").write_bytes("file\tname\na.jpg\tカツ丼\n".encode("cp932"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        scan_dataset(root)
+
+
 def test_names_tsv_with_conflicting_rows_is_an_error(tmp_path):
     root = tmp_path / "ds"
     photo(root / "a.jpg")
