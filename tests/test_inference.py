@@ -1,0 +1,245 @@
+"""The inference API on tiny trained runs (stage I 16 px, stage II 32 px), and `stackgan generate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from stackgan.errors import CheckpointError, UserError
+from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline
+from stackgan.train import stackgan as tr
+from stackgan.train.stackgan_config import StackGANConfig
+
+EMB = 12
+NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _data(size):
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(len(NAMES), EMB, generator=g), dim=1)  # same for both stages
+    images = torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8, generator=g)
+    return tr.TrainData(images, torch.arange(16) % 4, list(NAMES), emb, source="synthetic")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A stage-I run (2 steps) and a stage-II run on top of it (1 step)."""
+    root = tmp_path_factory.mktemp("runs")
+    common = dict(image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, z_dim=16, batch_size=8,
+                  sample_every=100, ckpt_every=100, grid_rows=2, grid_cols=2, progress=False, device="cpu")
+    s1 = root / "s1"
+    tr.StackGANTrainer(StackGANConfig(max_steps=2, **common).validate(), _data(16), s1).fit()
+    s2 = root / "s2"
+    cfg2 = StackGANConfig(stage=2, stage1=str(s1), max_steps=1, **common).validate()
+    tr.StackGANTrainer(cfg2, _data(32), s2, stage1=tr.load_stage1(s1)).fit()
+    return s1, s2
+
+
+class FakeEncoder:
+    dim = EMB
+    spec = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, names):
+        self.calls.append(list(names))
+        return torch.nn.functional.normalize(torch.ones(len(names), EMB), dim=1)
+
+
+def test_generate_is_deterministic_per_seed(runs):
+    pipe = load_pipeline(runs[0])
+    a = pipe.generate(NAMES[0], 4, seed=10)
+    b = pipe.generate(NAMES[0], 4, seed=10)
+    assert a.stage1.shape == (4, 3, 16, 16) and a.stage2 is None
+    assert a.seeds == [10, 11, 12, 13] and a.z.shape == (4, 16)
+    assert torch.equal(a.stage1, b.stage1)
+    # image i is the image of seed + i alone, whatever n
+    one = pipe.generate(NAMES[0], 1, seed=12)
+    assert torch.allclose(one.stage1[0], a.stage1[2], atol=1e-5)
+    assert torch.equal(one.z[0], a.z[2])
+    assert not torch.allclose(a.stage1[0], a.stage1[1])  # different seeds, different pictures
+    assert a.stage1.min() >= -1 and a.stage1.max() <= 1
+    c = pipe.generate(NAMES[1], 1, seed=12)  # another name, same seed: another picture
+    assert not torch.allclose(c.stage1, one.stage1)
+    r = pipe.generate(NAMES[0], 2)  # seed None: a random one, reported
+    assert len(r.seeds) == 2 and r.seeds[1] == r.seeds[0] + 1
+
+
+def test_truncation_zero_gives_the_mean_picture(runs):
+    pipe = load_pipeline(runs[0])
+    t = pipe.generate(NAMES[2], 3, seed=5, truncation=0.0)
+    assert torch.count_nonzero(t.z) == 0
+    assert torch.allclose(t.stage1[0], t.stage1[1], atol=1e-6) and torch.allclose(t.stage1[0], t.stage1[2], atol=1e-6)
+    half = pipe.generate(NAMES[2], 1, seed=5, truncation=0.5)
+    full = pipe.generate(NAMES[2], 1, seed=5)
+    assert torch.allclose(half.z, full.z * 0.5)
+
+
+def test_variations_and_explore(runs):
+    pipe = load_pipeline(runs[0])
+    base = pipe.generate(NAMES[0], 1, seed=3)
+    v = pipe.variations(NAMES[0], 3, n=4, sigma=0.5)
+    assert v.seeds == [3] * 4
+    assert torch.allclose(v.stage1[0], base.stage1[0], atol=1e-5)
+    dz = (v.z[1:] - v.z[0]).norm(dim=1)
+    assert torch.all(dz > 0) and torch.all(dz < 0.5 * 16)  # near the chosen z (|N(0, I_16)| ~ 4)
+    assert torch.equal(v.z, pipe.variations(NAMES[0], 3, n=4, sigma=0.5).z)
+    same = pipe.variations(NAMES[0], 3, n=3, sigma=0.0)
+    assert torch.allclose(same.stage1[1], same.stage1[0], atol=1e-6)
+
+    d = pipe._directions
+    assert d.shape == (EXPLORE_DIRECTIONS, 16)
+    assert torch.allclose(d @ d.T, torch.eye(EXPLORE_DIRECTIONS), atol=1e-5)  # orthonormal
+    e0 = pipe.explore(NAMES[0], 3, [0.0] * EXPLORE_DIRECTIONS)
+    assert torch.allclose(e0.stage1, base.stage1, atol=1e-5)
+    e1 = pipe.explore(NAMES[0], 3, [2.0, 0.0, 0.0, -1.0])
+    assert torch.allclose(e1.z[0] - base.z[0], 2.0 * d[0] - d[3], atol=1e-5)
+    assert not torch.allclose(e1.stage1, base.stage1)
+    with pytest.raises(UserError, match="at most"):
+        pipe.explore(NAMES[0], 3, [0.0] * (EXPLORE_DIRECTIONS + 1))
+
+
+def test_new_names_are_encoded_once_and_neighbours(runs):
+    pipe = load_pipeline(runs[0])
+    fake = FakeEncoder()
+    pipe._encoder = fake
+    # training names use the stored vectors, no encoder call
+    nb = pipe.neighbours(NAMES[2], k=3)
+    assert nb[0][0] == NAMES[2] and nb[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert len(nb) == 3 and nb[0][1] >= nb[1][1] >= nb[2][1]
+    assert fake.calls == []
+    pipe.generate("焦がし醤油ラーメン", 2, seed=1)
+    pipe.generate("焦がし醤油ラーメン", 1, seed=1)
+    pipe.neighbours("焦がし醤油ラーメン")
+    assert fake.calls == [["焦がし醤油ラーメン"]]
+    # NFKC: the half-width spelling of a training name is that name
+    assert torch.equal(pipe.embed("ﾋﾟﾘ辛ｻｰﾓﾝ丼"), pipe.embed("ピリ辛サーモン丼"))
+    assert len(fake.calls) == 1
+    with pytest.raises(UserError):
+        pipe.generate("   ", 1, seed=1)
+
+
+def test_encoder_of_wrong_size_is_refused(runs, monkeypatch):
+    import stackgan.text
+
+    class Wrong(FakeEncoder):
+        dim = EMB + 1
+
+    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec: Wrong())
+    pipe = load_pipeline(runs[0])
+    with pytest.raises(CheckpointError, match="13-d"):
+        pipe.generate("新しい料理", 1, seed=0)
+
+
+def test_bad_arguments(runs):
+    pipe = load_pipeline(runs[0])
+    for kw in ({"n": 0}, {"n": 2.5}, {"seed": -1}, {"truncation": 3.0}):
+        args = {"n": 1, "seed": 1, **kw}
+        with pytest.raises(UserError):
+            pipe.generate(NAMES[0], **args)
+    with pytest.raises(UserError):
+        pipe.variations(NAMES[0], 1, 2, sigma=-1)
+
+
+def test_stage2_pipeline_and_sources(runs):
+    s1, s2 = runs
+    pipe = load_pipeline(s2)
+    r = pipe.generate(NAMES[3], 2, seed=7)
+    assert r.stage1.shape == (2, 3, 16, 16) and r.stage2.shape == (2, 3, 32, 32)
+    assert r.images is r.stage2
+    # the stage-I pictures of a stage-II run are the stage-I run's own pictures
+    alone = load_pipeline(s1).generate(NAMES[3], 2, seed=7)
+    assert torch.allclose(alone.stage1, r.stage1, atol=1e-6)
+    info = pipe.info()
+    assert info["stages"] == 2 and info["stage1_size"] == 16 and info["stage2_size"] == 32
+    assert info["text_encoder"] == "e5" and info["emb_dim"] == EMB and info["step"] == 1
+    assert info["training"]["n_names"] == 4 and info["explore_directions"] == EXPLORE_DIRECTIONS
+    assert info["metrics"] is None
+    # a checkpoint file and the weights file load the same generator
+    ck = next(s2.glob("ckpt-*.pt"))
+    for src in (ck, s2 / "G_ema.safetensors"):
+        other = load_pipeline(src).generate(NAMES[3], 2, seed=7)
+        assert torch.allclose(other.stage2, r.stage2, atol=1e-6), src
+    # metrics.json in the run folder shows up in info()
+    (s1 / "metrics.json").write_text(json.dumps({"fid": 12.5}), encoding="utf-8")
+    assert load_pipeline(s1).info()["metrics"] == {"fid": 12.5}
+    (s1 / "metrics.json").unlink()
+
+
+def test_a_copied_run_folder_alone_is_enough(runs, tmp_path):
+    s2 = runs[1]
+    dst = tmp_path / "model"
+    dst.mkdir()
+    for f in ("config.json", "G_ema.safetensors", "names.json", "embeddings.safetensors"):
+        shutil.copy2(s2 / f, dst / f)
+    shutil.copytree(s2 / "stage1", dst / "stage1")
+    a = load_pipeline(dst).generate(NAMES[0], 1, seed=2)
+    b = load_pipeline(s2).generate(NAMES[0], 1, seed=2)
+    assert torch.equal(a.stage2, b.stage2)
+
+
+def test_load_errors(runs, tmp_path):
+    with pytest.raises(CheckpointError, match="no model"):
+        load_pipeline(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="neither"):
+        load_pipeline(tmp_path / "empty")
+    dc = tmp_path / "dc"
+    dc.mkdir()
+    (dc / "config.json").write_text(json.dumps({"_kind": "DCGANConfig"}), encoding="utf-8")
+    (dc / "G_ema.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="not a StackGAN run"):
+        load_pipeline(dc)
+    bad = tmp_path / "bad"
+    shutil.copytree(runs[0], bad)
+    (bad / "G_ema.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_pipeline(bad)
+    s2 = tmp_path / "s2_without_stage1"
+    shutil.copytree(runs[1], s2)
+    shutil.rmtree(s2 / "stage1")
+    with pytest.raises(CheckpointError, match="stage1"):
+        load_pipeline(s2)
+
+
+def test_pipeline_is_the_public_type(runs):
+    assert isinstance(load_pipeline(runs[0]), Pipeline)
+
+
+def test_stackgan_generate_command_end_to_end(runs, tmp_path, capsys):
+    """`stackgan generate` (generate_cmd) delegates StackGAN runs to load_pipeline."""
+    from PIL import Image
+
+    from stackgan.cli import main
+
+    out = tmp_path / "g.png"
+    rc = main(["generate", "--checkpoint", str(runs[1]), NAMES[0], NAMES[1], "-n", "3", "--seed", "4",
+               "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    with Image.open(out) as im:  # 2 names x 3 stage-II pictures of 32 px
+        assert im.size == (3 * 34 + 2, 2 * 34 + 2)
+    files = sorted((tmp_path / "g").glob("*.png"))
+    assert len(files) == 6
+    rows = (tmp_path / "g" / "samples.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].split("\t")[1:] == [NAMES[0], "4"] and rows[4].split("\t")[1:] == [NAMES[1], "4"]
+    # the written picture is the pipeline's picture of that seed
+    ref = load_pipeline(runs[1]).generate(NAMES[0], 3, seed=4).stage2[2]
+    got = torch.from_numpy(__import__("numpy").array(Image.open(files[2]).convert("RGB"))).permute(2, 0, 1)
+    assert (got.float() / 127.5 - 1 - ref).abs().max() < 2 / 255 + 1e-6
+    rc = main(["generate", "--checkpoint", str(runs[0]), NAMES[0], "--variations-of", "9", "--sigma", "0.3",
+               "-n", "2", "--out", str(tmp_path / "v.png"), "--device", "cpu"])
+    assert rc == 0
+    rc = main(["generate", "--checkpoint", str(runs[0]), "-n", "2", "--out", str(tmp_path / "x.png")])
+    assert rc == 2 and "NAME" in capsys.readouterr().err  # a StackGAN needs names
