@@ -77,12 +77,13 @@ def test_plan_sizes_too_small():
         plan_sizes(7, 64)
 
 
-@pytest.mark.parametrize("size", [(64, 64), (96, 96), (64, 74), (20, 33)])
+@pytest.mark.parametrize("size", [(64, 64), (96, 96), (64, 74), (20, 33), (9, 15)])
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_shapes_are_exact(size, channels):
+@pytest.mark.parametrize("kernel", [4, 5])
+def test_shapes_are_exact(size, channels, kernel):
     h, w = size
-    G = Generator(z_dim=8, channels=channels, height=h, width=w, ngf=4)
-    D = Discriminator(channels=channels, height=h, width=w, ndf=4)
+    G = Generator(z_dim=8, channels=channels, height=h, width=w, ngf=4, kernel=kernel)
+    D = Discriminator(channels=channels, height=h, width=w, ndf=4, kernel=kernel)
     x = G(torch.rand(2, 8) * 2 - 1)
     assert x.shape == (2, channels, h, w)
     assert x.min() >= -1 and x.max() <= 1  # tanh
@@ -95,6 +96,9 @@ def test_architecture_is_dcgan():
     kinds = [type(m).__name__ for m in G.main]
     assert kinds.count("ConvTranspose2d") == 5 and kinds[-1] == "Tanh" and "ReLU" in kinds
     assert [m.out_channels for m in G.main if isinstance(m, torch.nn.ConvTranspose2d)] == [512, 256, 128, 64, 3]
+    # the same G as pytorch/examples' dcgan netG (3,576,704 weights) plus the output layer's 3 biases
+    assert sum(p.numel() for p in G.parameters()) == 3_576_704 + 3
+    assert all(m.kernel_size == (4, 4) for m in G.main if isinstance(m, torch.nn.ConvTranspose2d))
     dk = [type(m).__name__ for m in D.main]
     assert dk[:2] == ["Conv2d", "LeakyReLU"]  # no BatchNorm on D's input layer
     assert dk.count("BatchNorm2d") == 3
@@ -210,7 +214,7 @@ def test_resume_mid_epoch_with_step_checkpoints(photos, tmp_path, capsys):
 
 @pytest.mark.parametrize("kw", [
     dict(loss="bce", label_noise=0.1, label_flip=0.2, flip=True),
-    dict(loss="hinge", z_dist="normal", weight_decay=1e-4),
+    dict(loss="hinge", z_dist="normal", weight_decay=1e-4, kernel_size=5),
     dict(loss="wgan-gp", n_critic=2, beta1=0.0, beta2=0.9, lr=1e-4, epochs=2),
     dict(loss="bce", diffaugment="color,translation,cutout"),
 ])

@@ -3,13 +3,13 @@
 Generator: ``z`` -> a transposed convolution to a small ``h0 x w0`` map, then stride-2 transposed
 convolutions that double it up to the image size, BatchNorm + ReLU between, ``tanh`` at the end.
 Discriminator: stride-2 convolutions with LeakyReLU(0.2) (BatchNorm on all but the first), then
-one convolution over the last map to a single logit. All convolutions are 5x5 as in the paper's
-code and in DCGAN-tensorflow, weights drawn from N(0, 0.02).
+one convolution over the last map to a single logit. Weights are drawn from N(0, 0.02). Kernels are
+4x4 by default (pytorch/examples; cheaper) or 5x5 (the paper's code and DCGAN-tensorflow).
 
 Sizes need not be powers of two nor square: :func:`plan_sizes` picks the number of stride-2
 stages and the map size at every stage (``ceil`` halving from the image size, as TensorFlow's
-"SAME" padding does), and each transposed convolution gets the ``output_padding`` (0 or 1) that
-lands exactly on the next size, so 96 starts from 6x6 and 64x74 from 4x5 with no crop or resize.
+"SAME" padding does), and each (transposed) convolution gets the padding and ``output_padding``
+that land exactly on the next size, so 96 starts from 6x6 and 64x74 from 4x5 with no crop or resize.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-KERNEL = 5
+KERNELS = (4, 5)
 MIN_START = 4  # the smallest side of the first feature map (DCGAN's 4x4)
 MAX_MULT = 8  # widths go up to 8 x ngf / ndf, as in the paper's 64 px nets
 
@@ -61,6 +61,26 @@ def widths(base: int, stages: int) -> list[int]:
     return [base * min(MAX_MULT, 2 ** (stages - 1 - i)) for i in range(stages)]
 
 
+def up_padding(n: int, target: int, kernel: int) -> tuple[int, int]:
+    """(padding, output_padding) of a stride-2 transposed convolution from ``n`` to ``target``.
+
+    Its output is (n - 1) * 2 - 2 * padding + kernel + output_padding, output_padding in {0, 1}.
+    """
+    r = 2 * n - 2 + kernel - target  # = 2 * padding - output_padding
+    pad, out_pad = (r // 2, 0) if r % 2 == 0 else ((r + 1) // 2, 1)
+    if pad < 0:
+        raise ValueError(f"cannot go from {n} to {target} with kernel {kernel}")
+    return pad, out_pad
+
+
+def down_padding(n: int, target: int, kernel: int) -> int:
+    """The padding of a stride-2 convolution from ``n`` to ``target``: (n + 2p - k) // 2 + 1."""
+    for pad in range(kernel):
+        if (n + 2 * pad - kernel) // 2 + 1 == target:
+            return pad
+    raise ValueError(f"cannot go from {n} to {target} with kernel {kernel}")
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -72,7 +92,8 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim: int = 100, channels: int = 3, height: int = 64, width: int = 64, ngf: int = 64):
+    def __init__(self, z_dim: int = 100, channels: int = 3, height: int = 64, width: int = 64, ngf: int = 64,
+                 kernel: int = 4):
         super().__init__()
         self.z_dim, self.channels, self.height, self.width = z_dim, channels, height, width
         plan = plan_sizes(height, width)
@@ -86,12 +107,11 @@ class Generator(nn.Module):
         ]
         outs = chans[1:] + [channels]
         for i in range(plan.stages):
-            # (n - 1) * 2 - 2 * 2 + 5 + p = 2n - 1 + p: p picks 2n or 2n - 1
-            pad_h = plan.heights[i + 1] - (2 * plan.heights[i] - 1)
-            pad_w = plan.widths[i + 1] - (2 * plan.widths[i] - 1)
+            ph, oph = up_padding(plan.heights[i], plan.heights[i + 1], kernel)
+            pw, opw = up_padding(plan.widths[i], plan.widths[i + 1], kernel)
             last = i == plan.stages - 1
-            layers.append(nn.ConvTranspose2d(chans[i], outs[i], KERNEL, stride=2, padding=KERNEL // 2,
-                                             output_padding=(pad_h, pad_w), bias=last))
+            layers.append(nn.ConvTranspose2d(chans[i], outs[i], kernel, stride=2, padding=(ph, pw),
+                                             output_padding=(oph, opw), bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(outs[i]), nn.ReLU(True)]
         self.main = nn.Sequential(*layers)
 
@@ -102,17 +122,19 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Returns one logit per image (no sigmoid: the losses work on logits)."""
 
-    def __init__(self, channels: int = 3, height: int = 64, width: int = 64, ndf: int = 64, norm: str = "batch"):
+    def __init__(self, channels: int = 3, height: int = 64, width: int = 64, ndf: int = 64, norm: str = "batch",
+                 kernel: int = 4):
         super().__init__()
         plan = plan_sizes(height, width)
         self.plan = plan
         chans = list(reversed(widths(ndf, plan.stages)))  # ndf, 2 ndf, ... at ever smaller maps
         layers: list[nn.Module] = []
         c_in = channels
+        hs, ws = plan.heights[::-1], plan.widths[::-1]  # the plan's sizes, image first
         for i, c in enumerate(chans):
             normed = i > 0 and norm != "none"
-            # (n + 2 * 2 - 5) // 2 + 1 = ceil(n / 2): the plan's sizes, in reverse
-            layers.append(nn.Conv2d(c_in, c, KERNEL, stride=2, padding=KERNEL // 2, bias=not normed))
+            pad = (down_padding(hs[i], hs[i + 1], kernel), down_padding(ws[i], ws[i + 1], kernel))
+            layers.append(nn.Conv2d(c_in, c, kernel, stride=2, padding=pad, bias=not normed))
             if normed:
                 layers.append(_norm(norm, c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))

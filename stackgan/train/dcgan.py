@@ -42,12 +42,13 @@ WEIGHTS_FILE = "G.safetensors"
 
 def build_generator(cfg: DCGANConfig) -> Generator:
     h, w = cfg.size
-    return Generator(z_dim=cfg.z_dim, channels=cfg.channels, height=h, width=w, ngf=cfg.ngf)
+    return Generator(z_dim=cfg.z_dim, channels=cfg.channels, height=h, width=w, ngf=cfg.ngf, kernel=cfg.kernel_size)
 
 
 def build_discriminator(cfg: DCGANConfig) -> Discriminator:
     h, w = cfg.size
-    return Discriminator(channels=cfg.channels, height=h, width=w, ndf=cfg.ndf, norm=cfg.resolved_d_norm)
+    return Discriminator(channels=cfg.channels, height=h, width=w, ndf=cfg.ndf, norm=cfg.resolved_d_norm,
+                         kernel=cfg.kernel_size)
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -59,6 +59,8 @@ class DCGANConfig(Config):
     channels: int = opt(3, "1 grayscale, 3 RGB, 4 RGBA (e.g. transparent stickers)", choices=(1, 3, 4))
     ngf: int = opt(64, "width of G's last hidden layer (x2 per layer towards z, up to x8)", min=1)
     ndf: int = opt(64, "width of D's first layer (x2 per layer, up to x8)", min=1)
+    kernel_size: int = opt(4, "convolution kernels: 4 (pytorch/examples) or 5 (the paper's code, DCGAN-tensorflow)",
+                           choices=(4, 5))
     loss: str = opt("bce", "GAN loss: bce (the paper, non-saturating G), hinge or wgan-gp", choices=LOSSES)
     gp_weight: float = opt(10.0, "gradient penalty weight for --loss wgan-gp", min=0.0)
     n_critic: int = opt(1, "D updates per G update (5 is usual with wgan-gp)", min=1)
