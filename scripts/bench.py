@@ -1,0 +1,321 @@
+#!/usr/bin/env python
+"""Benchmarks: training throughput, generator latency, peak memory, and stage-I against its FLOP floor.
+
+    python scripts/bench.py                      # CPU, and CUDA too when torch sees a GPU
+    python scripts/bench.py --device cpu --json bench.json
+    python scripts/bench.py --device cuda --batch-size 64
+
+What it measures, at the default widths of `stackgan train` (stage I: 64 px, ngf 128, ndf 64;
+stage II: 64 -> 256 px) and `stackgan baseline-dcgan` (64 px, ngf = ndf = 64):
+
+* training throughput (images/s) of stage I, stage II and the DCGAN: one full D + G step each,
+  the trainers' own step for StackGAN (DiffAugment included), random photos and sentence vectors;
+* G's forward latency for 1 and for 8 names (stage I alone, and stage I + II), median of repeats;
+* peak memory: each measurement runs in its own process, so its peak RSS (CPU) or
+  ``torch.cuda.max_memory_allocated`` (CUDA) is its own;
+* stage I's forward FLOPs (``torch.utils.flop_counter``) divided by the measured fp32 matmul
+  rate: the time the forward would take at matmul speed, and how far the real forward is from it.
+
+Every measurement prints one row of a table; ``--json`` writes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EMB_DIM = 384  # multilingual-e5-small, the default text encoder
+BENCHES = ("matmul", "stage1_forward", "latency", "train_stage1", "train_stage2", "train_dcgan")
+
+
+# -- helpers (child side) ------------------------------------------------------------------------------
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timeit(fn, device, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _stage_cfg(stage: int, args, **kw):
+    from stackgan.train.stackgan_config import StackGANConfig
+
+    base = dict(stage=stage, emb_dim=EMB_DIM, device=args.device, progress=False, batch_size=args.batch(stage),
+                stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size)
+    base.update(kw)
+    return StackGANConfig(**base).validate()
+
+
+def _train_data(size: int, n: int):
+    import torch
+
+    from stackgan.train.stackgan import TrainData
+
+    g = torch.Generator().manual_seed(0)
+    names = [f"dish{i}" for i in range(8)]
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % len(names)
+    emb = torch.nn.functional.normalize(torch.randn(len(names), EMB_DIM, generator=g), dim=1)
+    return TrainData(images, labels, names, emb)
+
+
+def _stage1_g(cfg):
+    from stackgan.train.stackgan import build_stage1_g
+
+    return build_stage1_g(cfg)
+
+
+def bench_matmul(args, device) -> dict:
+    import torch
+
+    n = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    times = _timeit(lambda: a @ b, device, repeats=5 if device.type == "cpu" else 20)
+    t = statistics.median(times)
+    return {"matmul_n": n, "gflops": 2 * n**3 / t / 1e9, "seconds": t}
+
+
+def _stage1_flops(G, z, emb) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        G(z, emb)
+    return int(fc.get_total_flops())
+
+
+def bench_stage1_forward(args, device) -> dict:
+    """Stage-I forward time vs its FLOPs / the matmul rate (fp32, no autocast)."""
+    import torch
+
+    cfg = _stage_cfg(1, args)
+    G = _stage1_g(cfg).to(device).eval()
+    rate = bench_matmul(args, device)["gflops"] * 1e9
+    out = {"matmul_gflops": rate / 1e9}
+    for n in (1, 8, 64):
+        z = torch.randn(n, cfg.z_dim, device=device)
+        emb = torch.randn(n, EMB_DIM, device=device)
+        flops = _stage1_flops(G, z, emb)
+        with torch.no_grad():
+            t = statistics.median(_timeit(lambda: G(z, emb), device, repeats=args.repeats, warmup=2))
+        floor = flops / rate
+        out[f"b{n}"] = {"gflop": flops / 1e9, "seconds": t, "floor_seconds": floor, "x_floor": t / floor,
+                        "achieved_gflops": flops / t / 1e9}
+    return out
+
+
+def bench_latency(args, device) -> dict:
+    """G forward for 1 and 8 names (one picture each): stage I, and stage I + II."""
+    import torch
+
+    from stackgan.train.stackgan import build_stage2_g
+
+    cfg1 = _stage_cfg(1, args)
+    cfg2 = _stage_cfg(2, args)
+    G1 = _stage1_g(cfg1).to(device).eval()
+    G2 = build_stage2_g(cfg2).to(device).eval()
+    out = {}
+    for n in (1, 8):
+        z = torch.randn(n, cfg1.z_dim, device=device)
+        emb = torch.randn(n, EMB_DIM, device=device)
+        with torch.no_grad():
+            t1 = statistics.median(_timeit(lambda: G1(z, emb), device, repeats=args.repeats, warmup=2))
+            low = G1(z, emb)[0]
+            t2 = statistics.median(_timeit(lambda: G2(G1(z, emb)[0], emb), device,
+                                           repeats=max(2, args.repeats // 2), warmup=1))
+        out[f"names{n}"] = {"stage1_ms": t1 * 1e3, "stage1_2_ms": t2 * 1e3, "stage2_size": int(G2(low, emb)[0].shape[-1])
+                            if n == 1 else None}
+    return out
+
+
+def _bench_trainer(stage: int, args, device) -> dict:
+    from stackgan.train.stackgan import Stage1Ref, StackGANTrainer
+
+    cfg = _stage_cfg(stage, args)
+    stage1 = None
+    if stage == 2:
+        cfg1 = _stage_cfg(1, args)
+        stage1 = Stage1Ref(cfg1, _stage1_g(cfg1).eval(), Path("bench"), None, None)
+    data = _train_data(cfg.out_size, max(4 * cfg.batch_size, 16))
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = StackGANTrainer(cfg, data, tmp, stage1=stage1, device=device)
+        times = _timeit(tr.train_step, device, repeats=args.steps, warmup=1)
+    t = statistics.median(times)
+    return {"batch_size": cfg.batch_size, "size": cfg.out_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
+            "sec_step": t, "img_s": cfg.batch_size / t, "steps_timed": len(times),
+            "diffaugment": cfg.diffaugment}
+
+
+def bench_train_stage1(args, device) -> dict:
+    return _bench_trainer(1, args, device)
+
+
+def bench_train_stage2(args, device) -> dict:
+    return _bench_trainer(2, args, device)
+
+
+def bench_train_dcgan(args, device) -> dict:
+    """One D + G step of the DCGAN baseline (bce, Adam 2e-4 / 0.5) at its defaults."""
+    import torch
+
+    from stackgan.models.dcgan import Discriminator, Generator, init_weights
+    from stackgan.train.dcgan import d_loss_fn, g_loss_fn
+
+    b = args.batch(1)
+    G = Generator(z_dim=100, channels=3, height=64, width=64, ngf=64).to(device)
+    D = Discriminator(channels=3, height=64, width=64, ndf=64).to(device)
+    G.apply(init_weights)
+    D.apply(init_weights)
+    og = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
+
+    def step():
+        z = torch.rand(b, 100, device=device) * 2 - 1
+        fake = G(z)
+        d_loss = d_loss_fn("bce", D(real), D(fake.detach()))
+        od.zero_grad(set_to_none=True)
+        d_loss.backward()
+        od.step()
+        g_loss = g_loss_fn("bce", D(fake))
+        og.zero_grad(set_to_none=True)
+        g_loss.backward()
+        og.step()
+
+    t = statistics.median(_timeit(step, device, repeats=args.steps, warmup=1))
+    return {"batch_size": b, "size": 64, "ngf": 64, "ndf": 64, "sec_step": t, "img_s": b / t,
+            "steps_timed": args.steps}
+
+
+def run_child(name: str, args) -> dict:
+    import torch
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    res = globals()[f"bench_{name}"](args, device)
+    res["wall_s"] = time.perf_counter() - t0
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["rss_after_import_mb"] = base_rss
+    if device.type == "cuda":
+        res["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        res["gpu"] = torch.cuda.get_device_name(device)
+    res["threads"] = torch.get_num_threads()
+    return res
+
+
+# -- parent side -------------------------------------------------------------------------------------
+def _rows(device: str, name: str, r: dict) -> list[tuple[str, str, str]]:
+    mem = f"{r['peak_cuda_mb']:.0f} MB cuda" if "peak_cuda_mb" in r else f"{r['peak_rss_mb']:.0f} MB rss"
+    if "error" in r:
+        return [(device, name, f"failed: {r['error']}")]
+    if name == "matmul":
+        return [(device, name, f"{r['gflops']:.1f} GFLOP/s fp32 ({r['matmul_n']}^3)")]
+    if name.startswith("train_"):
+        return [(device, name, f"{r['img_s']:.2f} img/s  ({r['sec_step'] * 1e3:.0f} ms/step, batch {r['batch_size']}, "
+                               f"{r['size']} px, ngf {r['ngf']} ndf {r['ndf']}; peak {mem})")]
+    if name == "latency":
+        return [(device, f"G latency, {k[5:]} name(s)",
+                 f"stage I {v['stage1_ms']:.1f} ms, stage I+II {v['stage1_2_ms']:.1f} ms (peak {mem})")
+                for k, v in r.items() if k.startswith("names")]
+    if name == "stage1_forward":
+        return [(device, f"stage-I forward, batch {k[1:]}",
+                 f"{v['seconds'] * 1e3:.2f} ms for {v['gflop']:.2f} GFLOP: {v['achieved_gflops']:.1f} GFLOP/s; "
+                 f"matmul floor {v['floor_seconds'] * 1e3:.2f} ms -> {v['x_floor']:.1f}x the floor")
+                for k, v in r.items() if k.startswith("b")]
+    return [(device, name, json.dumps(r))]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when present)")
+    p.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
+    p.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
+    p.add_argument("--repeats", type=int, default=10, help="timed forward passes")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="training batch; 0: 64 on CUDA, 8 on CPU (stage II: 16 on CUDA, 2 on CPU)")
+    p.add_argument("--stage2-size", type=int, default=256, choices=(128, 256))
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    def batch(stage: int) -> int:
+        if args.batch_size:
+            return args.batch_size
+        cuda = args.device.startswith("cuda")
+        return (64 if cuda else 8) if stage == 1 else (16 if cuda else 2)
+
+    args.batch = batch
+    if args.child:
+        print(json.dumps(run_child(args.child, args)))
+        return 0
+
+    import torch
+
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if args.device == "all" and not torch.cuda.is_available():
+        devices = ["cpu"]
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    bad = [n for n in names if n not in BENCHES]
+    if bad:
+        print(f"error: unknown benchmark {', '.join(bad)}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    results: dict = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                     "results": {}}
+    print(f"{'device':<6}  {'measurement':<26}  result")
+    for dev in devices:
+        results["results"][dev] = {}
+        for name in names:
+            cmd = [sys.executable, __file__, "--child", name, "--device", dev, "--steps", str(args.steps),
+                   "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
+                   "--stage2-size", str(args.stage2_size)]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+                if proc.returncode != 0:
+                    r = {"error": (proc.stderr.strip().splitlines() or ["exit " + str(proc.returncode)])[-1]}
+                else:
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+            except subprocess.TimeoutExpired:
+                r = {"error": f"took longer than --timeout {args.timeout} s"}
+            results["results"][dev][name] = r
+            for row in _rows(dev, name, r):
+                print(f"{row[0]:<6}  {row[1]:<26}  {row[2]}", flush=True)
+    text = json.dumps(results, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
