@@ -111,6 +111,22 @@ def test_ca_statistics_and_negative_logvar():
     assert torch.allclose(c2[0], mu[0] + torch.exp(0.5 * logvar[0]))
 
 
+def test_ca_standardises_alike_sentence_vectors():
+    torch.manual_seed(0)
+    common = torch.randn(EMB)
+    emb = torch.nn.functional.normalize(common + 0.1 * torch.randn(6, EMB), dim=1)  # cosines ~0.99
+    ca = CondAugment(EMB, c_dim=4)
+    ca.set_normalization(emb)
+    x = (emb - ca.emb_shift) * ca.emb_scale
+    assert torch.allclose(x.mean(0), torch.zeros(EMB), atol=1e-5)
+    assert x.pow(2).mean().item() == pytest.approx(1.0, rel=1e-4)
+    state = ca.state_dict()
+    assert "emb_shift" in state and "emb_scale" in state  # saved with G, applied to new names too
+    other = CondAugment(EMB, c_dim=4)
+    other.load_state_dict(state)
+    assert torch.equal(other.encode(emb)[0], ca.encode(emb)[0])
+
+
 def test_kl_is_zero_at_prior_and_averaged_per_element():
     assert kl_divergence(torch.zeros(5, 7), torch.zeros(5, 7)).item() == 0.0
     mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])

@@ -364,6 +364,7 @@ class StackGANTrainer:
             self.D = Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
         self.G.apply(init_weights)
         self.D.apply(init_weights)
+        self.G.ca.set_normalization(data.emb)
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
