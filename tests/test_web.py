@@ -1,11 +1,141 @@
-"""The web app: request validation, the serve command, and every route on a real tiny model."""
+"""The web app: request validation, every route and every bad input on a real tiny StackGAN.
+
+The fixture trains a real two-stage model in a few seconds: a randomly initialised one-layer BERT
+(a real Hugging Face folder, loaded by the project's text encoder code) encodes the names, stage I
+trains 2 steps at 16 px and stage II 1 step at 32 px on small synthetic photos. Nothing is stubbed.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
+import torch
+from PIL import Image
 
 from stackgan.errors import CheckpointError
-from web.app import MAX_NAME_CHARS, BadRequest, clean_float, clean_int, clean_name, clean_seed
+from web.app import MAX_BODY_BYTES, MAX_NAME_CHARS, BadRequest, clean_float, clean_int, clean_name, clean_seed
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン", "月見そば"]
+NEW_NAME = "月見カレーうどん"  # not a training name: goes through the text encoder
+_RUNS: dict[str, Path] = {}
+
+
+def make_text_encoder(folder: Path) -> Path:
+    """A tiny random BERT with a per-character vocabulary, saved as a Hugging Face folder."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    chars = ([chr(c) for c in range(0x21, 0x7F)] + [chr(c) for c in range(0x3041, 0x3097)]
+             + [chr(c) for c in range(0x30A1, 0x30FB)] + ["ー"] + sorted(set("".join(NAMES + [NEW_NAME]))))
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(chars)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Split(Regex("."), behavior="isolated")])
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]", model_max_length=64).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(folder)
+    return folder
+
+
+def _photos(size: int, per_name: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic "photos": a colour per name, a disc, noise; uint8 [N, 3, size, size]."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    disc = ((xx ** 2 + yy ** 2) < 0.5).float()
+    images, labels = [], []
+    for k in range(len(NAMES)):
+        colour = torch.rand(3, 1, 1, generator=g)
+        for _ in range(per_name):
+            img = colour * disc + 0.3 * (1 - disc) + 0.1 * torch.rand(3, size, size, generator=g)
+            images.append((img.clamp(0, 1) * 255).to(torch.uint8))
+            labels.append(k)
+    return torch.stack(images), torch.tensor(labels)
+
+
+def build_tiny_runs(root: Path) -> dict[str, Path]:
+    """{"encoder", "stage1", "stage2"}: built once per test session (the browser test shares it)."""
+    if _RUNS and all(p.exists() for p in _RUNS.values()):
+        return _RUNS
+    from stackgan.text import load_text_encoder
+    from stackgan.train import stackgan as tr
+    from stackgan.train.stackgan_config import StackGANConfig
+
+    enc_dir = make_text_encoder(root / "encoder")
+    enc = load_text_encoder(str(enc_dir))
+    emb = enc.encode(NAMES)
+    common = dict(text_encoder=str(enc_dir), image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, z_dim=16,
+                  batch_size=8, sample_every=100, ckpt_every=100, grid_rows=2, grid_cols=2, progress=False,
+                  device="cpu")
+    s1, s2 = root / "stage1", root / "stage2"
+    imgs, labels = _photos(16)
+    tr.StackGANTrainer(StackGANConfig(max_steps=2, **common).validate(),
+                       tr.TrainData(imgs, labels, list(NAMES), emb, source="synthetic"), s1).fit()
+    imgs, labels = _photos(32)
+    cfg2 = StackGANConfig(stage=2, stage1=str(s1), max_steps=1, **common).validate()
+    tr.StackGANTrainer(cfg2, tr.TrainData(imgs, labels, list(NAMES), emb, source="synthetic"), s2,
+                       stage1=tr.load_stage1(s1)).fit()
+    _RUNS.update(encoder=enc_dir, stage1=s1, stage2=s2)
+    return _RUNS
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared machine: threads only add contention
+    try:
+        yield build_tiny_runs(tmp_path_factory.mktemp("web-runs"))
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_runs):
+    """The two-stage run folder."""
+    return tiny_runs["stage2"]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_run):
+    from web.app import create_app
+
+    app = create_app(tiny_run)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post(client, path, body, raw=False, **kw):
+    data = body if raw else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return client.post(path, data=data, content_type=kw.pop("content_type", "application/json"), **kw)
+
+
+def png(data_url: str) -> Image.Image:
+    assert data_url.startswith("data:image/png;base64,")
+    im = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+    im.load()
+    return im
+
+
+def pixels(data_url: str) -> torch.Tensor:
+    import numpy as np
+
+    return torch.from_numpy(np.asarray(png(data_url).convert("RGB"), dtype=np.int16))
 
 
 # -- validation (no model needed) ---------------------------------------------------------------
@@ -78,3 +208,377 @@ def test_serve_without_model_exits_2(tmp_path, capsys):
     assert "no model at" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path), "--port", "70000"]) == 2
     assert "--port must be <= 65535" in capsys.readouterr().err
+
+
+# -- the page and static files --------------------------------------------------------------------
+def test_index_page(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    html = r.get_data(as_text=True)
+    for needle in ('id="name"', 'id="n"', 'id="seed"', 'id="generate"', 'id="error"', "ピリ辛サーモン丼",
+                   "月見カレーうどん", 'max="16"', "/static/app.js", "/static/style.css"):
+        assert needle in html, needle
+    # everything is served locally: no CDN, no external fonts or scripts
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_index_escapes_the_name_from_the_url(client):
+    r = client.get("/", query_string={"name": '"><script>alert(1)</script>'})
+    html = r.get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script") == 1  # only our own app.js
+
+
+@pytest.mark.parametrize("path, needles", [
+    ("/static/app.js", ["isComposing", "compositionstart", "/api/generate", "/api/variations", "/api/explore",
+                        "history.replaceState", "textContent"]),
+    ("/static/style.css", [".card", ".error"]),
+])
+def test_static_files(client, path, needles):
+    r = client.get(path)
+    assert r.status_code == 200
+    text = r.get_data(as_text=True)
+    for needle in needles:
+        assert needle in text, needle
+    assert not re.search(r"https?://", text)  # nothing fetched from elsewhere
+    assert not re.search(r"\.(inner|outer)HTML|insertAdjacentHTML|document\.write", text)  # textContent only
+
+
+# -- health and model -------------------------------------------------------------------------------
+def test_health(client, tiny_run):
+    r = client.get("/api/health")
+    assert r.status_code == 200
+    assert r.json["status"] == "ok" and r.json["model"] == str(tiny_run)
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_model_info(client, tiny_runs):
+    info = client.get("/api/model").json
+    assert info["stages"] == 2 and info["stage1_size"] == 16 and info["stage2_size"] == 32
+    assert info["text_encoder"] == str(tiny_runs["encoder"])
+    assert info["training"]["n_names"] == len(NAMES) and info["training"]["n_images"] == 4 * len(NAMES)
+    assert info["explore_directions"] == 4
+    assert info["limits"]["max_n"] == 16 and info["limits"]["max_name_chars"] == MAX_NAME_CHARS
+    json.dumps(info)  # plain JSON all the way down
+
+
+# -- generate -----------------------------------------------------------------------------------------
+def test_generate(client):
+    r = post(client, "/api/generate", {"name": NEW_NAME, "n": 3, "seed": 5})
+    assert r.status_code == 200, r.json
+    d = r.json
+    assert d["name"] == NEW_NAME and d["seed"] == 5 and d["n"] == 3
+    assert [im["seed"] for im in d["images"]] == [5, 6, 7]
+    for im in d["images"]:
+        assert png(im["stage1"]).size == (16, 16) and png(im["stage2"]).size == (32, 32)
+    assert len({im["stage2"] for im in d["images"]}) == 3  # different seeds, different pictures
+    nb = d["neighbours"]
+    assert len(nb) == 5 and {x["name"] for x in nb} == set(NAMES)
+    sims = [x["similarity"] for x in nb]
+    assert sims == sorted(sims, reverse=True) and all(-1.0001 <= s <= 1.0001 for s in sims)
+    assert d["elapsed_ms"] >= 0
+
+    # deterministic for (name, seed); picture i is seed + i whatever n
+    again = post(client, "/api/generate", {"name": NEW_NAME, "n": 3, "seed": 5}).json
+    assert again["images"] == d["images"]
+    one = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 6}).json
+    assert (pixels(one["images"][0]["stage2"]) - pixels(d["images"][1]["stage2"])).abs().max() <= 1
+    other = post(client, "/api/generate", {"name": "カツカレー", "n": 1, "seed": 5}).json
+    assert other["images"][0]["stage2"] != d["images"][0]["stage2"]
+    assert other["neighbours"][0] == {"name": "カツカレー", "similarity": pytest.approx(1.0, abs=1e-3)}
+
+
+def test_generate_defaults_random_seed_and_normalisation(client):
+    d = post(client, "/api/generate", {"name": "  ﾋﾟﾘ辛ｻｰﾓﾝ丼 "}).json
+    assert d["name"] == "ピリ辛サーモン丼" and d["n"] == 4 and len(d["images"]) == 4
+    seed = d["seed"]
+    assert isinstance(seed, int) and d["images"][0]["seed"] == seed
+    same = post(client, "/api/generate", {"name": "ピリ辛サーモン丼", "n": 4, "seed": seed}).json
+    assert same["images"] == d["images"]  # the reported seed reproduces the pictures
+    null_seed = post(client, "/api/generate", {"name": "ピリ辛サーモン丼", "n": 1, "seed": None}).json
+    assert isinstance(null_seed["seed"], int)
+    trunc = post(client, "/api/generate", {"name": "ピリ辛サーモン丼", "n": 2, "seed": 1, "truncation": 0.05}).json
+    assert trunc["truncation"] == 0.05 and trunc["images"][0]["stage2"] != same["images"][0]["stage2"]
+
+
+def test_generate_script_name_is_data_not_markup(client):
+    name = "<script>alert(1)</script>"
+    r = post(client, "/api/generate", {"name": name, "n": 1, "seed": 0})
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    assert r.json["name"] == name
+
+
+def test_generate_max_n(client):
+    d = post(client, "/api/generate", {"name": "月見そば", "n": 16, "seed": 0}).json
+    assert len(d["images"]) == 16 and d["images"][-1]["seed"] == 15
+
+
+BAD_GENERATE = [
+    ({"name": ""}, "name is empty"),
+    ({"name": " \u3000 "}, "name is empty"),
+    ({"name": "   ", "n": 2}, "name is empty"),
+    ({"n": 2}, "name is required"),
+    ({"name": None}, "name is required"),
+    ({"name": 12}, "name must be a string"),
+    ({"name": "あ" * (MAX_NAME_CHARS + 1)}, "name is too long: 65 characters"),
+    ({"name": "カレー\nうどん"}, "control character (U+000A)"),
+    ({"name": "カレー\x07"}, "control character (U+0007)"),
+    ({"name": "カレー\u202eうどん"}, "control character (U+202E)"),
+    ({"name": "カレー", "n": 0}, "n must be between 1 and 16, got 0"),
+    ({"name": "カレー", "n": 17}, "n must be between 1 and 16, got 17"),
+    ({"name": "カレー", "n": -3}, "n must be between 1 and 16"),
+    ({"name": "カレー", "n": "3"}, "n must be an integer, got a string"),
+    ({"name": "カレー", "n": 2.5}, "n must be an integer, got a fractional number"),
+    ({"name": "カレー", "n": 2.0}, "n must be an integer"),
+    ({"name": "カレー", "n": True}, "n must be an integer, got a boolean"),
+    ({"name": "カレー", "seed": "12"}, "seed must be an integer, got a string"),
+    ({"name": "カレー", "seed": 1.5}, "seed must be an integer, got a fractional number"),
+    ({"name": "カレー", "seed": False}, "seed must be an integer, got a boolean"),
+    ({"name": "カレー", "seed": -1}, "seed must be between 0 and"),
+    ({"name": "カレー", "seed": 2**31}, "seed must be between 0 and"),
+    ({"name": "カレー", "seed": [1]}, "seed must be an integer, got a list"),
+    ({"name": "カレー", "truncation": 0}, "truncation must be between"),
+    ({"name": "カレー", "truncation": "1"}, "truncation must be a number"),
+    ({"name": "カレー", "colour": "red"}, "unknown field(s): colour"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD_GENERATE, ids=[m for _, m in BAD_GENERATE])
+def test_generate_bad_input(client, body, message):
+    r = post(client, "/api/generate", body)
+    assert r.status_code == 400
+    assert r.mimetype == "application/json"
+    assert message in r.json["error"] and r.json["status"] == 400
+
+
+BAD_BODIES = [
+    (b"", "the request body is empty"),
+    (b"   ", "the request body is empty"),
+    (b"{name: 1}", "not valid JSON"),
+    (b'{"name": "\xe3\x82"}', "not valid JSON"),  # cut UTF-8
+    (b'{"name": "x",}', "not valid JSON"),
+    (b"[1, 2]", "must be a JSON object, got a list"),
+    ('"ピリ辛"'.encode(), "must be a JSON object, got a string"),
+    (b"3", "must be a JSON object, got a number"),
+    (b"null", "must be a JSON object, got null"),
+    (b'{"name": "x", "seed": NaN}', "seed must be an integer, got a non-finite number"),
+    (b"[" * (MAX_BODY_BYTES + 1), "too large"),
+]
+
+
+@pytest.mark.parametrize("raw, message", BAD_BODIES, ids=[m for _, m in BAD_BODIES])
+def test_generate_bad_body(client, raw, message):
+    r = post(client, "/api/generate", raw, raw=True)
+    expected = 413 if len(raw) > MAX_BODY_BYTES else 400
+    assert r.status_code == expected, (r.status_code, r.json)
+    assert message in r.json["error"]
+
+
+def test_bad_json_nesting_and_form_content_type(client):
+    deep = b"[" * 5000 + b"]" * 5000  # under the size limit, deeper than the JSON parser allows
+    r = post(client, "/api/generate", deep, raw=True)
+    assert r.status_code == 400 and "not valid JSON" in r.json["error"]
+    # the body is read as JSON whatever the content type says
+    r = post(client, "/api/generate", {"name": "月見そば", "n": 1, "seed": 3}, content_type="text/plain")
+    assert r.status_code == 200
+
+
+def test_body_size_limit(client):
+    big = {"name": "カレー", "n": 1, "pad": "x" * (MAX_BODY_BYTES + 10)}
+    r = post(client, "/api/generate", big)
+    assert r.status_code == 413
+    assert f"at most {MAX_BODY_BYTES} bytes" in r.json["error"]
+
+
+def test_wrong_method_and_unknown_route(client):
+    r = client.get("/api/generate")
+    assert r.status_code == 405 and "GET is not allowed" in r.json["error"]
+    r = client.post("/api/health")
+    assert r.status_code == 405
+    r = client.get("/api/nothing")
+    assert r.status_code == 404 and "no such API route" in r.json["error"]
+    r = client.get("/nothing")
+    assert r.status_code == 404 and r.mimetype == "text/html"
+
+
+# -- variations and explore -------------------------------------------------------------------------
+def test_variations(client):
+    base = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 11}).json["images"][0]
+    r = post(client, "/api/variations", {"name": NEW_NAME, "seed": 11, "n": 4, "sigma": 0.8})
+    assert r.status_code == 200, r.json
+    d = r.json
+    assert d["seed"] == 11 and d["sigma"] == 0.8 and len(d["images"]) == 4
+    assert "seed" not in d["images"][0]  # variations share the seed; they are not seeds of their own
+    assert (pixels(d["images"][0]["stage2"]) - pixels(base["stage2"])).abs().max() <= 1  # picture 0 is the chosen one
+    assert len({im["stage2"] for im in d["images"]}) == 4
+    assert post(client, "/api/variations", {"name": NEW_NAME, "seed": 11, "n": 4, "sigma": 0.8}).json["images"] \
+        == d["images"]
+    zero = post(client, "/api/variations", {"name": NEW_NAME, "seed": 11, "n": 3, "sigma": 0}).json["images"]
+    assert all((pixels(im["stage2"]) - pixels(zero[0]["stage2"])).abs().max() <= 1 for im in zero)
+    default = post(client, "/api/variations", {"name": NEW_NAME, "seed": 11}).json
+    assert len(default["images"]) == 8 and default["sigma"] == 0.3
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"name": NEW_NAME}, "seed is required"),
+    ({"name": NEW_NAME, "seed": None}, "seed is required"),
+    ({"name": "", "seed": 1}, "name is empty"),
+    ({"name": NEW_NAME, "seed": 1, "sigma": 2.5}, "sigma must be between 0 and 2"),
+    ({"name": NEW_NAME, "seed": 1, "sigma": -0.1}, "sigma must be between"),
+    ({"name": NEW_NAME, "seed": 1, "sigma": "0.3"}, "sigma must be a number"),
+    ({"name": NEW_NAME, "seed": 1, "n": 17}, "n must be between 1 and 16"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": []}, "unknown field(s): offsets"),
+])
+def test_variations_bad_input(client, body, message):
+    r = post(client, "/api/variations", body)
+    assert r.status_code == 400 and message in r.json["error"]
+
+
+def test_explore(client):
+    base = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 21}).json["images"][0]
+    zero = post(client, "/api/explore", {"name": NEW_NAME, "seed": 21, "offsets": [0, 0, 0, 0]})
+    assert zero.status_code == 200, zero.json
+    assert len(zero.json["images"]) == 1
+    assert (pixels(zero.json["images"][0]["stage2"]) - pixels(base["stage2"])).abs().max() <= 1
+    moved = post(client, "/api/explore", {"name": NEW_NAME, "seed": 21, "offsets": [2.5, 0, -1, 0.5]}).json
+    assert moved["offsets"] == [2.5, 0.0, -1.0, 0.5]
+    assert moved["images"][0]["stage2"] != base["stage2"]
+    assert post(client, "/api/explore", {"name": NEW_NAME, "seed": 21, "offsets": [2.5, 0, -1, 0.5]}).json["images"] \
+        == moved["images"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"name": NEW_NAME, "seed": 1}, "offsets must be a list of 4 numbers, got null"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": "0,0,0,0"}, "offsets must be a list of 4 numbers, got a string"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": [0, 0, 0]}, "offsets must have 4 numbers (one per direction), got 3"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": [0] * 5}, "got 5"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": [0, 0, 3.5, 0]}, "offsets[2] must be between -3 and 3"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": [0, "1", 0, 0]}, "offsets[1] must be a number, got a string"),
+    ({"name": NEW_NAME, "seed": 1, "offsets": [0, 0, 0, True]}, "offsets[3] must be a number, got a boolean"),
+    ({"name": NEW_NAME, "offsets": [0, 0, 0, 0]}, "seed is required"),
+    ({"name": "\x00", "seed": 1, "offsets": [0, 0, 0, 0]}, "control character"),
+])
+def test_explore_bad_input(client, body, message):
+    r = post(client, "/api/explore", body)
+    assert r.status_code == 400 and message in r.json["error"]
+
+
+def test_explore_rejects_nan_offsets(client):
+    r = post(client, "/api/explore", b'{"name": "x", "seed": 1, "offsets": [NaN, 0, 0, 0]}', raw=True)
+    assert r.status_code == 400 and "offsets[0] must be a finite number, got nan" in r.json["error"]
+
+
+# -- PNG download ----------------------------------------------------------------------------------
+def test_image_png(client):
+    gen = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 9}).json["images"][0]
+    r = client.get("/api/image.png", query_string={"name": NEW_NAME, "seed": "9"})
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert r.headers["Content-Disposition"] == "attachment; filename=stackgan-seed9-stage2.png"
+    im = Image.open(io.BytesIO(r.data))
+    assert im.size == (32, 32)
+    assert base64.b64encode(r.data).decode() == gen["stage2"].split(",", 1)[1]
+    r1 = client.get("/api/image.png", query_string={"name": NEW_NAME, "seed": "9", "stage": "1"})
+    assert Image.open(io.BytesIO(r1.data)).size == (16, 16)
+    assert r1.headers["Content-Disposition"].endswith("stage1.png")
+
+
+@pytest.mark.parametrize("query, message", [
+    ({"seed": "1"}, "name is required"),
+    ({"name": "", "seed": "1"}, "name is empty"),
+    ({"name": NEW_NAME}, "seed is required"),
+    ({"name": NEW_NAME, "seed": "abc"}, "seed must be an integer, got 'abc'"),
+    ({"name": NEW_NAME, "seed": "１２"}, "seed must be an integer"),  # full-width digits
+    ({"name": NEW_NAME, "seed": "-5"}, "seed must be between 0 and"),
+    ({"name": NEW_NAME, "seed": "1", "stage": "3"}, "stage must be between 1 and 2"),
+])
+def test_image_png_bad_input(client, query, message):
+    r = client.get("/api/image.png", query_string=query)
+    assert r.status_code == 400 and message in r.json["error"]
+
+
+# -- other models, concurrency, loading --------------------------------------------------------------
+def test_stage1_only_model_and_pipeline_object(tiny_runs):
+    from stackgan.inference import load_pipeline
+    from web.app import create_app
+
+    client = create_app(load_pipeline(tiny_runs["stage1"])).test_client()  # a Pipeline object works too
+    assert client.get("/api/health").json["model"] == "Pipeline"
+    assert client.get("/api/model").json["stages"] == 1
+    d = post(client, "/api/generate", {"name": NEW_NAME, "n": 2, "seed": 1}).json
+    assert d["images"][0]["stage2"] is None and png(d["images"][0]["stage1"]).size == (16, 16)
+    r = client.get("/api/image.png", query_string={"name": NEW_NAME, "seed": "1"})
+    assert Image.open(io.BytesIO(r.data)).size == (16, 16)
+    assert r.headers["Content-Disposition"].endswith("stage1.png")
+
+
+def test_concurrent_requests_are_safe_and_deterministic(app):
+    seeds = list(range(100, 108))
+    expected = {s: post(app.test_client(), "/api/generate", {"name": NEW_NAME, "n": 2, "seed": s}).json["images"]
+                for s in seeds}
+    got, errors = {}, []
+
+    def worker(chunk):
+        c = app.test_client()
+        for s in chunk:
+            r = post(c, "/api/generate", {"name": NEW_NAME, "n": 2, "seed": s})
+            if r.status_code != 200:
+                errors.append(r.json)
+            got[s] = r.json["images"]
+
+    threads = [threading.Thread(target=worker, args=(seeds[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == expected
+
+
+def test_flask_run_finds_the_app_lazily(tiny_run, monkeypatch):
+    from flask.cli import ScriptInfo
+
+    import web.app as web_app
+
+    monkeypatch.setenv("STACKGAN_CHECKPOINT", str(tiny_run))
+    monkeypatch.delattr(web_app, "app", raising=False)
+    assert "app" not in vars(web_app)  # importing the module builds nothing
+    app = ScriptInfo(app_import_path="web.app").load_app()  # what `flask --app web.app run` does
+    try:
+        assert app.test_client().get("/api/health").json["model"] == str(tiny_run)
+        factory = ScriptInfo(app_import_path="web.app:create_app").load_app()
+        assert factory.extensions["stackgan"].source == str(tiny_run)
+    finally:
+        vars(web_app).pop("app", None)
+
+
+def test_serve_command_end_to_end(tiny_run):
+    """`stackgan serve` in a subprocess on a free loopback port, then real HTTP requests."""
+    import urllib.request
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "stackgan", "serve", "--checkpoint", str(tiny_run),
+                             "--port", "0", "--threads", "2"], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = None
+        lines = []
+        for line in proc.stdout:  # bounded by the process: it prints the URL or exits
+            lines.append(line)
+            m = re.search(r"serving on (http://127\.0\.0\.1:\d+/)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "".join(lines)
+        with urllib.request.urlopen(url + "api/health", timeout=60) as r:
+            assert json.load(r)["status"] == "ok"
+        req = urllib.request.Request(url + "api/generate", method="POST",
+                                     data=json.dumps({"name": NEW_NAME, "n": 1, "seed": 3}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.headers["Server"] == "stackgan" and len(json.load(r)["images"]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

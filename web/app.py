@@ -103,7 +103,9 @@ def clean_float(value: Any, field: str, lo: float, hi: float, default: float | N
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f"{field} must be a number, got {_describe(value)}")
     value = float(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
+    if not math.isfinite(value):
+        raise BadRequest(f"{field} must be a finite number, got {value}")
+    if not lo <= value <= hi:
         raise BadRequest(f"{field} must be between {lo:g} and {hi:g}, got {value:g}")
     return value
 
@@ -116,6 +118,8 @@ def clean_seed(value: Any, required: bool = False) -> int:
 
 
 def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):
@@ -126,6 +130,8 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, int):
+        return "a number"
     return type(value).__name__
 
 

@@ -34,7 +34,7 @@ development server with reload:
 class ServeConfig(Config):
     checkpoint: Optional[str] = opt(None, "StackGAN run folder or checkpoint (default: models/default)")
     host: str = opt("127.0.0.1", "interface to listen on (0.0.0.0 = every interface)")
-    port: int = opt(8000, "TCP port", min=1, max=65535)
+    port: int = opt(8000, "TCP port (0: any free port)", min=0, max=65535)
     threads: int = opt(4, "waitress worker threads", min=1, max=64)
     device: str = opt("cpu", "torch device for inference (cpu, cuda, auto)")
 

@@ -158,14 +158,14 @@
     if (img.stage2) {
       // stage-I beside the stage-II picture, large on hover.
       frame.append(el("img", { src: img.stage1, class: "stage1 pixel", width: 64, height: 64,
-                               alt: "stage-I 64px", title: "stage-I (64 px)" }));
+                               alt: "stage-I", title: "stage-I" }));
     }
     const links = el("span", { class: "links" },
       el("a", { href: main, download: fileName(name, img.seed ?? state.seed, extra || ""),
                 class: "dl", title: "PNG をダウンロード" , text: "PNG" }));
     if (img.stage2) {
-      links.append(el("a", { href: img.stage1, download: fileName(name, img.seed ?? state.seed, (extra || "") + "-64px"),
-                             class: "dl", text: "64px" }));
+      links.append(el("a", { href: img.stage1, download: fileName(name, img.seed ?? state.seed, (extra || "") + "-stage1"),
+                             class: "dl", title: "stage-I の PNG", text: "stage I" }));
     }
     figure.append(frame, el("figcaption", {}, el("span", { class: "seed", text: seedText }), links));
     return figure;
@@ -337,17 +337,28 @@
   // -- model info + start-up -------------------------------------------------------------------
   function describeModel(info) {
     const parts = [];
-    if (info.stages) parts.push(`stages: ${info.stages}`);
-    if (info.sizes) parts.push(`sizes: ${[].concat(info.sizes).join(" → ")} px`);
-    if (info.text_encoder) parts.push(`text: ${info.text_encoder}`);
-    const data = info.data || info.training_data;
-    if (data && typeof data === "object") {
-      const bits = [];
-      if (data.images !== undefined) bits.push(`${data.images} images`);
-      if (data.names !== undefined) bits.push(`${Array.isArray(data.names) ? data.names.length : data.names} names`);
-      if (bits.length) parts.push(`data: ${bits.join(", ")}`);
+    if (info.stages) {
+      const sizes = [info.stage1_size, info.stage2_size].filter((s) => s).map((s) => `${s}px`);
+      parts.push(`StackGAN ${info.stages} stage${info.stages > 1 ? "s" : ""} (${sizes.join(" → ")})`);
     }
-    if (info.step !== undefined) parts.push(`step ${info.step}`);
+    if (info.text_encoder) parts.push(`text encoder: ${String(info.text_encoder).split("/").pop()}`);
+    const t = info.training || {};
+    const bits = [];
+    if (t.n_images) bits.push(`${t.n_images} photos`);
+    if (t.n_names) bits.push(`${t.n_names} dish names`);
+    if (bits.length) parts.push(`trained on ${bits.join(", ")}`);
+    if (info.step !== null && info.step !== undefined) parts.push(`step ${info.step}`);
+    const m = info.metrics;
+    if (m && typeof m === "object") {
+      const preferred = ["faithfulness_train", "faithfulness_invented", "fid_in_domain", "fid_floor",
+                         "diversity_ratio"];
+      const keys = preferred.some((k) => typeof m[k] === "number") ? preferred : Object.keys(m);
+      const shown = keys
+        .filter((k) => typeof m[k] === "number")
+        .slice(0, 5)
+        .map((k) => `${k.replace(/_/g, " ")} ${Number.isInteger(m[k]) ? m[k] : m[k].toFixed(3)}`);
+      if (shown.length) parts.push(shown.join(", "));
+    }
     return parts.join(" · ");
   }
 
