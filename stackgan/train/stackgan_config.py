@@ -33,6 +33,9 @@ class StackGANConfig(Config):
     out: Optional[str] = opt(None, "run folder [runs/stage<N>-<data>]")
     stage1: Optional[str] = opt(None, "stage 2: the stage-I run folder or checkpoint to build on")
     resume: bool = opt(False, "continue from the latest checkpoint in --out")
+    held_out: float = opt(0.0, "fraction of each name's photos held out of training (for an honest evaluation; "
+                               "`stackgan evaluate` uses the same split)", min=0.0, max=0.9)
+    split_seed: int = opt(0, "seed of the train / held-out split", min=0)
 
     # text
     text_encoder: str = opt("e5", "text encoder of the dish names: e5, scratch:FOLDER or a HF folder/id")
