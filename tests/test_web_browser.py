@@ -45,7 +45,14 @@ def server(tiny_run):
     from web.app import create_app
 
     srv = create_server(create_app(tiny_run), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=srv.run, daemon=True)
+
+    def serve():
+        try:
+            srv.run()
+        except OSError:  # closing the socket from this thread ends waitress's select loop
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.effective_port}"
     srv.close()

@@ -244,12 +244,20 @@ def load_model(pipeline_or_path: Any = None, device: str = "cpu") -> ModelServic
 
 
 def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int = MAX_N,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Flask:
-    """The Flask app around one pipeline (a ``Pipeline`` object or a path to load)."""
+               max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True) -> Flask:
+    """The Flask app around one pipeline (a ``Pipeline`` object or a path to load).
+
+    ``warm_up`` draws one picture of a new name at once, so that the text encoder is loaded (or
+    fails, with its message) at start rather than on the first visitor's request.
+    """
     service = load_model(pipeline_or_path, device=device)
+    if warm_up:
+        t0 = time.perf_counter()
+        service.call("generate", EXAMPLES[0], 1, seed=0)
+        log.info("warm-up picture in %.1f s", time.perf_counter() - t0)
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
-    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False
     app.json.ensure_ascii = False  # Japanese stays readable in responses
     app.extensions["stackgan"] = service
     started = time.time()
@@ -362,10 +370,11 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         seed = clean_int(_query_int(args.get("seed"), "seed"), "seed", 0, MAX_SEED - MAX_N)
         stage = clean_int(_query_int(args.get("stage", "2"), "stage"), "stage", 1, 2)
         result = service.call("generate", name, 1, seed=seed)
-        images = result.stage2 if stage == 2 and result.stage2 is not None else result.stage1
-        resp = Response(png_bytes(images[0]), mimetype="image/png")
-        fname = f"stackgan-seed{seed}-stage{stage if images is not result.stage1 else 1}.png"
-        resp.headers["Content-Disposition"] = f"attachment; filename={fname}"
+        if result.stage2 is None:
+            stage = 1  # a stage-I model: its pictures are the final ones
+        image = result.stage2[0] if stage == 2 else result.stage1[0]
+        resp = Response(png_bytes(image), mimetype="image/png")
+        resp.headers["Content-Disposition"] = f"attachment; filename=stackgan-seed{seed}-stage{stage}.png"
         return resp
 
     return app
