@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from stackgan.errors import CheckpointError, ConfigError, DataError
+from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.dcgan import Discriminator, Generator, init_weights, make_z, sample_z
 from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.utils import io, viz
@@ -167,11 +167,13 @@ def _graceful_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, old)
 
 
-def _sample_frames(sample_dir: Path) -> list[Path]:
-    frames = sorted(p for p in sample_dir.glob("*.png") if re.fullmatch(r"\d{6}", p.stem))
-    if len(frames) <= MAX_GIF_FRAMES:
+def _sample_frames(sample_dir: Path, limit: int | None = MAX_GIF_FRAMES) -> list[Path]:
+    """The fixed-noise grids ``STEP.png`` in step order, at most ``limit`` of them spread evenly."""
+    frames = sorted(p for p in sample_dir.glob("*.png") if re.fullmatch(r"\d{6,}", p.stem))
+    frames.sort(key=lambda p: int(p.stem))
+    if limit is None or len(frames) <= limit:
         return frames
-    idx = sorted({round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1)) for i in range(MAX_GIF_FRAMES)})
+    idx = sorted({round(i * (len(frames) - 1) / (limit - 1)) for i in range(limit)})
     return [frames[i] for i in idx]
 
 
@@ -285,6 +287,9 @@ class _Trainer:
         self.step = self.last_ckpt_step = int(ckpt["step"])
         io.restore_rng(ckpt["rng"])
         self.log.truncate_after(self.step)
+        for frame in _sample_frames(self.sample_dir, limit=None):  # grids drawn after the checkpoint
+            if int(frame.stem) > self.step:
+                frame.unlink(missing_ok=True)
         spe = self.steps_per_epoch
         epoch, batch = divmod(self.step, spe)
         where = f"at epoch {epoch}, step {self.step}"
@@ -397,7 +402,8 @@ class _Trainer:
             rec["gp"] = gp.item()
         for k, v in rec.items():
             if not math.isfinite(v):
-                raise FloatingPointError(f"{k} became {v} at step {self.step + 1}; lower --lr or try another --loss")
+                raise UserError(f"{k} became {v} at step {self.step + 1} (the last checkpoint is kept); "
+                                "lower --lr, or try another --loss")
         return rec
 
     # ---------------------------------------------------------------------------------------
