@@ -173,3 +173,35 @@ def test_bad_input_shows_the_message_and_names_stay_text(server, driver, tmp_pat
     assert title == "「<img src=x onerror=alert(1)><b>丼</b>」"
     assert driver.execute_script("return document.querySelectorAll('#results-title *, img[src=\"x\"]').length") == 0
     driver.save_screenshot(str(tmp_path / "escaped.png"))
+
+
+def test_enter_submits_but_not_while_an_ime_is_composing(server, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(server + "/")
+    name = driver.find_element(By.ID, "name")
+    # Enter that confirms an IME conversion is cancelled (isComposing, keyCode 229, or between
+    # compositionstart and compositionend); a plain Enter is left alone, and submits the form.
+    prevented = driver.execute_script("""
+        const input = document.getElementById('name');
+        const enter = (extra) => {
+          const ev = new KeyboardEvent('keydown', Object.assign({key: 'Enter', bubbles: true, cancelable: true}, extra));
+          input.dispatchEvent(ev);
+          return ev.defaultPrevented;
+        };
+        const out = {composing: enter({isComposing: true}), plain: enter({})};
+        input.dispatchEvent(new CompositionEvent('compositionstart', {data: ''}));
+        out.between = enter({});
+        input.dispatchEvent(new CompositionEvent('compositionend', {data: '丼'}));
+        return out;""")
+    assert prevented == {"composing": True, "plain": False, "between": True}
+    _wait(driver, lambda d: d.execute_script(  # the flag clears right after compositionend
+        "const ev = new KeyboardEvent('keydown', {key: 'Enter', cancelable: true});"
+        "document.getElementById('name').dispatchEvent(ev); return !ev.defaultPrevented;"), timeout=5)
+    assert driver.find_element(By.ID, "results-panel").get_attribute("hidden") is not None  # nothing sent
+
+    name.send_keys("月見カレーうどん", Keys.ENTER)
+    _wait(driver, lambda d: len(_loaded_images(d, "#results img.pic")) == 4
+          and all(_loaded_images(d, "#results img.pic")))
+    assert driver.find_element(By.ID, "results-title").text == "「月見カレーうどん」"
