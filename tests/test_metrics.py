@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -376,9 +377,10 @@ def offline_text(monkeypatch, tmp_path):
     monkeypatch.setattr(stackgan.text, "embed_names", lambda names, spec="e5", **kw: enc.encode(names))
     monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
     monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared machine: threads only add contention
     yield enc
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
 
 
 SMALL = ["--clf-size", "16", "--clf-width", "8", "--clf-epochs", "3", "--n-per-name", "2", "--kid-subsets", "5",
@@ -448,3 +450,50 @@ def test_evaluate_cli_errors_are_clear(tmp_path, capsys):
     assert "evaluate takes StackGAN or DCGAN runs" in capsys.readouterr().err
     assert main(["compare", "--models", "gan"]) == 2
     assert "unknown gan" in capsys.readouterr().err
+
+
+# -- the real data sets (slow) -----------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_attribute_classifier_on_menu_renders(tmp_path, monkeypatch):
+    """The default attribute classifier on the embedded menu's renders, scored on held-out renders."""
+    from stackgan.metrics.evaluate import fit_classifier
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.runeval import classifier_config
+    from stackgan.metrics.config import EvaluateConfig
+
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    menu = REPO / "data" / "menu"
+    if not (menu / "attributes.tsv").is_file():
+        from stackgan.menu.make import make_menu
+
+        menu = tmp_path / "menu"
+        make_menu(menu, per_name=12, size=64)
+    data = load_real_data(menu, image_size=64, held_out=0.2, seed=0, progress=False)
+    assert data.has_attributes and len(data.invented) > 0
+    clf = fit_classifier(data, classifier_config(EvaluateConfig(run="x")), progress=False)
+    acc = clf.metrics["heldout_accuracy"]
+    assert acc["base"] >= 0.8 and acc["topping"] >= 0.6 and acc["modifier"] >= 0.6, acc
+
+
+@pytest.mark.slow
+@pytest.mark.realfood
+def test_name_classifier_on_realfood(tmp_path, monkeypatch):
+    """Class faithfulness's ceiling on real photos: the name classifier well above chance on held-out photos."""
+    from stackgan.data import shared_dataset
+    from stackgan.metrics.config import EvaluateConfig
+    from stackgan.metrics.evaluate import fit_classifier
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.runeval import classifier_config
+
+    root = shared_dataset("realfood")
+    if root is None:
+        pytest.skip("../shared/realfood is not here")
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    data = load_real_data(root, image_size=64, held_out=0.2, seed=0, progress=False)
+    assert not data.has_attributes
+    clf = fit_classifier(data, classifier_config(EvaluateConfig(run="x")), progress=False)
+    acc = clf.metrics["heldout_accuracy"]["name"]
+    assert acc > 5 / len(data.names), acc

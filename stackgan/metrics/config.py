@@ -19,11 +19,11 @@ class ProtocolOptions(Config):
     split_seed: int = opt(0, "seed of the train / held-out split", min=0)
     image_size: int = opt(64, "size the real photos are loaded at", min=16)
     n_per_name: int = opt(8, "generated pictures per name for faithfulness and diversity", min=2, max=999)
-    max_names: int = opt(48, "training (and invented) names scored; 0: all of them", min=0)
+    max_names: int = opt(0, "training (and invented) names scored, a fixed random choice; 0: all of them", min=0)
     kid_subsets: int = opt(50, "KID: random subsets averaged", min=1)
     clf_size: int = opt(48, "classifier input size (pictures are resized to it)", min=16)
     clf_width: int = opt(24, "classifier width (channels of its first layer)", min=4)
-    clf_epochs: int = opt(10, "classifier training epochs (trained once, then cached)", min=1)
+    clf_epochs: int = opt(16, "classifier training epochs (trained once, then cached)", min=1)
     inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for the "
                                          "standard Inception FID/KID as well; never downloaded")
     seed: int = opt(0, "seed of the generated pictures", min=0)

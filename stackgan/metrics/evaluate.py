@@ -100,8 +100,8 @@ def faithfulness(clf: Classifier, data: RealData, images: torch.Tensor, idx: tor
     return attribute_faithfulness(clf, images, idx, names, data.name_parts(list(names)))
 
 
-def distances(clf: Classifier, gen: torch.Tensor, real: torch.Tensor, gen_n: int, kid_subsets: int,
-              seed: int) -> dict:
+def distances(clf: Classifier, gen: torch.Tensor, real: torch.Tensor, kid_subsets: int, seed: int) -> dict:
+    """FID and KID between two image sets on the classifier's features, with both sample counts."""
     fa, fb = clf.features(gen), clf.features(real)
     kid, kid_std = fidm.kernel_inception_distance(fa, fb, subsets=kid_subsets, subset_size=1000, seed=seed)
     return {"fid": fidm.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std, "n_a": int(len(fa)),
@@ -146,9 +146,9 @@ def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: P
     # 2. distribution distances, name-matched
     say(f"{label}: generating {len(data.test_labels) * proto.fid_per_photo} name-matched pictures for FID/KID")
     fgen, fidx = fid_set(sampler, data, proto.seed, proto.fid_per_photo)
-    res["fid"] = distances(clf, fgen, data.test_images, len(fgen), proto.kid_subsets, proto.seed)
+    res["fid"] = distances(clf, fgen, data.test_images, proto.kid_subsets, proto.seed)
     floor = name_matched_real(data.train_images, data.train_labels, fidx, proto.seed)
-    res["fid_floor"] = distances(clf, floor, data.test_images, len(floor), proto.kid_subsets, proto.seed)
+    res["fid_floor"] = distances(clf, floor, data.test_images, proto.kid_subsets, proto.seed)
     if inception is not None:
         fa = fidm.inception_features(inception, fgen)
         fb = fidm.inception_features(inception, data.test_images)

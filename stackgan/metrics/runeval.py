@@ -12,7 +12,8 @@ import torch
 
 from stackgan.metrics.classifier import Classifier, ClassifierConfig
 from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
-from stackgan.metrics.evaluate import Protocol, evaluate_sampler, fit_classifier, fid_set, distances, faithfulness, pick_names
+from stackgan.metrics.evaluate import (Protocol, distances, evaluate_sampler, faithfulness, fid_set, fit_classifier,
+                                      pick_names)
 from stackgan.metrics.features import sample_names
 from stackgan.metrics.realdata import RealData, load_real_data
 from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
@@ -125,7 +126,7 @@ def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Pro
         printer(f"checkpoint {path.name}")
         sampler, _ = make_sampler(path, info.kind, device, stage)
         fgen, _ = fid_set(sampler, data, light.seed)
-        d = distances(clf, fgen, data.test_images, len(fgen), light.kid_subsets, light.seed)
+        d = distances(clf, fgen, data.test_images, light.kid_subsets, light.seed)
         names = pick_names(data.names, light.max_names, light.seed)
         gen, gi = sample_names(sampler, names, light.n_per_name, light.seed)
         f = faithfulness(clf, data, gen, gi, names)
