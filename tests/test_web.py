@@ -554,6 +554,7 @@ def test_flask_run_finds_the_app_lazily(tiny_run, monkeypatch):
         vars(web_app).pop("app", None)
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and transformers: 15-40 s on 2 busy cores
 def test_serve_command_end_to_end(tiny_run):
     """`stackgan serve` in a subprocess on a free loopback port, then real HTTP requests."""
     import urllib.request
