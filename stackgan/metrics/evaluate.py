@@ -14,6 +14,9 @@ Protocol (also written into every report):
 5. Diversity: mean pairwise feature distance within a name, generated vs real, and the ratio.
 6. Memorisation: nearest train photo of every generated picture (features and 32 px pixels),
    against the same distance for held-out photos.
+7. R-precision (StackGAN runs): each generated picture's image embedding ranks its own name
+   among 1 true + 99 other names (all names when there are fewer), by cosine similarity.
+8. D probe (StackGAN runs): an image optimised from noise to maximise D's match logit for a name.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     for split in ("train", "invented"):
         key = f"faithfulness_{split}"
         for h in heads:
-            lab = "class accuracy" if h == "name" else f"{h} accuracy"
+            lab = {"name": "class accuracy", "all": "all parts right"}.get(h, f"{h} accuracy")
             sub = f"{split} names"
 
             def cell(r, h=h, key=key):
@@ -169,6 +169,10 @@ def markdown(results: dict, title: str) -> str:
                       f"score for {', '.join(d['names'])} (score {d['start']:.2f} → {d['end']:.2f}).", "",
                       f"![D probe]({d['file']})", ""]
     lines += ["## Protocol", "", protocol_text(), ""]
+    proto = results.get("protocol")
+    if proto:
+        lines += ["Settings of this report: " + ", ".join(f"{k} {v}" for k, v in proto.items())
+                  + (f"; classifier {json.dumps(clf.get('config'))}" if clf.get("config") else "") + ".", ""]
     if results.get("command"):
         lines += ["Reproduce with:", "", "```", results["command"], "```", ""]
     return "\n".join(lines)
