@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -146,6 +147,7 @@ def test_config_sizes():
     assert cfg.size == (96, 128)
     back = DCGANConfig.from_dict(json.loads(cfg.to_json()))
     assert back == cfg
+    assert dataclasses.replace(cfg, image_size="32", image_width=None).validate().size == (32, 32)
     # DCGAN-tensorflow's defaults
     d = DCGANConfig().validate()
     assert (d.epochs, d.lr, d.beta1, d.batch_size, d.z_dim, d.size) == (25, 0.0002, 0.5, 64, 100, (64, 64))
@@ -272,6 +274,10 @@ def test_training_errors(photos, tmp_path):
     train_dcgan(tiny(photos, run, max_steps=1), progress=False)
     with pytest.raises(CheckpointError, match=r"--ngf 8 \(checkpoint\) vs 16"):
         train_dcgan(tiny(photos, run, ngf=16), progress=False)
+    with pytest.raises(CheckpointError, match=r"image size \(16, 16\) \(checkpoint\) vs \(16, 24\)"):
+        train_dcgan(tiny(photos, run, image_width=24), progress=False)
+    # the same size said another way resumes
+    train_dcgan(tiny(photos, run, image_size="16x16", max_steps=2), progress=False)
     with pytest.raises(CheckpointError, match="already holds checkpoints"):
         train_dcgan(tiny(photos, run, resume=False), progress=False)
     with pytest.raises(CheckpointError, match="not a DCGAN run"):

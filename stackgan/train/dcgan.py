@@ -136,8 +136,15 @@ def ckpt_name(step: int) -> str:
 def _config_mismatch(saved: dict[str, Any], cfg: DCGANConfig) -> list[str]:
     now = cfg.to_dict()
     diffs = []
+    size_keys = ("image_size", "image_height", "image_width")
+    try:
+        old_size = DCGANConfig(**{k: saved[k] for k in size_keys if k in saved}).size
+    except (ConfigError, TypeError):
+        old_size = None
+    if old_size != cfg.size:
+        diffs.append(f"image size {old_size} (checkpoint) vs {cfg.size} (now)")
     for key in sorted(set(saved) | set(now)):
-        if key in RESUMABLE_CHANGES or key == "_kind":
+        if key in RESUMABLE_CHANGES or key in size_keys or key == "_kind":
             continue
         if saved.get(key) != now.get(key):
             diffs.append(f"--{key.replace('_', '-')} {saved.get(key)!r} (checkpoint) vs {now.get(key)!r} (now)")

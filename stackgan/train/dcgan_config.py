@@ -80,15 +80,11 @@ class DCGANConfig(Config):
     resume: bool = opt(True, "resume from the latest checkpoint in --checkpoint-dir when there is one")
 
     def check(self) -> None:
-        h, w = parse_size(self.image_size)
-        h = self.image_height or h
-        w = self.image_width or w
+        h, w = self.size
         if min(h, w) < MIN_SIDE:
             raise ConfigError(f"--image-size {h}x{w} is too small: each side must be >= {MIN_SIDE}")
         if max(h, w) > 1024:
             raise ConfigError(f"--image-size {h}x{w}: each side must be <= 1024")
-        self.image_height, self.image_width = h, w
-        self.image_size = str(h) if h == w else f"{h}x{w}"
         if self.loss != "bce" and (self.label_noise or self.label_flip):
             raise ConfigError("--label-noise and --label-flip apply to --loss bce only")
         if self.loss == "wgan-gp" and self.d_norm == "batch":
@@ -101,7 +97,9 @@ class DCGANConfig(Config):
 
     @property
     def size(self) -> tuple[int, int]:
-        return int(self.image_height), int(self.image_width)  # type: ignore[arg-type]
+        """(height, width): ``--image-size``, overridden by ``--image-height`` / ``--image-width``."""
+        h, w = parse_size(self.image_size)
+        return self.image_height or h, self.image_width or w
 
     @property
     def resolved_d_norm(self) -> str:
