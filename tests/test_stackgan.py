@@ -320,6 +320,18 @@ def test_nan_loss_restores_last_good_state_and_lowers_lr(tmp_path, capsys):
             t.train_step()
 
 
+def test_ema_warms_up_then_follows_the_target_decay(tmp_path):
+    assert tr.ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert tr.ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert tr.ema_decay(0.999, 100_000) == 0.999
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path), make_data(), tmp_path / "a")
+    init = [p.clone() for p in t.G_ema.parameters()]
+    t.train_step()
+    # after one step the EMA is 90% of G already, not 99.9% of the random initialisation
+    for e, g, i in zip(t.G_ema.parameters(), t.G.parameters(), init):
+        assert torch.allclose(e, 0.1 * i + 0.9 * g, atol=1e-6)
+
+
 def test_lr_halves_every_decay_epochs(tmp_path):
     t = tr.StackGANTrainer(tiny_cfg(tmp_path, lr_decay_epochs=2), make_data(n=16), tmp_path / "a")
     assert t.current_lr() == (2e-4, 2e-4)

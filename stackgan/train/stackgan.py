@@ -143,6 +143,8 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True) -> TrainData:
     from stackgan.text import embed_names
 
     ds = load_dataset(cfg.data, image_size=cfg.out_size, channels=3, progress=progress)
+    if cfg.held_out > 0:  # train on the train split only; evaluation scores against the rest
+        ds, _ = ds.split(cfg.held_out, cfg.split_seed)
     counts = ds.counts()
     invented = [n for n in read_invented(cfg.data) if n not in counts]
     grid = choose_grid_names(ds.names, [counts[n] for n in ds.names], invented, cfg.grid_rows)
@@ -191,6 +193,12 @@ def real_diversity(data: TrainData, names: Sequence[str], per_name: int = 16) ->
         if idx.numel() >= 2:
             vals.append(mean_pairwise_l1(to_float(data.images[idx])))
     return sum(vals) / len(vals) if vals else float("nan")
+
+
+def ema_decay(target: float, step: int) -> float:
+    """EMA decay with a warm-up: ``min(target, (1 + step) / (10 + step))``, so that a short run's
+    EMA is not still mostly its random initialisation (0.999 alone needs thousands of steps)."""
+    return min(target, (1.0 + step) / (10.0 + step))
 
 
 @torch.no_grad()
@@ -369,6 +377,8 @@ class StackGANTrainer:
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.use_amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes every step
         if self.use_amp:
             for m in (self.G, self.D, self.G_ema):
                 m.to(memory_format=torch.channels_last)
@@ -524,7 +534,7 @@ class StackGANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
-        ema_update(self.G_ema, self.G, cfg.ema)
+        ema_update(self.G_ema, self.G, ema_decay(cfg.ema, self.step))
         self.step += 1
         if self._good is None or self.step % GOOD_STATE_EVERY == 0:
             self._snapshot()
@@ -729,7 +739,10 @@ class StackGANTrainer:
         self._printer = (lambda m: tqdm.write(m)) if cfg.progress and printer is print else printer
         total = self.total_steps()
         self.write_run_files()
-        self.log.truncate_after(self.step)
+        if self.step == 0:
+            self.log.path.unlink(missing_ok=True)  # a fresh run: no lines from an earlier attempt
+        else:
+            self.log.truncate_after(self.step)
         if self.step >= total:
             printer(f"nothing to do: the run is at step {self.step} of {total}")
         bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
