@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Copy what inference needs from a StackGAN run folder into a small model folder (e.g. models/default).
+
+    python scripts/export_model.py runs/default-s2 models/default [--fp16]
+
+It copies config.json, G_ema.safetensors (weights cast to fp16 with --fp16), names.json,
+embeddings.safetensors, metrics.json when present, and for a stage-II run its stage1/ folder;
+no checkpoints, optimiser states or samples. It then loads the result with
+stackgan.inference.load_pipeline and draws one picture, so a broken export fails here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+FILES = ("config.json", "names.json", "embeddings.safetensors", "metrics.json")
+
+
+def export_folder(src: Path, dst: Path, fp16: bool) -> None:
+    from safetensors.torch import load_file
+
+    from stackgan.utils.io import atomic_save_safetensors
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+    weights = load_file(src / "G_ema.safetensors")
+    if fp16:
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+    atomic_save_safetensors(weights, dst / "G_ema.safetensors", {"dtype": "float16" if fp16 else "float32"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="stage-I or stage-II run folder")
+    ap.add_argument("out", type=Path, help="model folder to write (replaced)")
+    ap.add_argument("--fp16", action="store_true", help="store the generator weights as float16")
+    args = ap.parse_args(argv)
+    if not (args.run / "G_ema.safetensors").is_file():
+        print(f"error: {args.run} has no G_ema.safetensors (is it a finished StackGAN run?)", file=sys.stderr)
+        return 2
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    export_folder(args.run, tmp, args.fp16)
+    if (args.run / "stage1").is_dir():
+        export_folder(args.run / "stage1", tmp / "stage1", args.fp16)
+
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp)
+    res = pipe.generate(pipe.names[0] if pipe.names else "カツ丼", n=1, seed=0)
+    assert res.stage1.isfinite().all()
+    shutil.rmtree(args.out, ignore_errors=True)
+    tmp.rename(args.out)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"exported {args.run} -> {args.out} ({size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
