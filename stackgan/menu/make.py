@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -108,16 +107,29 @@ def _tsv(rows: Iterable[Sequence[str]]) -> str:
 
 
 _OWN_FILES = {"images", "names.tsv", "attributes.tsv", "invented.tsv", "README.md"}
+_SIGNATURE = {"names.tsv", "attributes.tsv", "invented.tsv"}
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path) -> list[Path]:
+    """Refuse an ``out`` that is a file or a foreign non-empty folder; return the files that a
+    previous menu folder holds besides the set itself (caches of other commands), to keep."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} exists and is not a folder")
-    if out.is_dir():
-        entries = {p.name for p in out.iterdir()}
-        if entries and not (entries <= _OWN_FILES and "names.tsv" in entries):
-            raise DataError(f"--out {out} is not empty and does not hold a menu set made by make-menu; "
-                            "choose a new or empty folder (nothing was written)")
+    if not out.is_dir():
+        return []
+    entries = {p.name for p in out.iterdir()}
+    if not entries:
+        return []
+    if not _SIGNATURE <= entries:
+        raise DataError(f"--out {out} is not empty and does not hold a menu set made by make-menu; "
+                        "choose a new or empty folder (nothing was written)")
+    return [out / name for name in sorted(entries - _OWN_FILES)]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def make_menu(out: str | os.PathLike = "data/menu", seed: int = 0, per_name: int = 24, size: int = 256,
@@ -134,7 +146,7 @@ def make_menu(out: str | os.PathLike = "data/menu", seed: int = 0, per_name: int
     if size < 16:
         raise DataError(f"--size must be at least 16, got {size}")
     out = Path(out)
-    _check_out(out)
+    keep = _check_out(out)
     all_train = train_names()
     if names is None:
         combos = list(TRAIN_COMBOS)
@@ -148,6 +160,7 @@ def make_menu(out: str | os.PathLike = "data/menu", seed: int = 0, per_name: int
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
     try:
         (tmp / "images").mkdir()
         name_rows, attr_rows = [("file", "name")], [("file", "name", "base", "topping", "modifier")]
@@ -166,23 +179,49 @@ def make_menu(out: str | os.PathLike = "data/menu", seed: int = 0, per_name: int
         (tmp / "names.tsv").write_text(_tsv(name_rows), encoding="utf-8")
         (tmp / "attributes.tsv").write_text(_tsv(attr_rows), encoding="utf-8")
         (tmp / "invented.tsv").write_text(_tsv(inv_rows), encoding="utf-8")
-        cmd = f"stackgan make-menu --out {out.as_posix()} --seed {seed} --per-name {per_name} --size {size}"
+        shown = out.as_posix() if not out.is_absolute() else out.name  # no paths of this machine
+        cmd = f"stackgan make-menu --out {shown} --seed {seed} --per-name {per_name} --size {size}"
         if quality != 90:
             cmd += f" --quality {quality}"
-        (tmp / "README.md").write_text(_readme(cmd, seed, len(combos), per_name, size, quality), encoding="utf-8")
-        # swap the new set in
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            os.replace(out, old / "menu")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        (tmp / "README.md").write_text(_readme(cmd, seed, combos, per_name, size, quality), encoding="utf-8")
+        _swap_in(tmp, out, keep)
+    except DataError:
+        raise  # a half-done swap: keep the copies it names
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"out": str(out), "names": len(combos), "images": len(jobs), "invented": len(INVENTED_COMBOS),
             "image_bytes": total}
+
+
+def _swap_in(tmp: Path, out: Path, keep: list[Path]) -> None:
+    """Replace ``out`` by ``tmp``, moving ``keep`` (files of other commands) along; on any
+    failure everything goes back where it was."""
+    moved: list[Path] = []
+    old = None
+    try:
+        for path in keep:
+            os.replace(path, tmp / path.name)
+            moved.append(path)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            os.replace(out, old / "menu")
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            if old is not None and not out.exists():
+                os.replace(old / "menu", out)
+            for path in moved:
+                if (tmp / path.name).exists() and not path.exists():
+                    os.replace(tmp / path.name, path)
+        except OSError as exc:  # leave every copy where it is and say where
+            raise DataError(f"could not finish replacing {out} ({exc}); the previous set is in "
+                            f"{old}, the new one in {tmp}") from exc
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_menu(root: str | os.PathLike) -> list[str]:
@@ -218,18 +257,14 @@ def _read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in lines[1:] if line]
 
 
-def _readme(cmd: str, seed: int, n_names: int, per_name: int, size: int, quality: int) -> str:
+def _readme(cmd: str, seed: int, combos: Sequence[Combo], per_name: int, size: int, quality: int) -> str:
     def table(parts):
         rows = ["| part | id | looks like |", "|---|---|---|"]
         rows += [f"| {p.text} | `{p.slug}` | {p.looks} |" for p in parts]
         return "\n".join(rows)
 
-    counts = Counter()
-    for c in TRAIN_COMBOS:
-        for p in c:
-            if p:
-                counts[p] += 1
-    train = ", ".join(train_names())
+    n_names = len(combos)
+    train = ", ".join(compose_name(*c) for c in combos)
     inv = ", ".join(invented_names())
     return f"""# The cafeteria menu: the embedded training set
 

@@ -451,8 +451,8 @@ def _plate(sc: Scene, cx, cy, R, aspect: float, glass: bool, well: float = 0.8) 
 # food surfaces
 
 _BROTH = {
-    "うどん": "#D4AA62", "そば": "#3D200E", "醤油ラーメン": "#6E3414", "味噌ラーメン": "#BF7C36",
-    "塩ラーメン": "#DDBE6A", "豚骨ラーメン": "#F2EDE3",
+    "うどん": "#D4AA62", "そば": "#3D200E", "醤油ラーメン": "#6A3012", "味噌ラーメン": "#C9843A",
+    "塩ラーメン": "#E3C25E", "豚骨ラーメン": "#F3EFE6",
 }
 _HOT_RED = _c("#B01E0C")
 
@@ -544,7 +544,7 @@ def _noodle_path(rng, reg: Region, length: float, wavy: float, spread: float, cu
     rad = spread * math.sqrt(rng.uniform(0.08, 1.0))
     a0 = rng.uniform(0, 2 * math.pi)
     span = length / max(rad, 0.2) * rng.choice([-1, 1])
-    n = 30
+    n = 36 if wavy else 24
     phase = rng.uniform(0, 2 * math.pi)
     drift = rng.normal(0, 0.3 * curl)
     freq = rng.uniform(2.0, 5.0)
@@ -553,7 +553,7 @@ def _noodle_path(rng, reg: Region, length: float, wavy: float, spread: float, cu
         t = i / n
         a = a0 + span * t
         r = rad * (1 + drift * math.sin(t * freq + phase))
-        w = wavy * math.sin(phase + i * 2.4)
+        w = wavy * math.sin(phase + i * 1.5)
         u = ou + (r + w) * math.cos(a)
         v = ov + (r + w) * math.sin(a)
         if u * u + v * v > 0.9:
@@ -617,10 +617,11 @@ def _soup(sc: Scene, base: str, reg: Region, clip: np.ndarray, heat: int, cold: 
         _noodles(sc, reg, clip, int(rng.integers(45, 60)) * (2 if heap else 1), 0.04, _c("#86705A"), 0.0, 1.4,
                  spread, curl=0.8)
     else:
-        _noodles(sc, reg, clip, int(rng.integers(36, 46)) * (2 if heap else 1), 0.05, _c("#EBD27E"), 0.025,
-                 1.2, spread, curl=0.9)
+        # ramen: the noodles gather in the middle, the broth shows all round
+        _noodles(sc, reg, clip, int(rng.integers(30, 38)) * (2 if heap else 1), 0.062, _c("#EBD27E"), 0.022,
+                 1.1, spread * 0.8, curl=0.9)
     # the broth covers the noodles here and there
-    sink = np.clip(sc.noise(7, 3.0) - 0.4, 0, 1) * clip * (0.35 if base != "豚骨ラーメン" else 0.5)
+    sink = np.clip(sc.noise(7, 3.0) - 0.4, 0, 1) * clip * (0.45 if ramen else 0.35)
     sc.paint(sink, broth)
     if heap:  # a second, higher layer of noodles
         up = Region(reg.cx, reg.cy - reg.r * reg.k * 0.12, reg.r * 0.7, reg.k)
@@ -633,9 +634,9 @@ def _soup(sc: Scene, base: str, reg: Region, clip: np.ndarray, heat: int, cold: 
 
 def _bowl_dish(sc: Scene, base: str, topping, heat: int, heap: bool, cold: bool) -> tuple[Region, np.ndarray]:
     S, rng = sc.S, sc.rng
-    R = S * rng.uniform(0.37, 0.41) * (1.18 if heap else 1.0)
+    R = S * rng.uniform(0.37, 0.41) * (1.1 if heap else 1.0)
     cx = sc.c + rng.uniform(-0.02, 0.02) * S
-    cy = sc.c + rng.uniform(-0.06, -0.02) * S
+    cy = sc.c + rng.uniform(-0.06, -0.02) * S + (0.04 * S if heap and base == "丼" else 0.0)
     kind = "don" if base == "丼" else ("ramen" if base.endswith("ラーメン") else "noodle")
     inner, imask, H = _bowl(sc, cx, cy, R, kind, cold)
     drop = inner.r * 0.09 * math.sqrt(1 - sc.k ** 2)
@@ -708,8 +709,8 @@ def _chahan(sc: Scene, heat: int, heap: bool, cold: bool) -> tuple[Region, np.nd
     cy = sc.c + rng.uniform(0.0, 0.03) * S
     well, top = _plate(sc, cx, cy, R, 1.05, cold, well=0.78)
     k = sc.k
-    dr = well.r * (0.86 if heap else 0.74)
-    h = dr * (0.95 if heap else 0.6) * math.sqrt(1 - k * k) * 1.2
+    dr = well.r * (0.82 if heap else 0.74)
+    h = dr * (1.1 if heap else 0.6) * math.sqrt(1 - k * k) * 1.2
     dcy = well.cy - h * 0.45
     dome_m = sc.ell(cx, dcy, dr, dr * k + h * 0.5, soft=1.0)
     dome_m = np.clip(dome_m * (1 + sc.noise(14, 0.5)), 0, 1)
@@ -720,7 +721,7 @@ def _chahan(sc: Scene, heat: int, heap: bool, cold: bool) -> tuple[Region, np.nd
         base = _mix(base, _HOT_RED, 0.6)
     xs = (sc.xx - cx) / dr
     ys = (sc.yy - dcy) / (dr * k + h * 0.5)
-    shade = 1.0 + 0.2 * np.clip(-(xs * sc.lx + ys * sc.ly), -1, 1) - 0.2 * np.clip(xs * xs + ys * ys, 0, 1) ** 2
+    shade = 1.0 + 0.25 * np.clip(-(xs * sc.lx + ys * sc.ly), -1, 1) - 0.3 * np.clip(xs * xs + ys * ys, 0, 1) ** 1.5
     sc.paint(dome_m, base[None, None, :] * shade[..., None])
     # grains of rice, egg, browned bits, green onion and ham
     _grains(sc, "chahan", max(0.06 * dr, 0.02 * S), dome_m, shade)
@@ -757,7 +758,7 @@ def _teishoku(sc: Scene, heat: int, heap: bool, cold: bool) -> tuple[Region, np.
     rice = Region(inner.cx, inner.cy, inner.r * 0.95, k)
     rm = sc.ell(rice.cx, rice.cy, rice.r, rice.r * k) * imask
     if heap:
-        h = inner.r * 0.5
+        h = inner.r * 0.32
         mound = sc.ell(inner.cx, inner.cy - h * 0.5, inner.r * 0.97, inner.r * k + h * 0.5)
         rm = np.maximum(rm, mound * np.maximum(imask, (sc.yy < inner.cy).astype(np.float32)))
         rice = Region(inner.cx, inner.cy - h * 0.5, inner.r * 0.95, k)
