@@ -171,9 +171,16 @@ def test_invented_names_and_grid_choice(tmp_path):
     assert inv == ["焦がし醤油ラーメン", "ピリ辛サーモン丼"]
     assert tr.read_invented(tmp_path / "nowhere") == []
     names = [f"n{i}" for i in range(10)]
-    grid = tr.choose_grid_names(names, [1] * 10, inv, 6)
+    grid = tr.choose_grid_names(names, None, inv, 6)
     assert len(grid) == 6 and grid[-2:] == inv and len(set(grid)) == 6
-    assert tr.choose_grid_names(names, [1] * 10, [], 4) == ["n0", "n2", "n5", "n7"]
+    assert tr.choose_grid_names(names, None, [], 4) == ["n0", "n2", "n5", "n7"]
+    # with sentence vectors: far-apart names first, not near-duplicates
+    a, b, c = torch.eye(3)
+    emb = torch.stack([a, a + 0.01 * b, a + 0.02 * c, b, b + 0.01 * a, c])
+    six = [f"m{i}" for i in range(6)]
+    assert tr.choose_grid_names(six, emb, [], 3) == ["m0", "m3", "m5"]
+    assert tr.choose_grid_names(six, emb, [], 3, counts=[1, 1, 1, 1, 5, 1])[0] == "m4"  # most photos first
+    assert tr.choose_grid_names(six, emb, inv, 4) == ["m0", "m3", "焦がし醤油ラーメン", "ピリ辛サーモン丼"]
 
 
 # -- training ---------------------------------------------------------------------------------------

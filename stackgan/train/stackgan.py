@@ -112,19 +112,33 @@ def read_invented(data_root: str | os.PathLike) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def choose_grid_names(names: Sequence[str], counts: Sequence[int], invented: Sequence[str], rows: int) -> list[str]:
-    """A fixed list of grid rows: training names spread over the sorted list (those with the most
-    photos first among equals), then invented ones; about half each when both exist."""
+def choose_grid_names(names: Sequence[str], emb: torch.Tensor | None, invented: Sequence[str], rows: int,
+                      counts: Sequence[int] | None = None) -> list[str]:
+    """A fixed list of grid rows: about half training names, half invented ones (in file order).
+
+    Training names are picked far apart: with their sentence vectors ``emb``, farthest-point
+    sampling on cosine similarity, starting from the name with the most photos; without, evenly
+    spread over the sorted list.
+    """
     n_inv = min(len(invented), rows // 2) if invented else 0
     n_train = min(len(names), rows - n_inv)
-    if n_train <= 0:
-        picked: list[str] = []
-    else:
+    picked: list[int] = []
+    if n_train > 0 and emb is not None and len(emb) == len(names):
+        e = F.normalize(emb.float(), dim=1)
+        first = max(range(len(names)), key=lambda i: (counts[i] if counts else 0, -i))
+        picked = [first]
+        closest = e @ e[first]
+        while len(picked) < n_train:
+            closest[picked] = float("inf")
+            nxt = int(torch.argmin(closest))
+            picked.append(nxt)
+            closest = torch.maximum(closest, e @ e[nxt])
+    elif n_train > 0:
         step = len(names) / n_train
-        picked = [names[int(i * step)] for i in range(n_train)]
-    rest = [n for n in invented if n not in picked]
-    picked += rest[: rows - len(picked)]
-    return picked
+        picked = [int(i * step) for i in range(n_train)]
+    out = [names[i] for i in picked]
+    rest = [n for n in invented if n not in out]
+    return out + rest[: rows - len(out)]
 
 
 def embedding_cache(cfg: StackGANConfig) -> Path | None:
@@ -146,12 +160,12 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True) -> TrainData:
     if cfg.held_out > 0:  # train on the train split only; evaluation scores against the rest
         ds, _ = ds.split(cfg.held_out, cfg.split_seed)
     counts = ds.counts()
-    invented = [n for n in read_invented(cfg.data) if n not in counts]
-    grid = choose_grid_names(ds.names, [counts[n] for n in ds.names], invented, cfg.grid_rows)
-    all_names = list(ds.names) + [n for n in grid if n not in counts]
+    invented = [n for n in read_invented(cfg.data) if n not in counts][: cfg.grid_rows]
+    all_names = list(ds.names) + invented
     emb_all = embed_names(all_names, cfg.text_encoder, cache_path=embedding_cache(cfg)).float()
-    row = {n: i for i, n in enumerate(all_names)}
     emb = emb_all[: len(ds.names)]
+    grid = choose_grid_names(ds.names, emb, invented, cfg.grid_rows, [counts[n] for n in ds.names])
+    row = {n: i for i, n in enumerate(all_names)}
     grid_emb = emb_all[[row[n] for n in grid]]
     return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data))
 
