@@ -302,3 +302,25 @@ def test_cli(photos, tmp_path, capsys):
                  "--device", "cpu", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err and "Traceback" not in err
+
+
+def test_held_out_photos_are_not_trained_on(tmp_path):
+    """--held-out keeps the same per-name split out of training as `stackgan evaluate` scores on."""
+    from PIL import Image
+
+    from stackgan.data import load_dataset
+    from stackgan.train.dcgan import load_images
+    from stackgan.train.dcgan_config import DCGANConfig
+
+    root = tmp_path / "set"
+    (root / "img").mkdir(parents=True)
+    rows = ["file\tname"]
+    for i in range(10):
+        Image.new("RGB", (20, 20), (i * 20, 0, 0)).save(root / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png\t{'カツ丼' if i < 5 else 'うどん'}")
+    (root / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = DCGANConfig(data=str(root), image_size="16", held_out=0.4, split_seed=1).validate()
+    images, _ = load_images(cfg, progress=False)
+    train, test = load_dataset(root, image_size=16, progress=False).split(0.4, 1)
+    assert images.shape[0] == len(train) == 10 - len(test) and len(test) >= 2
+    assert torch.equal(images, train.images)

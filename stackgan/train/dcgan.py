@@ -99,6 +99,8 @@ def load_images(cfg: DCGANConfig, progress: bool = True) -> tuple[torch.Tensor, 
 
     h, w = cfg.size
     ds = load_dataset(cfg.data, image_size=(h, w), channels=cfg.channels, progress=progress)
+    if cfg.held_out > 0:  # train on the train split only; evaluation scores against the rest
+        ds, _ = ds.split(cfg.held_out, cfg.split_seed)
     images = ds.images
     if tuple(images.shape[1:]) != (cfg.channels, h, w) or images.dtype != torch.uint8:
         raise DataError(f"the loader gave images {tuple(images.shape)} {images.dtype}, "

@@ -39,6 +39,9 @@ class DCGANConfig(Config):
     """`stackgan baseline-dcgan`: an unconditional DCGAN, options as in DCGAN-tensorflow."""
 
     data: str = opt("data/menu", "data set folder (image files + names.tsv, or one folder per name)")
+    held_out: float = opt(0.0, "fraction of each name's photos held out of training (the same split as "
+                               "`stackgan train --held-out` and `stackgan evaluate`)", min=0.0, max=0.9)
+    split_seed: int = opt(0, "seed of the train / held-out split", min=0)
     checkpoint_dir: Optional[str] = opt(None, "run folder for checkpoints, config, log and pictures "
                                               "[runs/dcgan/<data>-<H>x<W>]")
     sample_dir: Optional[str] = opt(None, "folder for the fixed-noise grids [<checkpoint-dir>/samples]")
