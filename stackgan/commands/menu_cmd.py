@@ -21,7 +21,7 @@ previous menu set.
 EPILOG = """\
 examples:
   stackgan make-menu                                  # data/menu, seed 0, 256 px
-  stackgan make-menu --out /tmp/menu-s1 --seed 1 --per-name 4 --size 64
+  stackgan make-menu --out menu-s1 --seed 1 --per-name 4 --size 64   # a small other draw
 """
 
 

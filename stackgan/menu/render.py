@@ -349,7 +349,7 @@ _BOWL_STYLES = {
     "rice": [("#F1EEE6", "#FAF8F2", "#F4F1EA", "#2F4F8F"), ("#E9E4DA", "#F6F3EC", "#F1EDE4", "#6B8E5A")],
 }
 
-_GLASS_TINT = _c("#CFE6EE")
+_GLASS_TINT = _c("#BFE4F0")
 
 
 def _bowl(sc: Scene, cx, cy, R, kind: str, glass: bool, depth: float = 0.45) -> tuple[Region, np.ndarray, float]:
@@ -369,7 +369,7 @@ def _bowl(sc: Scene, cx, cy, R, kind: str, glass: bool, depth: float = 0.45) -> 
 
         def glass_body(ys, xs, w):
             nx = np.clip((xs - cx) / R, -1, 1)
-            col = under[w] * 0.8 + _GLASS_TINT * 0.22
+            col = under[w] * 0.62 + _GLASS_TINT * 0.42
             low = ys > cy
             spec = (np.exp(-((nx + lx * 0.62) / 0.05) ** 2) * 0.85 + np.exp(-((nx - lx * 0.8) / 0.03) ** 2) * 0.5
                     + np.clip(np.abs(nx) - 0.88, 0, 1) * 5) * low
@@ -382,7 +382,7 @@ def _bowl(sc: Scene, cx, cy, R, kind: str, glass: bool, depth: float = 0.45) -> 
                  np.ones(3, np.float32))
         rim = np.clip(sc.ell(cx, cy, R, k * R) - inner, 0, 1)
         sc.paint(rim, np.array([0.97, 0.99, 1.0], np.float32))
-        sc.paint(inner, lambda ys, xs, w: sc.img[w] * 0.75 + _GLASS_TINT * 0.27)
+        sc.paint(inner, lambda ys, xs, w: sc.img[w] * 0.55 + _GLASS_TINT * 0.47)
         return Region(cx, cy + t * 0.25, Ri, k), inner, H
     ext, rimc, intc, band = _BOWL_STYLES[kind][rng.integers(len(_BOWL_STYLES[kind]))]
     ext, rimc, intc = _jit(rng, _c(ext), 0.02, 0.04), _jit(rng, _c(rimc), 0.02, 0.04), _c(intc)
@@ -460,7 +460,7 @@ _HOT_RED = _c("#B01E0C")
 def _rice(sc: Scene, reg: Region, clip: np.ndarray, heat: int, dome: float = 0.0) -> None:
     """White rice with grains; ``dome`` > 0 shades it as a mound."""
     rng = sc.rng
-    base = _jit(rng, _c("#ECE7DC"), 0.01, 0.03)
+    base = _jit(rng, _c("#F1EDE4"), 0.01, 0.03)
     shade = np.ones((sc.W, sc.W), np.float32)
     w = sc._win(clip)
     if w is not None:
@@ -492,7 +492,7 @@ _GRAIN_KINDS = {
 }
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
 def _grain_texture(kind: str, w: int, gl: int, squash: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(zlib.crc32(kind.encode()) + 7919 * gl + w)
     L = Layer(w, 2)
@@ -501,7 +501,7 @@ def _grain_texture(kind: str, w: int, gl: int, squash: float) -> tuple[np.ndarra
     choice = rng.choice(len(probs), size=n, p=probs / probs.sum())
     xs, ys = rng.uniform(-gl, w + gl, n), rng.uniform(-gl, w + gl, n)
     angs = rng.uniform(0, math.pi, n)
-    shadow = _c("#B9B0A0") if kind == "rice" else _c("#8A6A3A")
+    shadow = _c("#D3CCBE") if kind == "rice" else _c("#8A6A3A")
     for x, y, a, ci in zip(xs.tolist(), ys.tolist(), angs.tolist(), choice.tolist()):
         _, col, amt, br = _GRAIN_KINDS[kind][ci]
         dx, dy = math.cos(a) * gl / 2, math.sin(a) * gl / 2 * squash
@@ -848,28 +848,36 @@ def _fried_tex(sc: Scene, strength: float = 0.25) -> np.ndarray:
 
 
 def _t_katsu(sc: Scene, reg: Region, amt: float) -> None:
+    """A rounded breaded cutlet cut into strips; each cut shows a thin pale face."""
     rng = sc.rng
     L = sc.layer()
     a = rng.uniform(-0.35, 0.35) + (math.pi / 2 if rng.random() < 0.2 else 0)
-    ln, wd = reg.r * 1.55 * math.sqrt(amt), reg.r * 0.78
+    ln, wd = reg.r * 1.55 * math.sqrt(amt), reg.r * 0.8
     n = int(rng.integers(5, 7))
-    gap = ln * 0.025
+    gap = ln * 0.018
     sw = (ln - gap * (n - 1)) / n
     col = _jit(rng, _c("#C98635"), 0.04, 0.06)
-    cut = _c("#EEDDB8")
+    cut = _c("#E9D3A8")
+
+    def half(x: float) -> float:  # superellipse profile of the cutlet
+        t = min(abs(x) / (ln / 2), 1.0)
+        return wd / 2 * (1 - t ** 4) ** 0.25
+
+    def strip(x0: float, x1: float, yj: float) -> list[tuple[float, float]]:
+        xs = [x0 + (x1 - x0) * j / 3 for j in range(4)]
+        return [(x, -half(x) + yj) for x in xs] + [(x, half(x) + yj) for x in reversed(xs)]
+
     for i in range(n):
         x0 = -ln / 2 + i * (sw + gap)
         yj = rng.uniform(-0.03, 0.03) * wd
-        strip = [(x0, -wd / 2 + yj), (x0 + sw, -wd / 2 + yj), (x0 + sw, wd / 2 + yj), (x0, wd / 2 + yj)]
-        L.polygon(_rot_pts([(x + 1.5, y + 2.5) for x, y in strip], reg.cx, reg.cy, a, reg.k), col * 0.45)
-        L.polygon(_rot_pts(strip, reg.cx, reg.cy, a, reg.k), _jit(rng, col, 0.02, 0.04))
-        # the cut face (pale meat with a crust edge) shows on the near side of each strip
-        face = [(x0 + sw * 0.72, -wd / 2 + yj), (x0 + sw, -wd / 2 + yj), (x0 + sw, wd / 2 + yj),
-                (x0 + sw * 0.72, wd / 2 + yj)]
-        L.polygon(_rot_pts(face, reg.cx, reg.cy, a, reg.k), cut)
-        crust = [(x0 + sw * 0.92, -wd / 2 + yj), (x0 + sw, -wd / 2 + yj), (x0 + sw, wd / 2 + yj),
-                 (x0 + sw * 0.92, wd / 2 + yj)]
-        L.polygon(_rot_pts(crust, reg.cx, reg.cy, a, reg.k), col * 0.8)
+        body = strip(x0, x0 + sw, yj)
+        L.polygon(_rot_pts([(x + 1.5, y + 2.5) for x, y in body], reg.cx, reg.cy, a, reg.k), col * 0.45)
+        L.polygon(_rot_pts(body, reg.cx, reg.cy, a, reg.k), _jit(rng, col, 0.02, 0.04))
+        if i < n - 1:
+            L.polygon(_rot_pts(strip(x0 + sw * 0.84, x0 + sw, yj), reg.cx, reg.cy, a, reg.k), cut)
+        hl = strip(x0 + sw * 0.15, x0 + sw * 0.6, yj - wd * 0.12)
+        hl = [(x, y * 0.55 - wd * 0.05) for x, y in hl]
+        L.polygon(_rot_pts(hl, reg.cx, reg.cy, a, reg.k), np.clip(col * 1.15 + 0.05, 0, 1))
     sc.flush(L, tex=_fried_tex(sc, 0.3))
 
 
@@ -1160,23 +1168,23 @@ def _ice(sc: Scene, reg: Region) -> None:
     """Clear ice cubes: faint bluish faces, bright edges and a glint."""
     rng = sc.rng
     faces, edges = sc.layer(), sc.layer()
-    for u, v in _place(rng, int(rng.integers(4, 7)), 0.8, 0.35):
+    for u, v in _place(rng, int(rng.integers(6, 9)), 0.85, 0.3):
         x, y = reg.px(u, v)
-        s = reg.r * rng.uniform(0.12, 0.16)
+        s = reg.r * rng.uniform(0.13, 0.17)
         a = rng.uniform(0, math.pi / 2)
         sq = [(-s, -s), (s, -s), (s, s), (-s, s)]
         top = _rot_pts(sq, x, y - s * 0.5, a, reg.k)
         front = sorted(sorted(top, key=lambda p: -p[1])[:2], key=lambda p: p[0])
         h = s * 1.3 * math.sqrt(1 - reg.k ** 2)
         side = [front[0], front[1], (front[1][0], front[1][1] + h), (front[0][0], front[0][1] + h)]
-        faces.polygon(side, _c("#9FC3CF"))
-        faces.polygon(top, _c("#DDF0F6"))
+        faces.polygon(side, _c("#8FC2D4"))
+        faces.polygon(top, _c("#D2EEF7"))
         edges.line(top + [top[0]], np.ones(3, np.float32), reg.r * 0.018)
         edges.line([side[1], side[2], side[3], side[0]], _c("#EAF6FA"), reg.r * 0.012)
         gx, gy = top[0][0] * 0.6 + top[2][0] * 0.4, top[0][1] * 0.6 + top[2][1] * 0.4
         edges.ellipse(gx, gy, s * 0.18, s * 0.1, np.ones(3, np.float32))
-    sc.flush(faces, alpha=0.5)
-    sc.flush(edges, alpha=0.9)
+    sc.flush(faces, alpha=0.62)
+    sc.flush(edges, alpha=0.95)
 
 
 # ---------------------------------------------------------------------------------------------
