@@ -35,6 +35,7 @@ def stackgan_config(cfg: CompareConfig, out: Path, **changes):
 
     base = dict(stage=1, data=cfg.data, out=str(out), image_size=cfg.train_size, ngf=cfg.ngf, ndf=cfg.ndf,
                 batch_size=cfg.batch_size, max_steps=cfg.steps, seed=cfg.seed, text_encoder=cfg.text_encoder,
+                held_out=cfg.held_out, split_seed=cfg.split_seed,
                 device=cfg.device, progress=cfg.progress, ckpt_every=max(1, cfg.steps // 4),
                 sample_every=max(1, cfg.steps // 8))
     base.update(changes)
@@ -46,6 +47,7 @@ def dcgan_config(cfg: CompareConfig, out: Path):
 
     return DCGANConfig(data=cfg.data, checkpoint_dir=str(out), image_size=str(cfg.train_size), ngf=cfg.ngf,
                        ndf=cfg.ndf, batch_size=cfg.batch_size, max_steps=cfg.steps, epochs=10**6, seed=cfg.seed,
+                       held_out=cfg.held_out, split_seed=cfg.split_seed,
                        device=cfg.device, checkpoint_every=max(1, cfg.steps // 4), resume=True).validate()
 
 
@@ -77,7 +79,8 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
         run_cfg = stackgan_config(cfg, folder, **override)
     else:
         run_cfg = stackgan_config(cfg, folder, **({"diffaugment": "none"} if model == "no-diffaugment" else {}))
-    want = {"max_steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "data": cfg.data}
+    want = {"max_steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "data": cfg.data,
+            "held_out": cfg.held_out, "split_seed": cfg.split_seed}
     state = _finished(folder, want)
     if state is True and not cfg.retrain:
         printer(f"{model}: using the finished run in {folder}")
@@ -126,10 +129,13 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
             printer(f"{model}: skipped ({exc})")
     if not runs:
         raise ConfigError("no model to compare")
-    data, data_notes = prepare_real(cfg, {"data": cfg.data}, printer)
-    data_notes = ["every model trained on all photos of the data set, so the generators have seen the held-out "
-                  "photos; the classifier has not. The comparison is fair (same data for all), the absolute "
-                  "FID is optimistic."]
+    trained = {m: read_run(p).config for m, (p, _) in runs.items()}
+    data, data_notes = prepare_real(cfg, {"data": cfg.data, "held_out": cfg.held_out, "split_seed": cfg.split_seed},
+                                    printer)
+    saw = [m for m, c in trained.items() if (c.get("held_out"), c.get("split_seed")) != (cfg.held_out, cfg.split_seed)]
+    if saw:
+        data_notes.append(f"{', '.join(saw)} did not hold out the same photos (loaded runs with another split): "
+                          "their generators have seen some held-out photos.")
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
     proto = protocol_of(cfg)
     models = {}
