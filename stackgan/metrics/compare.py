@@ -105,6 +105,21 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
     return folder, {"source": "trained", **info.training(), "seconds": seconds}
 
 
+def side_by_side(samplers: dict, names: list[str], path: Path, n: int = 4, seed: int = 0) -> Path:
+    """One row per name: ``n`` pictures of every model, in the order of ``samplers``, same seeds."""
+    import torch
+
+    from stackgan.metrics.features import prepare
+    from stackgan.utils.viz import save_grid
+
+    size = 64
+    rows = []
+    for i, name in enumerate(names):
+        for s in samplers.values():
+            rows.append(prepare(s(name, n, seed + 1000 * i), size))
+    return save_grid(torch.cat(rows), path, nrow=n * len(samplers))
+
+
 class _Skip(Exception):
     pass
 
@@ -139,9 +154,11 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
     proto = protocol_of(cfg)
     models = {}
+    samplers = {}
     for model, (path, training) in runs.items():
         info = read_run(path)
         sampler, desc = make_sampler(path, info.kind, device, "1")
+        samplers[model] = sampler
         printer(f"scoring {model}")
         res = evaluate_sampler(sampler, data, clf, proto, root / "report", model, progress=printer)
         res["training"] = training
@@ -158,7 +175,9 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     if DCGAN in models or any(read_run(p).kind == DCGAN for p, _ in runs.values()):
         notes.append("the DCGAN is unconditional: its pictures ignore the name, so its faithfulness is what "
                      "chance and the data's name balance give; that is the point of the comparison.")
-    results = {"command": "stackgan compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    side = side_by_side(samplers, models[next(iter(models))]["grid_names"]["train"], root / "report" / "side-by-side.png",
+                        n=4, seed=cfg.seed)
+    results = {"side_by_side": side.name, "command": "stackgan compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if sys.argv[1:2] == ["compare"] else None,
                "data": data_summary(data, data_notes), "classifier": classifier_summary(clf),
                "protocol": vars(proto), "config": cfg.to_dict(), "notes": notes, "models": models}

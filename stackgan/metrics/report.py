@@ -85,17 +85,20 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
         lambda r: f"{_f(r['fid_floor']['fid'], 2)} ({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
     add("KID×1000 in-domain: generated vs held-out",
         lambda r: f"{1000 * r['fid']['kid']:.2f} ± {1000 * r['fid']['kid_std']:.2f} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
-    add("KID×1000 in-domain floor", lambda r: f"{1000 * r['fid_floor']['kid']:.2f} ± {1000 * r['fid_floor']['kid_std']:.2f}")
+    add("KID×1000 in-domain floor", lambda r: f"{1000 * r['fid_floor']['kid']:.2f} ± {1000 * r['fid_floor']['kid_std']:.2f} "
+                                              f"({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
     add("Inception FID (local weights)",
         lambda r: f"{_f(r['inception']['fid'], 2)} (floor {_f(r['inception']['floor_fid'], 2)}; "
                   f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']})")
     add("Inception KID×1000", lambda r: f"{1000 * r['inception']['kid']:.2f} (floor {1000 * r['inception']['floor_kid']:.2f})")
     add("diversity: generated / real within a name",
         lambda r: f"{_f(r['diversity']['ratio'])} ({_f(r['diversity']['generated'], 2)} / {_f(r['diversity']['real'], 2)}, "
-                  f"{r['diversity']['names_compared']} names)")
-    add("memorisation: median NN distance, features (held-out photos)",
-        lambda r: f"{_f(r['memorisation']['feature']['median'], 2)} ({_f(r['memorisation']['heldout_feature']['median'], 2)})")
-    add("memorisation: median NN distance, pixels (held-out photos)",
+                  f"{r['diversity']['names_compared']} names × {r['diversity']['generated_per_name']})")
+    add("memorisation: median distance to the nearest train photo, features: generated (held-out photos)",
+        lambda r: f"{_f(r['memorisation']['feature']['median'], 2)} ({_f(r['memorisation']['heldout_feature']['median'], 2)}; "
+                  f"{r['memorisation']['feature']['n']} and {r['memorisation']['heldout_feature']['n']} vs "
+                  f"{r['memorisation']['train_photos']})")
+    add("memorisation: the same in 32 px pixels",
         lambda r: f"{_f(r['memorisation']['pixel']['median'], 2)} ({_f(r['memorisation']['heldout_pixel']['median'], 2)})")
     add("R-precision", lambda r: f"{_f(r['rprecision']['r_precision'])} (1 of {r['rprecision']['candidates']}, "
                                  f"{r['rprecision']['images']} pictures)")
@@ -145,6 +148,11 @@ def markdown(results: dict, title: str) -> str:
         lines.append("")
 
     lines += ["## Pictures", ""]
+    if results.get("side_by_side"):
+        names = next(iter(models.values())).get("grid_names", {}).get("train", [])
+        lines += [f"Side by side, one row per name ({', '.join(names)}); in each row 4 pictures of each model, "
+                  f"left to right: {', '.join(labels)} (the same seeds for all).", "",
+                  f"![side by side]({results['side_by_side']})", ""]
     for m in labels:
         r = models[m]
         files = r.get("files", {})
