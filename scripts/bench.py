@@ -261,6 +261,9 @@ def main(argv=None) -> int:
     p.add_argument("--stage2-size", type=int, default=256, choices=(128, 256))
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads in each measurement (0: torch's default). On a busy shared machine "
+                        "1 thread can be many times faster than 2: the threads spin waiting for each other")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -272,6 +275,10 @@ def main(argv=None) -> int:
 
     args.batch = batch
     if args.child:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         print(json.dumps(run_child(args.child, args)))
         return 0
 
@@ -298,7 +305,7 @@ def main(argv=None) -> int:
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, "--device", dev, "--steps", str(args.steps),
                    "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
-                   "--stage2-size", str(args.stage2_size)]
+                   "--stage2-size", str(args.stage2_size), "--threads", str(args.threads)]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
                 if proc.returncode != 0:

@@ -49,11 +49,12 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
     """KID: unbiased MMD^2 with the cubic polynomial kernel ``(x.y / d + 1)^3``, averaged over
-    random subsets of ``min(subset_size, N, M)`` samples. Returns (mean, std over subsets)."""
-    _check(a, b, 2)
+    random subsets of ``min(subset_size, N // 2, M // 2)`` samples (half the smaller set at most, so
+    that the subsets differ and the spread means something). Returns (mean, std over subsets)."""
+    _check(a, b, 4)
     a, b = a.double(), b.double()
     d = a.shape[1]
-    m = min(subset_size, len(a), len(b))
+    m = max(2, min(subset_size, len(a) // 2, len(b) // 2))
     g = torch.Generator().manual_seed(seed)
     vals = []
     for _ in range(subsets):

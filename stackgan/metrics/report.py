@@ -49,6 +49,10 @@ def _f(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
+def _g(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3g}"
+
+
 def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     """(row label, one cell per model) for the metrics table."""
     models = results["models"]
@@ -83,14 +87,14 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     add("FID in-domain: generated vs held-out", lambda r: f"{_f(r['fid']['fid'], 2)} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
     add("FID in-domain floor: train vs held-out",
         lambda r: f"{_f(r['fid_floor']['fid'], 2)} ({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
-    add("KID×1000 in-domain: generated vs held-out",
-        lambda r: f"{1000 * r['fid']['kid']:.2f} ± {1000 * r['fid']['kid_std']:.2f} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
-    add("KID×1000 in-domain floor", lambda r: f"{1000 * r['fid_floor']['kid']:.2f} ± {1000 * r['fid_floor']['kid_std']:.2f} "
-                                              f"({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
+    add("KID in-domain: generated vs held-out",
+        lambda r: f"{_g(r['fid']['kid'])} ± {_g(r['fid']['kid_std'])} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
+    add("KID in-domain floor", lambda r: f"{_g(r['fid_floor']['kid'])} ± {_g(r['fid_floor']['kid_std'])} "
+                                         f"({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
     add("Inception FID (local weights)",
         lambda r: f"{_f(r['inception']['fid'], 2)} (floor {_f(r['inception']['floor_fid'], 2)}; "
                   f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']})")
-    add("Inception KID×1000", lambda r: f"{1000 * r['inception']['kid']:.2f} (floor {1000 * r['inception']['floor_kid']:.2f})")
+    add("Inception KID", lambda r: f"{_g(r['inception']['kid'])} (floor {_g(r['inception']['floor_kid'])})")
     add("diversity: generated / real within a name",
         lambda r: f"{_f(r['diversity']['ratio'])} ({_f(r['diversity']['generated'], 2)} / {_f(r['diversity']['real'], 2)}, "
                   f"{r['diversity']['names_compared']} names × {r['diversity']['generated_per_name']})")
