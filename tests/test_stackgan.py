@@ -401,8 +401,12 @@ def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
     assert "焦がし醤油ラーメン" in names["grid_names"]
     assert main(args) == 2  # the run exists: a clear error, not an overwrite
     assert "--resume" in capsys.readouterr().err
+    # a resumed run keeps its grid rows (even if the grid choice would differ now)
+    kept = list(reversed(names["grid_names"]))
+    (out / "names.json").write_text(json.dumps({**names, "grid_names": kept}), encoding="utf-8")
     assert main(args + ["--max-steps", "3", "--resume"]) == 0  # the later --max-steps wins
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["max_steps"] == 3
+    assert json.loads((out / "names.json").read_text(encoding="utf-8"))["grid_names"] == kept
     # stage 2 with a stage-I run of another text encoder: refused with a message, exit 2
     shutil.copytree(out, tmp_path / "other")
     cfg = json.loads((tmp_path / "other" / "config.json").read_text(encoding="utf-8"))

@@ -150,9 +150,10 @@ def embedding_cache(cfg: StackGANConfig) -> Path | None:
     return path if ok else None
 
 
-def load_training_data(cfg: StackGANConfig, progress: bool = True) -> TrainData:
+def load_training_data(cfg: StackGANConfig, progress: bool = True, grid_names: Sequence[str] | None = None
+                       ) -> TrainData:
     """Photos at the stage's size, and sentence vectors of their names and of the grid's names
-    (embedded once, through the text module's cache)."""
+    (embedded once, through the text module's cache). ``grid_names`` keeps a resumed run's rows."""
     from stackgan.data import load_dataset
     from stackgan.text import embed_names
 
@@ -160,11 +161,17 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True) -> TrainData:
     if cfg.held_out > 0:  # train on the train split only; evaluation scores against the rest
         ds, _ = ds.split(cfg.held_out, cfg.split_seed)
     counts = ds.counts()
-    invented = [n for n in read_invented(cfg.data) if n not in counts][: cfg.grid_rows]
+    if grid_names:
+        invented = [n for n in dict.fromkeys(grid_names) if n not in counts]
+    else:
+        invented = [n for n in read_invented(cfg.data) if n not in counts][: cfg.grid_rows]
     all_names = list(ds.names) + invented
     emb_all = embed_names(all_names, cfg.text_encoder, cache_path=embedding_cache(cfg)).float()
     emb = emb_all[: len(ds.names)]
-    grid = choose_grid_names(ds.names, emb, invented, cfg.grid_rows, [counts[n] for n in ds.names])
+    if grid_names:
+        grid = list(grid_names)
+    else:
+        grid = choose_grid_names(ds.names, emb, invented, cfg.grid_rows, [counts[n] for n in ds.names])
     row = {n: i for i, n in enumerate(all_names)}
     grid_emb = emb_all[[row[n] for n in grid]]
     return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data))
@@ -849,7 +856,13 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
         stage1 = load_stage1(cfg.stage1, device)
         check_stage1_matches(cfg, stage1)
     if data is None:
-        data = load_training_data(cfg, progress=cfg.progress)
+        grid = None
+        if ckpt is not None and (out / "names.json").is_file():  # a resumed run keeps its grid rows
+            try:
+                grid = json.loads((out / "names.json").read_text(encoding="utf-8")).get("grid_names")
+            except json.JSONDecodeError:
+                grid = None
+        data = load_training_data(cfg, progress=cfg.progress, grid_names=grid)
     if stage1 is not None and stage1.cfg.emb_dim != data.emb.shape[1]:
         raise CheckpointError(f"the stage-I run {stage1.source} used {stage1.cfg.emb_dim}-d sentence vectors, "
                               f"the text encoder {cfg.text_encoder!r} gives {data.emb.shape[1]}")
