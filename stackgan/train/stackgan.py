@@ -805,6 +805,8 @@ class StackGANTrainer:
                     self.save_checkpoint()
             if self._stop:
                 self._printer(f"stopped at step {self.step}: writing a checkpoint")
+                if last and self.step % cfg.log_every:
+                    self.log.write(step=self.step, epoch=round(self.epoch, 3), **last)
                 div = self.write_samples()
                 self.log.write(step=self.step, **div)
                 self.save_checkpoint()
