@@ -12,7 +12,8 @@ from PIL import Image
 
 from stackgan.cli import main
 from stackgan.errors import CheckpointError, ConfigError, DataError
-from stackgan.models.dcgan import Discriminator, Generator, init_weights, make_z, plan_sizes
+from stackgan.models.dcgan import Discriminator, Generator, make_z, plan_sizes
+from stackgan.models.init import init_weights
 from stackgan.train.dcgan import (DCGANConfig, generate_images, load_dcgan_generator, parse_size, sample_dcgan,
                                   train_dcgan)
 from stackgan.utils.io import load_checkpoint

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from stackgan.errors import CheckpointError, ConfigError, DataError
-from stackgan.models.stackgan import (CondAugment, Stage1D, Stage1G, Stage2D, Stage2G, init_weights,
-                                      kl_divergence)
+from stackgan.models.init import init_weights
+from stackgan.models.stackgan import CondAugment, Stage1D, Stage1G, Stage2D, Stage2G, kl_divergence
 from stackgan.train import stackgan as tr
 from stackgan.train.stackgan_config import StackGANConfig
 from stackgan.utils.runlog import read_jsonl

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stackgan.metrics.evaluate import __doc__ as PROTOCOL_DOC
+from stackgan.utils.viz import save_figure
 
 FID_NOTE = ("FID and KID here are computed on the penultimate features of the in-domain classifier "
             "trained on this data set, **not on Inception features**: they are comparable only between models "
@@ -216,9 +217,4 @@ def plot_series(series: list[dict], keys: list[str], path: str | os.PathLike, ti
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)

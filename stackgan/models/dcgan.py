@@ -146,18 +146,6 @@ class Discriminator(nn.Module):
         return self.main(x).view(x.shape[0])
 
 
-def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: convolutions N(0, 0.02), norm scales N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-
 def make_z(seeds: Sequence[int], z_dim: int, dist: str = "uniform",
            device: str | torch.device = "cpu", truncation: float = 1.0) -> torch.Tensor:
     """One latent vector per seed, drawn on the CPU so that a seed gives the same ``z`` on any device.

@@ -251,14 +251,3 @@ class Stage2D(_DBase):
         self.size = size
         self.feat_ch = ch
         self._heads(c_dim)
-
-
-def init_weights(m: nn.Module) -> None:
-    """DCGAN-style init: N(0, 0.02) convs/linears, N(1, 0.02) BN scales."""
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)

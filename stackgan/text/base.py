@@ -20,23 +20,7 @@ import torch
 
 from stackgan.errors import UserError
 
-try:  # the data module owns name normalisation
-    from stackgan.data import normalize_name as _normalize_name
-except ImportError:  # pragma: no cover - only while stackgan.data is being written
-    try:
-        from stackgan.data.names import normalize_name as _normalize_name
-    except ImportError:
-        import unicodedata
-
-        from stackgan.errors import DataError
-
-        def _normalize_name(s: str) -> str:
-            if not isinstance(s, str):
-                raise DataError(f"a dish name must be a string, got {type(s).__name__}")
-            name = unicodedata.normalize("NFKC", s).strip()
-            if not name:
-                raise DataError(f"empty dish name: {s!r}")
-            return name
+from stackgan.data.names import normalize_name as _normalize_name  # the data module owns it
 
 
 def normalize_names(names: Sequence[str] | str) -> list[str]:

@@ -36,7 +36,8 @@ from torch import nn
 
 from stackgan.augment import AdaController, DiffAugment
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
-from stackgan.models.stackgan import Stage1D, Stage1G, Stage2D, Stage2G, init_weights, kl_divergence
+from stackgan.models.init import init_weights
+from stackgan.models.stackgan import Stage1D, Stage1G, Stage2D, Stage2G, kl_divergence
 from stackgan.train.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_device
@@ -391,8 +392,8 @@ class StackGANTrainer:
         else:
             self.G = build_stage2_g(cfg)
             self.D = Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
-        self.G.apply(init_weights)
-        self.D.apply(init_weights)
+        init_weights(self.G)
+        init_weights(self.D)
         self.G.ca.set_normalization(data.emb)
         self.G.to(self.device)
         self.D.to(self.device)

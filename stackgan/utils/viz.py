@@ -82,6 +82,14 @@ def plot_losses(records: Sequence[dict], path: str | os.PathLike, keys: Sequence
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Lay out, write atomically (temp file + rename) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
