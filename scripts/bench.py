@@ -80,9 +80,9 @@ def _train_data(size: int, n: int):
 
 
 def _stage1_g(cfg):
-    from stackgan.train.stackgan import build_stage1_g
+    from stackgan.models.stackgan import stage1_generator
 
-    return build_stage1_g(cfg)
+    return stage1_generator(cfg)
 
 
 def bench_matmul(args, device) -> dict:
@@ -129,12 +129,12 @@ def bench_latency(args, device) -> dict:
     """G forward for 1 and 8 names (one picture each): stage I, and stage I + II."""
     import torch
 
-    from stackgan.train.stackgan import build_stage2_g
+    from stackgan.models.stackgan import stage2_generator
 
     cfg1 = _stage_cfg(1, args)
     cfg2 = _stage_cfg(2, args)
     G1 = _stage1_g(cfg1).to(device).eval()
-    G2 = build_stage2_g(cfg2).to(device).eval()
+    G2 = stage2_generator(cfg2).to(device).eval()
     out = {}
     for n in (1, 8):
         z = torch.randn(n, cfg1.z_dim, device=device)

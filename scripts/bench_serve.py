@@ -109,7 +109,8 @@ def random_pipeline(ngf: int, stages: int, text_encoder: str):
     import torch
 
     from stackgan.inference import Pipeline
-    from stackgan.models.stackgan import Stage1G, Stage2G, init_weights
+    from stackgan.models.init import init_weights
+    from stackgan.models.stackgan import stage1_generator, stage2_generator
     from stackgan.text import load_text_encoder
     from stackgan.train.stackgan_config import StackGANConfig
 
@@ -118,13 +119,11 @@ def random_pipeline(ngf: int, stages: int, text_encoder: str):
     torch.manual_seed(0)
     common = dict(text_encoder=text_encoder, emb_dim=enc.dim, ngf=ngf, image_size=64, stage2_size=256)
     cfg1 = StackGANConfig(**common).validate()
-    g1 = Stage1G(enc.dim, cfg1.c_dim, cfg1.z_dim, ngf, 64)
-    g1.apply(init_weights)
+    g1 = init_weights(stage1_generator(cfg1))
     cfg, g2 = cfg1, None
     if stages == 2:
         cfg = StackGANConfig(stage=2, stage1="random-init", **common).validate()
-        g2 = Stage2G(enc.dim, cfg.c_dim, ngf, 64, cfg.stage2_scale, cfg.r_num)
-        g2.apply(init_weights)
+        g2 = init_weights(stage2_generator(cfg))
     return Pipeline(cfg, g1, g2, cfg1, names, enc.encode(names))
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from stackgan.errors import CheckpointError, ConfigError, UserError
-from stackgan.models.stackgan import Stage1G, Stage2G
+from stackgan.models.stackgan import Stage1G, Stage2G, stage1_generator, stage2_generator
 from stackgan.train.stackgan_config import StackGANConfig
 from stackgan.utils import io
 
@@ -136,15 +136,14 @@ def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu") -
         state, meta = _safetensors(weights)
 
     if cfg.stage == 1:
-        g1 = _load_weights(Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size), state, folder)
+        g1 = _load_weights(stage1_generator(cfg), state, folder)
         cfg1, g2 = cfg, None
     else:
         s1 = folder / "stage1"
         cfg1 = _config(_read_json(s1 / "config.json"), s1)
         s1_state, _ = _safetensors(s1 / "G_ema.safetensors")
-        g1 = _load_weights(Stage1G(cfg1.emb_dim, cfg1.c_dim, cfg1.z_dim, cfg1.ngf, cfg1.image_size), s1_state, s1)
-        g2 = _load_weights(Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num),
-                           state, folder)
+        g1 = _load_weights(stage1_generator(cfg1), s1_state, s1)
+        g2 = _load_weights(stage2_generator(cfg), state, folder)
 
     names: list[str] = []
     emb = None
@@ -332,7 +331,8 @@ class Pipeline:
             "c_dim": c.c_dim,
             "widths": {"stage1": {"ngf": c1.ngf, "ndf": c1.ndf},
                        **({"stage2": {"ngf": c.ngf, "ndf": c.ndf, "r_num": c.r_num}} if self.g2 is not None else {})},
-            "loss": c.loss, "kl": c.kl, "diffaugment": c.diffaugment,
+            "conditioning": {"g": c1.g_cond, "d": c1.d_cond},
+            "loss": c.loss, "kl": c.kl, "diffaugment": c.diffaugment, "mode_seeking": c.mode_seeking,
             "step": int(self.extra["step"]) if str(self.extra.get("step") or "").isdigit() else None,
             "training": self.extra.get("train") or {},
             "metrics": self.extra.get("metrics"),

@@ -419,24 +419,32 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["fid_samples"]["heldout"] == res["data"]["heldout"]
 
-    rc = main(["compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
-               "no-diffaugment", "--stackgan", str(run), "--steps", "4", "--batch-size", "8", "--train-size", "16",
-               "--ngf", "8", "--ndf", "8", *SMALL])
+    # with --stackgan, the baseline and the ablations take that run's settings and budget
+    rc = main(["compare", "--out", str(tmp_path / "cmp"), "--models", "dcgan", "no-diffaugment", "no-ca",
+               "--stackgan", str(run), *SMALL])
     out = capsys.readouterr()
     assert rc == 0, out.err
     cmp = json.loads((tmp_path / "cmp" / "report" / "compare.json").read_text(encoding="utf-8"))
-    assert list(cmp["models"]) == ["dcgan", "no-diffaugment"]
+    assert list(cmp["models"]) == ["dcgan", "no-diffaugment", "no-ca"]
     for m in cmp["models"].values():
         assert m["training"]["steps"] == 4 and m["training"]["batch_size"] == 8
         assert m["training"]["source"] == "trained"
     assert cmp["models"]["dcgan"]["model"]["conditional"] is False
+    trained = {m: json.loads((tmp_path / "cmp" / m / "config.json").read_text(encoding="utf-8"))
+               for m in ("no-diffaugment", "no-ca")}
+    mine = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert trained["no-diffaugment"]["diffaugment"] == "none" and trained["no-diffaugment"]["ca"] is True
+    assert trained["no-ca"]["ca"] is False and trained["no-ca"]["diffaugment"] == mine["diffaugment"]
+    assert all(t["c_dim"] == 8 and t["z_dim"] == 8 and t["data"] == str(data) for t in trained.values())
     md = (tmp_path / "cmp" / "report" / "compare.md").read_text(encoding="utf-8")
-    assert "| metric | dcgan | no-diffaugment |" in md
-    # the same command again reuses the finished runs
-    rc = main(["compare", "--data", str(data), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
-               "--steps", "4", "--batch-size", "8", "--train-size", "16", "--ngf", "8", "--ndf", "8", *SMALL])
+    assert "| metric | dcgan | no-diffaugment | no-ca |" in md
+    # the same command again reuses the finished runs; another data set than the run's is refused
+    rc = main(["compare", "--out", str(tmp_path / "cmp"), "--models", "dcgan", "--stackgan", str(run), *SMALL])
     assert rc == 0
     assert "using the finished run" in capsys.readouterr().out
+    rc = main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
+               "--stackgan", str(run), *SMALL])
+    assert rc == 2 and "not the data set the --stackgan run trained on" in capsys.readouterr().err
 
 
 def test_evaluate_cli_errors_are_clear(tmp_path, capsys):

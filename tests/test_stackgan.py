@@ -12,7 +12,8 @@ import torch
 
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import CondAugment, Stage1D, Stage1G, Stage2D, Stage2G, kl_divergence
+from stackgan.models.stackgan import (CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G,
+                                      kl_divergence)
 from stackgan.train import stackgan as tr
 from stackgan.train.stackgan_config import StackGANConfig
 from stackgan.utils.runlog import read_jsonl
@@ -83,6 +84,46 @@ def test_paper_widths_shapes():
     assert D2.feat_ch == 64 * 8
     G2 = Stage2G(EMB, ngf=128, image_size=64, scale=4)
     assert len(G2.ups) == 4
+
+
+def test_fusion_generator_and_projection_discriminator():
+    torch.manual_seed(0)
+    G = init_weights(Stage1G(EMB, c_dim=16, z_dim=20, ngf=8, image_size=32, g_cond="fusion"))
+    assert len(G.ups) == 3 and all(isinstance(b, FusedUpBlock) for b in G.ups)
+    z, emb = torch.randn(4, 20), torch.randn(4, EMB)
+    img, mu, _ = G(z, emb, torch.zeros(4, 16))
+    assert img.shape == (4, 3, 32, 32)
+    # the text reaches every up-block: with the first layer's input fixed, changing c still moves the picture
+    G.eval()
+    block = G.ups[1]
+    h = torch.randn(4, block.conv[1].in_channels, 8, 8)
+    cond_a, cond_b = torch.randn(4, 36), torch.randn(4, 36)
+    with torch.no_grad():
+        block.norm.affine.weight.normal_(0, 0.5)
+        assert not torch.allclose(block(h, cond_a), block(h, cond_b))
+    D = init_weights(Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection"))
+    assert isinstance(D.cond_head, ProjectionLogits)
+    cond, uncond = D(img.detach(), mu.detach())
+    assert cond.shape == uncond.shape == (4,)
+    feats = D.features(img.detach())
+    assert not torch.allclose(D.cond(feats, mu.detach()), D.cond(feats, -mu.detach()))
+    G2 = Stage2G(EMB, c_dim=16, ngf=8, image_size=16, scale=2, g_cond="fusion")
+    out, _, _ = G2(torch.rand(2, 3, 16, 16) * 2 - 1, torch.randn(2, EMB))
+    assert out.shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError):
+        Stage1G(EMB, g_cond="late")
+    with pytest.raises(ValueError):
+        Stage1D(d_cond="cosine")
+
+
+def test_mode_seeking_term_grows_as_the_generator_collapses():
+    za, zb = torch.zeros(3, 5), torch.ones(3, 5)
+    a = torch.zeros(3, 3, 8, 8)
+    far = tr.mode_seeking_term(a, a + 1.0, za, zb)
+    near = tr.mode_seeking_term(a, a + 0.1, za, zb)
+    assert far.item() == pytest.approx(1.0, rel=1e-3)
+    assert near.item() == pytest.approx(10.0, rel=1e-3)
+    assert tr.mode_seeking_term(a, a, za, zb).item() > 1e4  # identical pictures: collapse
 
 
 def test_bad_sizes_refused():
@@ -197,6 +238,44 @@ def test_one_step_stage1_bce_and_hinge(tmp_path):
     t2 = tr.StackGANTrainer(tiny_cfg(tmp_path, loss="hinge", ada=True), data, tmp_path / "b")
     s2 = t2.train_step()
     assert s2 is not None and _finite(s2) and s2["gp"] > 0
+
+
+def test_one_step_with_fusion_projection_and_mode_seeking(tmp_path):
+    data = make_data()
+    for loss in ("bce", "hinge"):
+        cfg = tiny_cfg(tmp_path, g_cond="fusion", d_cond="projection", mode_seeking=1.0, loss=loss)
+        t = tr.StackGANTrainer(cfg, data, tmp_path / loss)
+        before = [p.detach().clone() for p in t.G.parameters()]
+        s = t.train_step()
+        assert s is not None and _finite(s) and s["ms"] > 0
+        assert all(not torch.equal(b, p) for b, p in zip(before, t.G.parameters()))
+    # the paper's settings log no mode-seeking term
+    s = tr.StackGANTrainer(tiny_cfg(tmp_path), data, tmp_path / "paper").train_step()
+    assert s["ms"] == 0.0
+
+
+def test_no_ca_ablation_uses_mu_and_no_kl(tmp_path):
+    ca = CondAugment(EMB, c_dim=4, stochastic=False)
+    assert ca.fc.out_features == 4
+    emb = torch.randn(3, EMB)
+    c, mu, logvar = ca(emb, torch.randn(3, 4))
+    assert logvar is None and torch.equal(c, mu)
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path, ca=False), make_data(), tmp_path / "a")
+    s = t.train_step()
+    assert s is not None and _finite(s) and s["kl"] == 0.0 and s["sigma"] == 0.0
+
+
+def test_batches_draw_every_name_equally_often(tmp_path):
+    data = make_data(n=40)
+    data.labels = torch.tensor([0] * 28 + [1] * 6 + [2] * 4 + [3] * 2)  # 14x more photos of one name
+    torch.manual_seed(0)
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path, batch_size=64), data, tmp_path / "a")
+    seen = torch.cat([t._batch()[1] for _ in range(50)])
+    share = torch.bincount(seen, minlength=4).float() / seen.numel()
+    assert torch.allclose(share, torch.full((4,), 0.25), atol=0.03)
+    t2 = tr.StackGANTrainer(tiny_cfg(tmp_path, batch_size=64, balance_names=False), data, tmp_path / "b")
+    seen2 = torch.cat([t2._batch()[1] for _ in range(50)])
+    assert (seen2 == 0).float().mean() > 0.6  # photo-uniform: the big name dominates
 
 
 def test_generator_gets_gradient_through_diffaugment(tmp_path):
@@ -360,6 +439,16 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="image_size|image-size"):
         StackGANConfig(image_size=48).validate()
     assert StackGANConfig(stage=2, stage1="x", image_size=32, stage2_size=128).out_size == 64
+    with pytest.raises(ConfigError, match="g.cond"):
+        StackGANConfig(g_cond="late").validate()
+    with pytest.raises(ConfigError, match="mode.seeking"):
+        StackGANConfig(mode_seeking=-1.0).validate()
+    # a run folder written before these options existed still loads, with the paper's settings
+    old = StackGANConfig().to_dict()
+    for k in ("g_cond", "d_cond", "mode_seeking"):
+        old.pop(k)
+    back = StackGANConfig.from_dict(old)
+    assert (back.g_cond, back.d_cond, back.mode_seeking) == ("input", "concat", 0.0)
 
 
 def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):

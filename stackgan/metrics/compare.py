@@ -16,39 +16,51 @@ from stackgan.metrics.config import CompareConfig
 from stackgan.metrics.runs import DCGAN, STACKGAN, make_sampler, read_run
 from stackgan.utils import io
 
-# StackGANConfig fields that would switch conditioning augmentation off, if the trainer has one
-_NO_CA_FIELDS = (("ca", False), ("cond_aug", False), ("use_ca", False), ("no_ca", True))
+# what each StackGAN ablation changes
+ABLATIONS = {"stackgan": {}, "no-diffaugment": {"diffaugment": "none"}, "no-ca": {"ca": False}}
 
 
-def _no_ca_override() -> dict | None:
+def base_stackgan(cfg: CompareConfig) -> dict:
+    """The stage-I settings every StackGAN of the comparison shares. With ``--stackgan RUN`` they are
+    that run's own (its stage I for a stage-II run), so each ablation differs from it in one switch
+    and every model gets its budget; otherwise they come from the compare options."""
     from stackgan.train.stackgan_config import StackGANConfig
 
-    names = {f.name for f in dataclasses.fields(StackGANConfig)}
-    for field, value in _NO_CA_FIELDS:
-        if field in names:
-            return {field: value}
-    return None
+    if cfg.stackgan:
+        info = read_run(cfg.stackgan)
+        raw = dict(info.config)
+        if raw.get("stage") == 2:
+            raw = dict(read_run(info.folder / "stage1").config)
+        base = StackGANConfig.from_dict(raw).to_dict()
+        base.pop("_kind")
+        if cfg.data and Path(cfg.data).resolve() != Path(base["data"]).resolve():
+            raise ConfigError(f"--data {cfg.data} is not the data set the --stackgan run trained on ({base['data']})")
+        base.update(resume=False, device=cfg.device, progress=cfg.progress)
+        return base
+    base = StackGANConfig(stage=1, data=cfg.data or "data/menu", image_size=cfg.train_size, ngf=cfg.ngf, ndf=cfg.ndf,
+                          batch_size=cfg.batch_size, max_steps=cfg.steps, seed=cfg.seed,
+                          text_encoder=cfg.text_encoder, held_out=cfg.held_out, split_seed=cfg.split_seed,
+                          device=cfg.device, progress=cfg.progress, ckpt_every=max(1, cfg.steps // 4),
+                          sample_every=max(1, cfg.steps // 8)).to_dict()
+    base.pop("_kind")
+    return base
 
 
-def stackgan_config(cfg: CompareConfig, out: Path, **changes):
+def stackgan_config(base: dict, out: Path, model: str = "stackgan"):
     from stackgan.train.stackgan_config import StackGANConfig
 
-    base = dict(stage=1, data=cfg.data, out=str(out), image_size=cfg.train_size, ngf=cfg.ngf, ndf=cfg.ndf,
-                batch_size=cfg.batch_size, max_steps=cfg.steps, seed=cfg.seed, text_encoder=cfg.text_encoder,
-                held_out=cfg.held_out, split_seed=cfg.split_seed,
-                device=cfg.device, progress=cfg.progress, ckpt_every=max(1, cfg.steps // 4),
-                sample_every=max(1, cfg.steps // 8))
-    base.update(changes)
-    return StackGANConfig(**base).validate()
+    return StackGANConfig.from_dict({**base, **ABLATIONS[model], "out": str(out), "emb_dim": 0})
 
 
-def dcgan_config(cfg: CompareConfig, out: Path):
+def dcgan_config(base: dict, out: Path):
+    """The DCGAN with the StackGAN's data, split, picture size, widths, seed and budget (steps x batch)."""
     from stackgan.train.dcgan_config import DCGANConfig
 
-    return DCGANConfig(data=cfg.data, checkpoint_dir=str(out), image_size=str(cfg.train_size), ngf=cfg.ngf,
-                       ndf=cfg.ndf, batch_size=cfg.batch_size, max_steps=cfg.steps, epochs=10**6, seed=cfg.seed,
-                       held_out=cfg.held_out, split_seed=cfg.split_seed,
-                       device=cfg.device, checkpoint_every=max(1, cfg.steps // 4), resume=True).validate()
+    steps = base["max_steps"]
+    return DCGANConfig(data=base["data"], checkpoint_dir=str(out), image_size=str(base["image_size"]),
+                       ngf=base["ngf"], ndf=base["ndf"], batch_size=base["batch_size"], max_steps=steps,
+                       epochs=10**6, seed=base["seed"], held_out=base["held_out"], split_seed=base["split_seed"],
+                       device=base["device"], checkpoint_every=max(1, steps // 4), resume=True).validate()
 
 
 def _finished(folder: Path, want: dict) -> bool | None:
@@ -63,24 +75,17 @@ def _finished(folder: Path, want: dict) -> bool | None:
     return True if same and (info.steps or 0) >= want["max_steps"] else None
 
 
-def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[[str], None]) -> tuple[Path, dict]:
+def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[[str], None],
+                  base: dict | None = None) -> tuple[Path, dict]:
     """The run folder of ``model`` and how it was obtained (trained now: wall time; loaded: from its log)."""
     given = {"stackgan": cfg.stackgan, "dcgan": cfg.dcgan}.get(model)
     if given:
         info = read_run(given)
         return Path(given), {"source": "loaded", **info.training()}
+    base = base if base is not None else base_stackgan(cfg)
     folder = root / model
-    if model == "dcgan":
-        run_cfg = dcgan_config(cfg, folder)
-    elif model == "no-ca":
-        override = _no_ca_override()
-        if override is None:
-            raise _Skip("the StackGAN trainer has no switch to turn conditioning augmentation off")
-        run_cfg = stackgan_config(cfg, folder, **override)
-    else:
-        run_cfg = stackgan_config(cfg, folder, **({"diffaugment": "none"} if model == "no-diffaugment" else {}))
-    want = {"max_steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "data": cfg.data,
-            "held_out": cfg.held_out, "split_seed": cfg.split_seed}
+    run_cfg = dcgan_config(base, folder) if model == "dcgan" else stackgan_config(base, folder, model)
+    want = {k: base[k] for k in ("max_steps", "batch_size", "seed", "data", "held_out", "split_seed")}
     state = _finished(folder, want)
     if state is True and not cfg.retrain:
         printer(f"{model}: using the finished run in {folder}")
@@ -90,7 +95,7 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
             raise ConfigError(f"{folder} holds a different or unfinished {model} run; use --retrain to replace it "
                               f"or another --out")
         shutil.rmtree(folder)
-    printer(f"{model}: training {cfg.steps} steps x {cfg.batch_size} -> {folder}")
+    printer(f"{model}: training {want['max_steps']} steps x {want['batch_size']} -> {folder}")
     t0 = time.perf_counter()
     if model == "dcgan":
         from stackgan.train.dcgan import train_dcgan
@@ -120,10 +125,6 @@ def side_by_side(samplers: dict, names: list[str], path: Path, n: int = 4, seed:
     return save_grid(torch.cat(rows), path, nrow=n * len(samplers))
 
 
-class _Skip(Exception):
-    pass
-
-
 def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     from stackgan.metrics.evaluate import evaluate_sampler, fit_classifier
     from stackgan.metrics.report import write_report
@@ -134,20 +135,13 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     device = resolve_device(cfg.device)
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
-    runs: dict[str, tuple[Path, dict]] = {}
+    base = base_stackgan(cfg)
+    runs = {model: train_or_load(model, cfg, root, printer, base) for model in cfg.models}
     notes = []
-    for model in cfg.models:
-        try:
-            runs[model] = train_or_load(model, cfg, root, printer)
-        except _Skip as exc:
-            notes.append(f"{model} skipped: {exc}.")
-            printer(f"{model}: skipped ({exc})")
-    if not runs:
-        raise ConfigError("no model to compare")
     trained = {m: read_run(p).config for m, (p, _) in runs.items()}
-    data, data_notes = prepare_real(cfg, {"data": cfg.data, "held_out": cfg.held_out, "split_seed": cfg.split_seed},
-                                    printer)
-    saw = [m for m, c in trained.items() if (c.get("held_out"), c.get("split_seed")) != (cfg.held_out, cfg.split_seed)]
+    split = {k: base[k] for k in ("data", "held_out", "split_seed")}
+    data, data_notes = prepare_real(dataclasses.replace(cfg, data=split["data"]), split, printer)
+    saw = [m for m, c in trained.items() if (c.get("held_out"), c.get("split_seed")) != (split["held_out"], split["split_seed"])]
     if saw:
         data_notes.append(f"{', '.join(saw)} did not hold out the same photos (loaded runs with another split): "
                           "their generators have seen some held-out photos.")
@@ -181,7 +175,7 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
                if sys.argv[1:2] == ["compare"] else None,
                "data": data_summary(data, data_notes), "classifier": classifier_summary(clf),
                "protocol": vars(proto), "config": cfg.to_dict(), "notes": notes, "models": models}
-    js, md = write_report(results, root / "report", f"StackGAN vs baselines on {cfg.data}", stem="compare")
+    js, md = write_report(results, root / "report", f"StackGAN vs baselines on {base['data']}", stem="compare")
     results["_files"] = {"json": str(js), "report": str(md)}
     return results
 

@@ -58,7 +58,8 @@ MODELS = ("stackgan", "dcgan", "no-diffaugment", "no-ca")
 class CompareConfig(ProtocolOptions):
     """`stackgan compare`: StackGAN vs the DCGAN baseline and ablations, same data, same budget."""
 
-    data: Optional[str] = opt("data/menu", "data set folder (all models train and are scored on it)")
+    data: Optional[str] = opt(None, "data set folder (all models train and are scored on it) "
+                                    "[the --stackgan run's data, else data/menu]")
     out: str = opt("runs/compare", "folder for the runs and the report")
     models: tuple[str, ...] = opt(MODELS, f"models to compare, from: {', '.join(MODELS)}")
     steps: int = opt(2000, "training steps of every model", min=1)

@@ -163,7 +163,7 @@ def d_probe(info: RunInfo, names: Sequence[str], out: Path, label: str, steps: i
     if info.kind != STACKGAN:
         return None
     from stackgan.metrics.dprobe import maximise_score
-    from stackgan.models.stackgan import Stage1D, Stage2D
+    from stackgan.models.stackgan import discriminator
     from stackgan.train.stackgan_config import StackGANConfig
     from stackgan.utils.viz import save_grid
 
@@ -174,7 +174,7 @@ def d_probe(info: RunInfo, names: Sequence[str], out: Path, label: str, steps: i
     if "D" not in ck or "G_ema" not in ck:
         return None
     cfg = StackGANConfig.from_dict(ck["config"])
-    D = Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size) if cfg.stage == 1 else Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
+    D = discriminator(cfg)
     D.load_state_dict(ck["D"])
     D.to(device).eval().requires_grad_(False)
     _, desc = make_sampler(ck_path, STACKGAN, device)

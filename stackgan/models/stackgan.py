@@ -4,11 +4,15 @@ Networks only: no losses beyond the KL term of the conditioning augmentation, no
 
 - :class:`CondAugment`: sentence vector -> FC -> (mu, log sigma^2); c = mu + sigma * eps. The split
   comes straight from the linear layer (no ReLU before it, which would force log sigma^2 >= 0).
+  ``stochastic=False`` is the no-CA ablation: c = mu.
 - :class:`Stage1G`: [z; c] -> FC -> 4x4x(8 ngf) -> up-blocks -> ``image_size`` (16/32/64) RGB, tanh.
+  ``g_cond="fusion"`` also feeds [z; c] to a conditional BatchNorm in every up-block (DF-GAN-like).
 - :class:`Stage1D` / :class:`Stage2D`: a conv stack down to 4x4, then a conditional logit (image
-  features joined with a spatially tiled text code) and an unconditional logit.
+  features joined with a spatially tiled text code, or with ``d_cond="projection"`` an inner
+  product of the pooled features with a projection of the code) and an unconditional logit.
 - :class:`Stage2G`: encodes the (frozen) stage-I picture to 1/4 of its side, joins a tiled c from its
   own CA, residual blocks, up-blocks to ``image_size * scale`` (scale 2 or 4).
+- ``stage1_generator`` / ``stage2_generator`` / ``discriminator`` build them from a run's config.
 
 Widths are free (``ngf``, ``ndf``), so the same code builds slim CPU models and the paper's.
 """
@@ -40,6 +44,55 @@ def up_block(cin: int, cout: int) -> nn.Sequential:
     """Nearest x2 upsample + 3x3 conv + BN + ReLU."""
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout),
                          nn.BatchNorm2d(cout), nn.ReLU(True))
+
+
+class CondBatchNorm2d(nn.Module):
+    """BatchNorm without its own affine; the scale and shift come from a condition vector
+    (conditional BN): ``bn(x) * (1 + gamma(cond)) + beta(cond)``. With the DCGAN init the linear
+    starts near zero, so the block starts as a plain BatchNorm."""
+
+    def __init__(self, ch: int, cond_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(ch, affine=False)
+        self.affine = nn.Linear(cond_dim, 2 * ch)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(cond.to(x.dtype)).chunk(2, dim=1)
+        return self.bn(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class FusedUpBlock(nn.Module):
+    """Nearest x2 upsample + 3x3 conv + conditional BN + ReLU: the text (and noise) modulate every
+    resolution, as in DF-GAN's fusion blocks, instead of entering only at the first layer."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout))
+        self.norm = CondBatchNorm2d(cout, cond_dim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x), cond))
+
+
+G_CONDS = ("input", "fusion")
+D_CONDS = ("concat", "projection")
+
+
+def make_ups(chans: list[int], cond_dim: int = 0) -> nn.Module:
+    """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
+    ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`)."""
+    pairs = list(zip(chans[:-1], chans[1:]))
+    if cond_dim:
+        return nn.ModuleList([FusedUpBlock(a, b, cond_dim) for a, b in pairs])
+    return nn.Sequential(*[up_block(a, b) for a, b in pairs])
+
+
+def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    if isinstance(ups, nn.ModuleList):
+        for block in ups:
+            x = block(x, cond)
+        return x
+    return ups(x)
 
 
 def down_block(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -75,10 +128,11 @@ class CondAugment(nn.Module):
     the same transform).
     """
 
-    def __init__(self, emb_dim: int, c_dim: int = 128):
+    def __init__(self, emb_dim: int, c_dim: int = 128, stochastic: bool = True):
         super().__init__()
-        self.emb_dim, self.c_dim = emb_dim, c_dim
-        self.fc = nn.Linear(emb_dim, 2 * c_dim)
+        self.emb_dim, self.c_dim, self.stochastic = emb_dim, c_dim, stochastic
+        # without CA (the ablation) the FC gives mu alone and c = mu
+        self.fc = nn.Linear(emb_dim, 2 * c_dim if stochastic else c_dim)
         self.register_buffer("emb_shift", torch.zeros(emb_dim))
         self.register_buffer("emb_scale", torch.ones(()))
 
@@ -91,14 +145,19 @@ class CondAugment(nn.Module):
         self.emb_shift.copy_(mean)
         self.emb_scale.fill_(1.0 / float(spread) if float(spread) > 1e-8 else 1.0)
 
-    def encode(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mu, log sigma^2); log sigma^2 is None without CA."""
         x = (emb - self.emb_shift.to(emb.dtype)) * self.emb_scale.to(emb.dtype)
+        if not self.stochastic:
+            return self.fc(x), None
         mu, logvar = self.fc(x).chunk(2, dim=1)
         return mu, logvar
 
     def forward(self, emb: torch.Tensor, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         mu, logvar = self.encode(emb)
+        if logvar is None:
+            return mu, mu, None
         if eps is None:
             eps = torch.randn_like(mu)
         c = mu + torch.exp(0.5 * logvar) * eps.to(mu.dtype)
@@ -115,25 +174,48 @@ def _up_channels(start: int, n: int, floor: int = 4) -> list[int]:
 class Stage1G(nn.Module):
     """Stage-I generator: (z, text embedding) -> low-resolution picture in [-1, 1]."""
 
-    def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64):
+    def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
+                 g_cond: str = "input", ca: bool = True):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
+        if g_cond not in G_CONDS:
+            raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         self.emb_dim, self.c_dim, self.z_dim, self.ngf, self.image_size = emb_dim, c_dim, z_dim, ngf, image_size
-        self.ca = CondAugment(emb_dim, c_dim)
+        self.g_cond = g_cond
+        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
         n_up = _log2_int(image_size, "image size") - 2
         chans = _up_channels(ngf * 8, n_up)
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
-        self.ups = nn.Sequential(*[up_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0)
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (images [B, 3, S, S], mu, logvar)."""
         c, mu, logvar = self.ca(emb, eps)
-        h = self.fc(torch.cat([z, c.to(z.dtype)], dim=1)).view(z.shape[0], -1, 4, 4)
-        return self.to_rgb(self.ups(h)), mu, logvar
+        zc = torch.cat([z, c.to(z.dtype)], dim=1)
+        h = self.fc(zc).view(z.shape[0], -1, 4, 4)
+        return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
+
+
+class ProjectionLogits(nn.Module):
+    """A projection discriminator's conditional logit (Miyato & Koyama 2018), for a text code:
+    ``w . phi + <V c, phi>``, with ``phi`` the 4x4 features summed over space. The match between
+    picture and name is an inner product, a stronger signal than features concatenated with c."""
+
+    def __init__(self, feat_ch: int, c_dim: int):
+        super().__init__()
+        self.c_dim = c_dim
+        self.linear = nn.Linear(feat_ch, 1)
+        self.embed = nn.Linear(c_dim, feat_ch, bias=False)
+
+    def forward(self, feats: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if c is None:
+            raise ValueError("conditional logits need a text code")
+        phi = feats.sum(dim=(2, 3))
+        return self.linear(phi).view(-1) + (self.embed(c.to(phi.dtype)) * phi).sum(dim=1)
 
 
 class CondLogits(nn.Module):
@@ -164,8 +246,10 @@ class _DBase(nn.Module):
     encode: nn.Module
     feat_ch: int
 
-    def _heads(self, c_dim: int) -> None:
-        self.cond_head = CondLogits(self.feat_ch, c_dim)
+    def _heads(self, c_dim: int, d_cond: str = "concat") -> None:
+        if d_cond not in D_CONDS:
+            raise ValueError(f"d_cond must be one of {D_CONDS}, got {d_cond!r}")
+        self.cond_head = ProjectionLogits(self.feat_ch, c_dim) if d_cond == "projection" else CondLogits(self.feat_ch, c_dim)
         self.uncond_head = CondLogits(self.feat_ch, 0)
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
@@ -185,7 +269,7 @@ class _DBase(nn.Module):
 class Stage1D(_DBase):
     """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
 
-    def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64):
+    def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat"):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -196,22 +280,24 @@ class Stage1D(_DBase):
         layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
         self.feat_ch = chans[-1]
-        self._heads(c_dim)
+        self._heads(c_dim, d_cond)
 
 
 class Stage2G(nn.Module):
     """Stage-II generator: (stage-I picture, text embedding) -> picture ``scale`` times larger."""
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
-                 r_num: int = 2):
+                 r_num: int = 2, g_cond: str = "input", ca: bool = True):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
         if scale not in STAGE2_SCALES:
             raise ValueError(f"stage-II scale must be one of {STAGE2_SCALES}, got {scale}")
-        self.emb_dim, self.c_dim, self.ngf = emb_dim, c_dim, ngf
+        if g_cond not in G_CONDS:
+            raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
+        self.emb_dim, self.c_dim, self.ngf, self.g_cond = emb_dim, c_dim, ngf, g_cond
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
-        self.ca = CondAugment(emb_dim, c_dim)
+        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
         self.encoder = nn.Sequential(  # S -> S/4, 4 ngf channels
             conv3x3(3, ngf), nn.ReLU(True),
             nn.Conv2d(ngf, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
@@ -220,7 +306,7 @@ class Stage2G(nn.Module):
         self.residual = nn.Sequential(*[ResBlock(ngf * 4) for _ in range(r_num)])
         n_up = 2 + _log2_int(scale, "scale")
         chans = _up_channels(ngf * 4, n_up)
-        self.ups = nn.Sequential(*[up_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0)
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
 
     def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
@@ -230,14 +316,14 @@ class Stage2G(nn.Module):
         c, mu, logvar = self.ca(emb, eps)
         tiled = c.to(h.dtype)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))
-        return self.to_rgb(self.ups(h)), mu, logvar
+        return self.to_rgb(run_ups(self.ups, h, c)), mu, logvar
 
 
 class Stage2D(_DBase):
     """Stage-II discriminator at ``size``: conv stack to 4x4 (channels capped at 32 ndf), then 3x3
     convs back down to 8 ndf, as in the paper."""
 
-    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256):
+    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat"):
         super().__init__()
         n_down = _log2_int(size, "stage-II size") - 2
         chans = [ndf * 2 ** min(i, 5) for i in range(n_down)]
@@ -250,4 +336,20 @@ class Stage2D(_DBase):
         self.encode = nn.Sequential(*layers)
         self.size = size
         self.feat_ch = ch
-        self._heads(c_dim)
+        self._heads(c_dim, d_cond)
+
+
+# -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
+def stage1_generator(cfg) -> Stage1G:
+    return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca)
+
+
+def stage2_generator(cfg) -> Stage2G:
+    return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca)
+
+
+def discriminator(cfg) -> _DBase:
+    """The discriminator of ``cfg.stage`` (stage I at ``image_size``, stage II at its output size)."""
+    if cfg.stage == 1:
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond)
+    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond)

@@ -37,7 +37,7 @@ from torch import nn
 from stackgan.augment import AdaController, DiffAugment
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import Stage1D, Stage1G, Stage2D, Stage2G, kl_divergence
+from stackgan.models.stackgan import Stage1G, discriminator, kl_divergence, stage1_generator, stage2_generator
 from stackgan.train.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_device
@@ -187,6 +187,15 @@ def wrong_labels(labels: torch.Tensor, n_names: int, generator: torch.Generator 
     return (labels + shift) % n_names
 
 
+def mode_seeking_term(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking loss (Mao et al., CVPR 2019) for pairs of fakes of the same names:
+    ``1 / (mean|a - b| / mean|za - zb| + eps)``, per pair then averaged. It is small when different
+    noise gives different pictures, and grows without bound as the generator collapses."""
+    ratio = (a.float() - b.float()).abs().flatten(1).mean(1) / (za.float() - zb.float()).abs().mean(1)
+    return (1.0 / (ratio + eps)).mean()
+
+
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div(127.5).sub(1.0)
 
@@ -297,14 +306,6 @@ def _read_run_config(path: Path) -> tuple[dict, Path | None]:
     return ck["config"], None
 
 
-def build_stage1_g(cfg: StackGANConfig) -> Stage1G:
-    return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size)
-
-
-def build_stage2_g(cfg: StackGANConfig) -> Stage2G:
-    return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num)
-
-
 def load_stage1(path: str | os.PathLike, device: torch.device | str = "cpu") -> Stage1Ref:
     """A stage-I EMA generator from a run folder, a ckpt-*.pt or a G_ema.safetensors, with its config.
 
@@ -328,7 +329,7 @@ def load_stage1(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
         raise CheckpointError(f"{path} is a stage-{cfg.stage} run; --stage1 needs a stage-I run")
     if cfg.emb_dim <= 0:
         raise CheckpointError(f"{path}: its config has no embedding size; was its training finished?")
-    G = build_stage1_g(cfg)
+    G = stage1_generator(cfg)
     weights: Path | None = None
     if path.is_dir() or path.suffix == ".safetensors":
         weights = path / "G_ema.safetensors" if path.is_dir() else path
@@ -387,11 +388,10 @@ class StackGANTrainer:
 
         torch.manual_seed(cfg.seed)
         if cfg.stage == 1:
-            self.G: nn.Module = build_stage1_g(cfg)
-            self.D: nn.Module = Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size)
+            self.G: nn.Module = stage1_generator(cfg)
         else:
-            self.G = build_stage2_g(cfg)
-            self.D = Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size)
+            self.G = stage2_generator(cfg)
+        self.D: nn.Module = discriminator(cfg)
         init_weights(self.G)
         init_weights(self.D)
         self.G.ca.set_normalization(data.emb)
@@ -413,6 +413,8 @@ class StackGANTrainer:
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
+        counts = torch.bincount(self.labels, minlength=len(data.names)).float()
+        self.draw_weights = (1.0 / counts)[self.labels]  # every name equally likely, then one of its photos
         self.emb = data.emb.float().to(self.device)
         self.grid_emb = data.grid_emb.float().to(self.device)
         self.step = 0
@@ -466,7 +468,10 @@ class StackGANTrainer:
     # -- one step --------------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b = self.cfg.batch_size
-        idx = torch.randint(0, self.images.shape[0], (b,), device=self.device)
+        if self.cfg.balance_names:
+            idx = torch.multinomial(self.draw_weights, b, replacement=True)
+        else:
+            idx = torch.randint(0, self.images.shape[0], (b,), device=self.device)
         real = to_float(self.images[idx])
         if self.cfg.flip:
             flip = torch.rand(b, device=self.device) < 0.5
@@ -509,13 +514,18 @@ class StackGANTrainer:
         self.G.train()
         self.D.train()
         real, y, yw = self._batch()
-        emb, emb_w = self.emb[y], self.emb[yw]
+        emb_w = self.emb[yw]
+        half = real.shape[0] // 2
+        # mode seeking draws the fakes in pairs: the second half repeats the first half's names
+        y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
+        emb = self.emb[y_fake]
         z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, _ = self._generate(self.G, z, emb)
             with torch.no_grad():
                 mu_w, _ = self.G.ca.encode(emb_w)
-            c, c_w = mu.detach(), mu_w.detach()
+                mu_r, _ = self.G.ca.encode(self.emb[y]) if y_fake is not y else (mu, None)
+            c, c_w, c_r = mu.detach(), mu_w.detach(), mu_r.detach()
 
             # D: real+own name, real+another dish's name, fake+its name
             real_aug = self.augment(real)
@@ -523,9 +533,9 @@ class StackGANTrainer:
             gp = torch.zeros((), device=self.device)
             if cfg.loss == "hinge" and cfg.gp_weight > 0:
                 real_aug = real_aug.detach().requires_grad_(True)
-                c_gp = c.clone().requires_grad_(True)
+                c_gp = c_r.clone().requires_grad_(True)
             else:
-                c_gp = c
+                c_gp = c_r
             fr = self.D.features(real_aug)
             ff = self.D.features(fake_aug)
             real_c, real_u = self.D.cond(fr, c_gp), self.D.uncond(fr)
@@ -549,8 +559,12 @@ class StackGANTrainer:
             ffg = self.D.features(self.augment(fake))
             g_fake_c, g_fake_u = self.D.cond(ffg, c), self.D.uncond(ffg)
             g_adv = self._g_adv(g_fake_c.float(), g_fake_u.float())
-            kl = kl_divergence(mu.float(), logvar.float())
+            kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else torch.zeros((), device=self.device)
             g_loss = g_adv + cfg.kl * kl
+            ms = torch.zeros((), device=self.device)
+            if cfg.mode_seeking > 0:
+                ms = mode_seeking_term(fake[:half], fake[half:2 * half], z[:half], z[half:2 * half])
+                g_loss = g_loss + cfg.mode_seeking * ms
         if not torch.isfinite(g_loss):
             return self._recover("G", g_loss)
         self.opt_g.zero_grad(set_to_none=True)
@@ -565,10 +579,10 @@ class StackGANTrainer:
             prob = torch.sigmoid
             return {
                 "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_adv), "kl": float(kl),
-                "gp": float(gp),
+                "gp": float(gp), "ms": float(ms),
                 "d_real": float(prob(real_c.float()).mean()), "d_wrong": float(prob(wrong_c.float()).mean()),
                 "d_fake": float(prob(fake_c.float()).mean()),
-                "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()),
+                "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,
                 "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
             }
 

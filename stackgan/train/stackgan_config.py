@@ -15,6 +15,8 @@ from stackgan.errors import ConfigError
 STAGE1_SIZES = (16, 32, 64)
 STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
+G_CONDS = ("input", "fusion")  # the same tuples as stackgan.models.stackgan (kept free of torch here)
+D_CONDS = ("concat", "projection")
 
 # Fields a resumed run may take from the new command line; everything else comes from the run.
 RESUMABLE_CHANGES = frozenset({
@@ -47,9 +49,17 @@ class StackGANConfig(Config):
                            choices=STAGE2_SIZES)
     z_dim: int = opt(100, "size of the noise vector z", min=1)
     c_dim: int = opt(128, "size of the conditioning-augmentation code", min=1)
+    ca: bool = opt(True, "conditioning augmentation: c ~ N(mu, sigma^2) with the KL term; --no-ca: c = mu, a plain "
+                         "projection of the sentence vector (the ablation)")
     ngf: int = opt(128, "G width (paper: 128; 32 is a slim CPU model)", min=1)
     ndf: int = opt(64, "D width (paper: 64; 32 on CPU)", min=1)
     r_num: int = opt(2, "stage-II residual blocks", min=2, max=4)
+    g_cond: str = opt("input", "how G takes the text: input (the paper: [z; c] into the first layer) or fusion "
+                               "(also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's fusion)",
+                      choices=G_CONDS)
+    d_cond: str = opt("concat", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
+                                "features) or projection (an inner product, Miyato & Koyama 2018)",
+                      choices=D_CONDS)
 
     # losses
     loss: str = opt("bce", "bce (the paper) or hinge (with DF-GAN's matching-aware gradient penalty)",
@@ -57,6 +67,8 @@ class StackGANConfig(Config):
     kl: float = opt(2.0, "weight of the CA KL term (averaged per element)", min=0.0)
     gp_weight: float = opt(2.0, "hinge: weight k of the matching-aware gradient penalty k*E[|grad|^p]", min=0.0)
     gp_power: float = opt(6.0, "hinge: power p of the matching-aware gradient penalty", min=1.0)
+    mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
+                                   "name are pushed apart in proportion to their noise; 0: off", min=0.0)
 
     # augmentation
     diffaugment: str = opt("color,translation,cutout", "DiffAugment policy for every image D sees; none: off")
@@ -64,6 +76,8 @@ class StackGANConfig(Config):
     ada_target: float = opt(0.6, "ADA target r_t", min=0.0, max=1.0)
     ada_speed: int = opt(50_000, "ADA: images for p to go from 0 to 1", min=1)
     flip: bool = opt(True, "random horizontal flips of the real photos")
+    balance_names: bool = opt(True, "draw every name equally often, whatever its photo count (else photos are "
+                                    "drawn uniformly, so names with many photos dominate)")
 
     # optimisation
     lr_g: float = opt(2e-4, "G learning rate (Adam)", min=0.0)
