@@ -443,12 +443,15 @@ def test_config_checks():
         StackGANConfig(g_cond="late").validate()
     with pytest.raises(ConfigError, match="mode.seeking"):
         StackGANConfig(mode_seeking=-1.0).validate()
-    # a run folder written before these options existed still loads, with the paper's settings
-    old = StackGANConfig().to_dict()
-    for k in ("g_cond", "d_cond", "mode_seeking"):
+    cfg = StackGANConfig()
+    assert (cfg.g_cond, cfg.d_cond, cfg.mode_seeking, cfg.ca) == ("fusion", "projection", 0.0, True)
+    # a run folder written before these options existed loads with the settings it was trained with
+    old = cfg.to_dict()
+    for k in ("g_cond", "d_cond", "balance_names"):
         old.pop(k)
     back = StackGANConfig.from_dict(old)
-    assert (back.g_cond, back.d_cond, back.mode_seeking) == ("input", "concat", 0.0)
+    assert (back.g_cond, back.d_cond, back.balance_names) == ("input", "concat", False)
+    assert StackGANConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):

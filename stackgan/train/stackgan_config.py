@@ -18,6 +18,9 @@ LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # the same tuples as stackgan.models.stackgan (kept free of torch here)
 D_CONDS = ("concat", "projection")
 
+# What a run folder written before a field existed meant by its absence (the settings of that time).
+LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False}
+
 # Fields a resumed run may take from the new command line; everything else comes from the run.
 RESUMABLE_CHANGES = frozenset({
     "max_steps", "epochs", "device", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
@@ -54,11 +57,11 @@ class StackGANConfig(Config):
     ngf: int = opt(128, "G width (paper: 128; 32 is a slim CPU model)", min=1)
     ndf: int = opt(64, "D width (paper: 64; 32 on CPU)", min=1)
     r_num: int = opt(2, "stage-II residual blocks", min=2, max=4)
-    g_cond: str = opt("input", "how G takes the text: input (the paper: [z; c] into the first layer) or fusion "
-                               "(also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's fusion)",
-                      choices=G_CONDS)
-    d_cond: str = opt("concat", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
-                                "features) or projection (an inner product, Miyato & Koyama 2018)",
+    g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
+                                "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
+                                "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
+    d_cond: str = opt("projection", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
+                                    "features) or projection (an inner product, Miyato & Koyama 2018)",
                       choices=D_CONDS)
 
     # losses
@@ -101,6 +104,10 @@ class StackGANConfig(Config):
     grid_rows: int = opt(8, "names in the fixed grid (training names and <data>/invented.tsv)", min=1)
     grid_cols: int = opt(8, "fixed z per name in the grid", min=2)
     progress: bool = opt(True, "show a progress bar")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StackGANConfig":
+        return super().from_dict({**LEGACY_DEFAULTS, **d})
 
     def check(self) -> None:
         from stackgan.augment import parse_policy
