@@ -116,6 +116,26 @@ def test_fusion_generator_and_projection_discriminator():
         Stage1D(d_cond="cosine")
 
 
+def test_residual_stage2_starts_as_an_upsample_of_stage1():
+    torch.manual_seed(0)
+    G = init_weights(Stage2G(EMB, c_dim=16, ngf=8, image_size=16, scale=2, residual=True)).eval()
+    low = torch.rand(2, 3, 16, 16) * 1.6 - 0.8
+    with torch.no_grad():
+        G.to_rgb[0].weight.zero_()
+        out, _, _ = G(low, torch.randn(2, EMB))
+    up = torch.nn.functional.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out, up, atol=1e-5)
+    # the paper's form draws a new picture, and both share their weight names
+    paper = Stage2G(EMB, c_dim=16, ngf=8, image_size=16, scale=2, residual=False)
+    assert paper.state_dict().keys() == G.state_dict().keys()
+    low.requires_grad_(True)
+    G.train()
+    img, _, _ = G(low, torch.randn(2, EMB))
+    img.sum().backward()
+    assert low.grad is None  # stage I stays frozen
+    assert G.to_rgb[0].weight.grad is not None
+
+
 def test_mode_seeking_term_grows_as_the_generator_collapses():
     za, zb = torch.zeros(3, 5), torch.ones(3, 5)
     a = torch.zeros(3, 3, 8, 8)
@@ -447,10 +467,10 @@ def test_config_checks():
     assert (cfg.g_cond, cfg.d_cond, cfg.mode_seeking, cfg.ca) == ("fusion", "projection", 0.0, True)
     # a run folder written before these options existed loads with the settings it was trained with
     old = cfg.to_dict()
-    for k in ("g_cond", "d_cond", "balance_names"):
+    for k in ("g_cond", "d_cond", "balance_names", "stage2_residual"):
         old.pop(k)
     back = StackGANConfig.from_dict(old)
-    assert (back.g_cond, back.d_cond, back.balance_names) == ("input", "concat", False)
+    assert (back.g_cond, back.d_cond, back.balance_names, back.stage2_residual) == ("input", "concat", False, False)
     assert StackGANConfig.from_dict(cfg.to_dict()) == cfg
 
 

@@ -284,10 +284,15 @@ class Stage1D(_DBase):
 
 
 class Stage2G(nn.Module):
-    """Stage-II generator: (stage-I picture, text embedding) -> picture ``scale`` times larger."""
+    """Stage-II generator: (stage-I picture, text embedding) -> picture ``scale`` times larger.
+
+    ``residual=True`` draws a correction to the bilinearly upsampled stage-I picture instead of a
+    new picture: ``tanh(atanh(up(I)) + delta)``. With ``delta`` near 0 at the start, stage II begins
+    as a plain upsample of stage I and only has to learn the detail, which a small budget can do;
+    the paper's ``residual=False`` draws every pixel anew."""
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
-                 r_num: int = 2, g_cond: str = "input", ca: bool = True):
+                 r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -295,7 +300,7 @@ class Stage2G(nn.Module):
             raise ValueError(f"stage-II scale must be one of {STAGE2_SCALES}, got {scale}")
         if g_cond not in G_CONDS:
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
-        self.emb_dim, self.c_dim, self.ngf, self.g_cond = emb_dim, c_dim, ngf, g_cond
+        self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
         self.encoder = nn.Sequential(  # S -> S/4, 4 ngf channels
@@ -307,16 +312,23 @@ class Stage2G(nn.Module):
         n_up = 2 + _log2_int(scale, "scale")
         chans = _up_channels(ngf * 4, n_up)
         self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0)
-        self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
+        # the same key (to_rgb.0) either way; the residual form applies its own tanh
+        self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3)) if residual else nn.Sequential(conv3x3(chans[-1], 3),
+                                                                                           nn.Tanh())
 
     def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient."""
-        h = self.encoder(stage1_img.detach())
+        low = stage1_img.detach()
+        h = self.encoder(low)
         c, mu, logvar = self.ca(emb, eps)
         tiled = c.to(h.dtype)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))
-        return self.to_rgb(run_ups(self.ups, h, c)), mu, logvar
+        out = self.to_rgb(run_ups(self.ups, h, c))
+        if self.residual_out:
+            up = F.interpolate(low.to(out.dtype), scale_factor=self.scale, mode="bilinear", align_corners=False)
+            out = torch.tanh(torch.atanh(up.clamp(-0.999, 0.999)) + out)
+        return out, mu, logvar
 
 
 class Stage2D(_DBase):
@@ -345,7 +357,8 @@ def stage1_generator(cfg) -> Stage1G:
 
 
 def stage2_generator(cfg) -> Stage2G:
-    return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca)
+    return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca,
+                   cfg.stage2_residual)
 
 
 def discriminator(cfg) -> _DBase:

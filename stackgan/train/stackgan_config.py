@@ -19,7 +19,7 @@ G_CONDS = ("input", "fusion")  # the same tuples as stackgan.models.stackgan (ke
 D_CONDS = ("concat", "projection")
 
 # What a run folder written before a field existed meant by its absence (the settings of that time).
-LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False}
+LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False}
 
 # Fields a resumed run may take from the new command line; everything else comes from the run.
 RESUMABLE_CHANGES = frozenset({
@@ -57,6 +57,9 @@ class StackGANConfig(Config):
     ngf: int = opt(128, "G width (paper: 128; 32 is a slim CPU model)", min=1)
     ndf: int = opt(64, "D width (paper: 64; 32 on CPU)", min=1)
     r_num: int = opt(2, "stage-II residual blocks", min=2, max=4)
+    stage2_residual: bool = opt(True, "stage II corrects the upsampled stage-I picture (it starts as a plain "
+                                      "upsample and learns the detail) instead of drawing every pixel anew "
+                                      "(--no-stage2-residual, the paper)")
     g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
                                 "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
                                 "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
