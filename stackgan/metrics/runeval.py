@@ -199,7 +199,7 @@ def compact(results: dict, label: str) -> dict:
     r = results["models"][label]
     ft, fi = r["faithfulness_train"], r.get("faithfulness_invented")
     return {
-        "data": results["data"]["root"], "names": results["data"]["names"],
+        "scored": label, "data": results["data"]["root"], "names": results["data"]["names"],
         "classifier_heldout_accuracy": results["classifier"]["heldout_accuracy"],
         "faithfulness_train": ft["overall"], "faithfulness_invented": fi["overall"] if fi else None,
         "fid_in_domain": r["fid"]["fid"], "fid_floor": r["fid_floor"]["fid"], "kid_in_domain": r["fid"]["kid"],
