@@ -214,6 +214,23 @@ def test_wrong_names_never_the_true_name():
         tr.wrong_labels(labels, 1)
 
 
+def test_hard_wrong_names_come_from_the_nearest_names():
+    torch.manual_seed(0)
+    base = torch.randn(3, 8)
+    # names 0-2 and 3-5 are two close families (same bowl, other topping)
+    emb = torch.cat([base[0] + 0.1 * torch.randn(3, 8), base[1] + 0.1 * torch.randn(3, 8)])
+    near = tr.nearest_names(emb, k=2)
+    assert near.shape == (6, 2)
+    assert all(set(near[i].tolist()) == ({0, 1, 2} if i < 3 else {3, 4, 5}) - {i} for i in range(6))
+    labels = torch.randint(0, 6, (4000,))
+    wrong = tr.wrong_labels(labels, 6, near=near, p_near=1.0)
+    assert not torch.any(wrong == labels)
+    assert torch.all((wrong < 3) == (labels < 3))  # always the same family
+    half = tr.wrong_labels(labels, 6, near=near, p_near=0.5)
+    same = ((half < 3) == (labels < 3)).float().mean().item()
+    assert 0.6 < same < 0.8  # half near + half uniform (2 of 5 others are in the family)
+
+
 def test_train_data_validation():
     d = make_data()
     with pytest.raises(DataError, match="at least 2 different names"):

@@ -179,12 +179,27 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True, grid_names: S
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def wrong_labels(labels: torch.Tensor, n_names: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """For each label, a uniformly drawn *different* label (never the same name)."""
+def wrong_labels(labels: torch.Tensor, n_names: int, generator: torch.Generator | None = None,
+                 near: torch.Tensor | None = None, p_near: float = 0.0) -> torch.Tensor:
+    """For each label, a *different* label (never the same name): drawn uniformly, or with
+    probability ``p_near`` among ``near[label]`` (each name's nearest other names, [K, k])."""
     if n_names < 2:
         raise DataError("wrong names need at least 2 names")
     shift = torch.randint(1, n_names, labels.shape, device=labels.device, generator=generator)
-    return (labels + shift) % n_names
+    wrong = (labels + shift) % n_names
+    if near is not None and p_near > 0:
+        pick = torch.randint(0, near.shape[1], labels.shape, device=labels.device, generator=generator)
+        use = torch.rand(labels.shape, device=labels.device, generator=generator) < p_near
+        wrong = torch.where(use, near[labels, pick], wrong)
+    return wrong
+
+
+def nearest_names(emb: torch.Tensor, k: int = 4) -> torch.Tensor:
+    """[K, min(k, K-1)]: for each name, the other names with the most similar sentence vectors."""
+    e = F.normalize(emb.float() - emb.float().mean(0), dim=1)  # the names share a large common part
+    sims = e @ e.T
+    sims.fill_diagonal_(-float("inf"))
+    return sims.topk(min(k, emb.shape[0] - 1), dim=1).indices
 
 
 def mode_seeking_term(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
@@ -416,6 +431,7 @@ class StackGANTrainer:
         counts = torch.bincount(self.labels, minlength=len(data.names)).float()
         self.draw_weights = (1.0 / counts)[self.labels]  # every name equally likely, then one of its photos
         self.emb = data.emb.float().to(self.device)
+        self.near = nearest_names(self.emb).to(self.device) if len(data.names) > 1 else None
         self.grid_emb = data.grid_emb.float().to(self.device)
         self.step = 0
         self.lr_scale = 1.0  # lowered after a NaN
@@ -479,7 +495,7 @@ class StackGANTrainer:
         if self.use_amp:
             real = real.contiguous(memory_format=torch.channels_last)
         y = self.labels[idx]
-        return real, y, wrong_labels(y, len(self.data.names))
+        return real, y, wrong_labels(y, len(self.data.names), near=self.near, p_near=self.cfg.wrong_near)
 
     def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
                   eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -73,6 +73,10 @@ class StackGANConfig(Config):
     kl: float = opt(2.0, "weight of the CA KL term (averaged per element)", min=0.0)
     gp_weight: float = opt(2.0, "hinge: weight k of the matching-aware gradient penalty k*E[|grad|^p]", min=0.0)
     gp_power: float = opt(6.0, "hinge: power p of the matching-aware gradient penalty", min=1.0)
+    wrong_near: float = opt(0.0, "share of the mismatched (wrong-name) pairs whose name is one of the 4 names nearest "
+                                 "to the photo's own, e.g. きつねうどん for a 月見うどん photo: hard negatives that "
+                                 "make D, and so G, look at the topping, not only the bowl; 0: uniform over the "
+                                 "other names", min=0.0, max=1.0)
     mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
                                    "name are pushed apart in proportion to their noise; 0: off", min=0.0)
 
