@@ -63,15 +63,24 @@ def dcgan_config(base: dict, out: Path):
                        device=base["device"], checkpoint_every=max(1, steps // 4), resume=True).validate()
 
 
+# where a run is, on what and how it shows progress: not what it trains
+_VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progress", "resume", "emb_dim"})
+
+
+def _settings(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _VOLATILE}
+
+
 def _finished(folder: Path, want: dict) -> bool | None:
-    """True: a finished run with these settings; False: none there; None: a different or unfinished run."""
+    """True: a finished run with exactly these settings; False: none there; None: a different or
+    unfinished run."""
     if not (folder / "config.json").is_file() and io.latest_checkpoint(folder) is None:
         return False
     try:
         info = read_run(folder)
     except Exception:  # noqa: BLE001 - a broken folder counts as "different"
         return None
-    same = all(info.config.get(k) == v for k, v in want.items())
+    same = _settings(info.config) == _settings(want)
     return True if same and (info.steps or 0) >= want["max_steps"] else None
 
 
@@ -85,7 +94,7 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
     base = base if base is not None else base_stackgan(cfg)
     folder = root / model
     run_cfg = dcgan_config(base, folder) if model == "dcgan" else stackgan_config(base, folder, model)
-    want = {k: base[k] for k in ("max_steps", "batch_size", "seed", "data", "held_out", "split_seed")}
+    want = run_cfg.to_dict()
     state = _finished(folder, want)
     if state is True and not cfg.retrain:
         printer(f"{model}: using the finished run in {folder}")
