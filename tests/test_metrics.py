@@ -442,6 +442,19 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     rc = main(["compare", "--out", str(tmp_path / "cmp"), "--models", "dcgan", "--stackgan", str(run), *SMALL])
     assert rc == 0
     assert "using the finished run" in capsys.readouterr().out
+    # a run with these settings but fewer steps is resumed; one with other settings is not reused
+    from stackgan.metrics.compare import _finished
+
+    import shutil
+
+    done = json.loads((tmp_path / "cmp" / "no-ca" / "config.json").read_text(encoding="utf-8"))
+    assert _finished(tmp_path / "cmp" / "no-ca", done) is True
+    assert _finished(tmp_path / "cmp" / "no-ca", {**done, "kl": 0.5}) is None
+    assert _finished(tmp_path / "cmp" / "no-ca", {**done, "max_steps": 8}) is None  # another budget
+    assert _finished(tmp_path / "cmp" / "nothing", done) is False
+    cut = shutil.copytree(tmp_path / "cmp" / "no-ca", tmp_path / "cut")  # as if stopped at step 4 of 8
+    (cut / "config.json").write_text(json.dumps({**done, "max_steps": 8}), encoding="utf-8")
+    assert _finished(cut, {**done, "max_steps": 8}) == "partial"
     rc = main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
                "--stackgan", str(run), *SMALL])
     assert rc == 2 and "not the data set the --stackgan run trained on" in capsys.readouterr().err

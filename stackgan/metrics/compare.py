@@ -71,9 +71,9 @@ def _settings(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in _VOLATILE}
 
 
-def _finished(folder: Path, want: dict) -> bool | None:
-    """True: a finished run with exactly these settings; False: none there; None: a different or
-    unfinished run."""
+def _finished(folder: Path, want: dict) -> bool | str | None:
+    """True: a finished run with exactly these settings; "partial": an unfinished one with these
+    settings (it is resumed); False: none there; None: a run with other settings."""
     if not (folder / "config.json").is_file() and io.latest_checkpoint(folder) is None:
         return False
     try:
@@ -81,7 +81,9 @@ def _finished(folder: Path, want: dict) -> bool | None:
     except Exception:  # noqa: BLE001 - a broken folder counts as "different"
         return None
     same = _settings(info.config) == _settings(want)
-    return True if same and (info.steps or 0) >= want["max_steps"] else None
+    if not same:
+        return None
+    return True if (info.steps or 0) >= want["max_steps"] else "partial"
 
 
 def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[[str], None],
@@ -101,8 +103,14 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
         return folder, {"source": "loaded", **read_run(folder).training()}
     if state is None or (state is True and cfg.retrain):
         if not cfg.retrain:
-            raise ConfigError(f"{folder} holds a different or unfinished {model} run; use --retrain to replace it "
+            raise ConfigError(f"{folder} holds a {model} run with other settings; use --retrain to replace it "
                               f"or another --out")
+        shutil.rmtree(folder)
+    if state == "partial" and not cfg.retrain:
+        printer(f"{model}: resuming the unfinished run in {folder}")
+        if model != "dcgan":
+            run_cfg = dataclasses.replace(run_cfg, resume=True)
+    elif state == "partial":
         shutil.rmtree(folder)
     printer(f"{model}: training {want['max_steps']} steps x {want['batch_size']} -> {folder}")
     t0 = time.perf_counter()
