@@ -1,0 +1,87 @@
+"""The project scripts that are not benchmarks: export_model.py on a tiny stage-I + II run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from stackgan.inference import load_pipeline
+from stackgan.train import stackgan as tr
+from stackgan.train.stackgan_config import StackGANConfig
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _data(size):
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(len(NAMES), 12, generator=g), dim=1)
+    images = torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8, generator=g)
+    return tr.TrainData(images, torch.arange(16) % 4, list(NAMES), emb, source="synthetic")
+
+
+@pytest.fixture(scope="module")
+def stage2_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    common = dict(image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, z_dim=16, batch_size=8,
+                  sample_every=100, ckpt_every=100, grid_rows=2, grid_cols=2, progress=False, device="cpu")
+    tr.StackGANTrainer(StackGANConfig(max_steps=2, **common).validate(), _data(16), root / "s1").fit()
+    cfg2 = StackGANConfig(stage=2, stage1=str(root / "s1"), max_steps=1, **common).validate()
+    tr.StackGANTrainer(cfg2, _data(32), root / "s2", stage1=tr.load_stage1(root / "s1")).fit()
+    return root / "s2"
+
+
+def test_export_model_fp16_keeps_only_inference_files(stage2_run, tmp_path, capsys):
+    export = _script("export_model")
+    out = tmp_path / "model"
+    assert export.main([str(stage2_run), str(out), "--fp16"]) == 0
+    said = capsys.readouterr().out
+    assert "fp16 vs fp32 pictures: PSNR" in said and "exported" in said
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert not [f for f in files if f.endswith(".pt") or "samples" in f], files
+    assert {"config.json", "G_ema.safetensors", "names.json", "stage1/config.json",
+            "stage1/G_ema.safetensors"} <= set(files)
+    with safe_open(out / "G_ema.safetensors", "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))["stage"] == 2
+    a = load_pipeline(out).generate(NAMES[1], 2, seed=3)
+    b = load_pipeline(stage2_run).generate(NAMES[1], 2, seed=3)
+    assert a.stage2.shape == b.stage2.shape and (a.stage2 - b.stage2).abs().max() < 0.05
+    assert not (tmp_path / "model.tmp").exists()
+
+
+def test_export_model_refuses_a_folder_without_weights(tmp_path, capsys):
+    export = _script("export_model")
+    assert export.main([str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "no G_ema.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_psnr_is_infinite_for_identical_pipelines_and_low_for_different_ones(stage2_run, tmp_path):
+    export = _script("export_model")
+    same = load_pipeline(stage2_run)
+    assert export.fp16_psnr(same, load_pipeline(stage2_run)) == float("inf")
+
+    class Noisy:  # the same pipeline with its pictures pushed away
+        names = same.names
+
+        def generate(self, name, n, seed):
+            res = same.generate(name, n, seed)
+            res.stage2 = (res.stage2 + 0.5).clamp(-1, 1)
+            return res
+
+    assert export.fp16_psnr(same, Noisy()) < export.MIN_PSNR
