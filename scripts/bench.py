@@ -179,14 +179,15 @@ def bench_train_dcgan(args, device) -> dict:
     """One D + G step of the DCGAN baseline (bce, Adam 2e-4 / 0.5) at its defaults."""
     import torch
 
-    from stackgan.models.dcgan import Discriminator, Generator, init_weights
+    from stackgan.models.dcgan import Discriminator, Generator
+    from stackgan.models.init import init_weights
     from stackgan.train.dcgan import d_loss_fn, g_loss_fn
 
     b = args.batch(1)
     G = Generator(z_dim=100, channels=3, height=64, width=64, ngf=64).to(device)
     D = Discriminator(channels=3, height=64, width=64, ndf=64).to(device)
-    G.apply(init_weights)
-    D.apply(init_weights)
+    init_weights(G)
+    init_weights(D)
     og = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     od = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
@@ -229,9 +230,9 @@ def run_child(name: str, args) -> dict:
 
 # -- parent side -------------------------------------------------------------------------------------
 def _rows(device: str, name: str, r: dict) -> list[tuple[str, str, str]]:
-    mem = f"{r['peak_cuda_mb']:.0f} MB cuda" if "peak_cuda_mb" in r else f"{r['peak_rss_mb']:.0f} MB rss"
     if "error" in r:
         return [(device, name, f"failed: {r['error']}")]
+    mem = f"{r['peak_cuda_mb']:.0f} MB cuda" if "peak_cuda_mb" in r else f"{r['peak_rss_mb']:.0f} MB rss"
     if name == "matmul":
         return [(device, name, f"{r['gflops']:.1f} GFLOP/s fp32 ({r['matmul_n']}^3)")]
     if name.startswith("train_"):
@@ -321,6 +322,10 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
     print(text)
+    failed = [f"{d}/{n}" for d, rs in results["results"].items() for n, r in rs.items() if "error" in r]
+    if failed:
+        print(f"error: {len(failed)} measurement(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -85,3 +85,18 @@ def test_fp16_psnr_is_infinite_for_identical_pipelines_and_low_for_different_one
             return res
 
     assert export.fp16_psnr(same, Noisy()) < export.MIN_PSNR
+
+
+def test_bench_runs_its_measurements_in_child_processes(tmp_path, capsys):
+    """The cheap measurements of scripts/bench.py end to end (the others share its code path)."""
+    bench = _script("bench")
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--device", "cpu", "--only", "matmul,train_dcgan", "--steps", "1", "--repeats", "1",
+                     "--batch-size", "2", "--threads", "1", "--json", str(out)])
+    said = capsys.readouterr()
+    assert rc == 0, said.err
+    res = json.loads(out.read_text(encoding="utf-8"))["results"]["cpu"]
+    assert res["matmul"]["gflops"] > 0
+    assert res["train_dcgan"]["img_s"] > 0 and res["train_dcgan"]["batch_size"] == 2
+    assert "train_dcgan" in said.out and "failed" not in said.out
+    assert bench.main(["--device", "cpu", "--only", "nothing"]) == 2
