@@ -419,6 +419,16 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["fid_samples"]["heldout"] == res["data"]["heldout"]
 
+    # --truncation 0: z and the CA noise at their mean, so every picture of a name is the same one
+    rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev0"), "--truncation", "0", "--checkpoints", "0",
+               "--dprobe-steps", "0", "--no-write-run-metrics", *SMALL])
+    assert rc == 0, capsys.readouterr().err
+    res0 = json.loads((tmp_path / "ev0" / "eval.json").read_text(encoding="utf-8"))
+    (label0, r0), = res0["models"].items()
+    assert label0 == "stackgan-stage1-truncation0" and r0["model"]["truncation"] == 0
+    assert r0["diversity"]["generated"] < 1e-3 < r["diversity"]["generated"]
+    capsys.readouterr()
+
     # with --stackgan, the baseline and the ablations take that run's settings and budget
     rc = main(["compare", "--out", str(tmp_path / "cmp"), "--models", "dcgan", "no-diffaugment", "no-ca",
                "--stackgan", str(run), *SMALL])
@@ -455,6 +465,8 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     cut = shutil.copytree(tmp_path / "cmp" / "no-ca", tmp_path / "cut")  # as if stopped at step 4 of 8
     (cut / "config.json").write_text(json.dumps({**done, "max_steps": 8}), encoding="utf-8")
     assert _finished(cut, {**done, "max_steps": 8}) == "partial"
+    rc = main(["evaluate", str(tmp_path / "cmp" / "dcgan"), "--truncation", "0.5", *SMALL])
+    assert rc == 2 and "--truncation applies to StackGAN runs" in capsys.readouterr().err
     rc = main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
                "--stackgan", str(run), *SMALL])
     assert rc == 2 and "not the data set the --stackgan run trained on" in capsys.readouterr().err

@@ -41,6 +41,8 @@ class EvaluateConfig(ProtocolOptions):
                      choices=("auto", "1", "2"))
     checkpoints: int = opt(4, "also score up to N checkpoints of the run (FID and faithfulness only), 0: none",
                            min=0)
+    truncation: float = opt(1.0, "StackGAN only: scale z and the CA noise towards their mean (< 1: safer, less "
+                                 "varied pictures; 1: none), as `stackgan generate --truncation`", min=0.0, max=2.0)
     dprobe_steps: int = opt(150, "steps of D activation maximisation (0: skip)", min=0)
     dprobe_names: int = opt(4, "names probed", min=1)
     write_run_metrics: bool = opt(True, "also write a compact metrics.json into the run folder "

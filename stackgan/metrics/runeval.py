@@ -111,7 +111,7 @@ def rprecision(desc: dict, data: RealData, clf: Classifier, proto: Protocol, pri
 
 
 def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Protocol, k: int, device,
-                      stage: str, printer) -> list[dict]:
+                      stage: str, printer, truncation: float = 1.0) -> list[dict]:
     """FID, KID and faithfulness of up to ``k`` checkpoints (evenly spaced, the last one included)."""
     cks = checkpoints(info.folder)
     if k <= 0 or not cks:
@@ -124,7 +124,7 @@ def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Pro
     out = []
     for step, path in cks:
         printer(f"checkpoint {path.name}")
-        sampler, _ = make_sampler(path, info.kind, device, stage)
+        sampler, _ = make_sampler(path, info.kind, device, stage, truncation)
         fgen, _ = fid_set(sampler, data, light.seed)
         d = distances(clf, fgen, data.test_images, light.kid_subsets, light.seed)
         names = pick_names(data.names, light.max_names, light.seed)
@@ -148,7 +148,7 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
             f"training or loading the {'attribute' if data.has_attributes else 'name'} classifier")
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
     printer(f"classifier held-out accuracy: {clf.metrics.get('heldout_accuracy')}")
-    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage)
+    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)
     desc["sampler"] = sampler
     inception = None
     if cfg.inception:
@@ -158,7 +158,7 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     proto = protocol_of(cfg)
     label = "stackgan" if info.kind == STACKGAN else "dcgan"
     if info.kind == STACKGAN:
-        label += f"-stage{desc['stage']}"
+        label += f"-stage{desc['stage']}" + (f"-truncation{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
     res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer)
     res["training"] = info.training()
     res["model"] = {k: v for k, v in desc.items() if k not in ("pipeline", "sampler")}
@@ -180,7 +180,8 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
                "run": str(info.path), "data": data_summary(data, notes), "classifier": classifier_summary(clf),
                "protocol": vars(proto), "models": {label: res}}
     if cfg.checkpoints and info.path.is_dir():
-        series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer)
+        series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer,
+                                   cfg.truncation)
         if series:
             results["checkpoints"] = series
             results["checkpoint_plot"] = plot_series(series, ["fid", "kid", "faith"], out / "checkpoints.png",

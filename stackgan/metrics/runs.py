@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from stackgan.errors import CheckpointError
+from stackgan.errors import CheckpointError, ConfigError
 from stackgan.metrics.features import Sampler
 from stackgan.utils import io
 
@@ -112,12 +112,15 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu", stage: str = "auto"
-                 ) -> tuple[Sampler, dict]:
+def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu", stage: str = "auto",
+                 truncation: float = 1.0) -> tuple[Sampler, dict]:
     """A sampler ``(name, n, seed) -> images`` for a run or checkpoint, and a description of it.
 
     The DCGAN ignores the name (it is unconditional): it is scored the same way, which is the point.
+    ``truncation`` (StackGAN only) is passed to :meth:`Pipeline.generate`.
     """
+    if kind == DCGAN and truncation != 1.0:
+        raise ConfigError("--truncation applies to StackGAN runs; the DCGAN samples z as it was trained")
     if kind == DCGAN:
         from stackgan.train.dcgan import load_dcgan_generator, sample_dcgan
 
@@ -135,10 +138,11 @@ def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu"
         raise CheckpointError(f"{path} is a stage-I run; --stage 2 needs a stage-II run")
 
     def stackgan(name: str, n: int, seed: int) -> torch.Tensor:
-        res = pipe.generate(name, n, seed)
+        res = pipe.generate(name, n, seed, truncation=truncation)
         return res.stage2 if use2 else res.stage1
 
-    return stackgan, {"kind": STACKGAN, "conditional": True, "stage": 2 if use2 else 1, "pipeline": pipe}
+    return stackgan, {"kind": STACKGAN, "conditional": True, "stage": 2 if use2 else 1, "truncation": truncation,
+                      "pipeline": pipe}
 
 
 def loss_plot(info: RunInfo, out: Path, label: str) -> str | None:
