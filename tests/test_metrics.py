@@ -530,3 +530,23 @@ def test_name_classifier_on_realfood(tmp_path, monkeypatch):
     clf = fit_classifier(data, classifier_config(EvaluateConfig(run="x")), progress=False)
     acc = clf.metrics["heldout_accuracy"]["name"]
     assert acc > 5 / len(data.names), acc
+
+
+def test_invented_renders_are_true_pictures_of_the_invented_menu_names(tmp_path):
+    """The ceiling for invented names comes from the menu renderer's own pictures of them; a data set
+    whose invented parts the renderer does not know gets none."""
+    import dataclasses
+
+    from stackgan.metrics.realdata import invented_renders, load_real_data
+
+    folder, _ = write_menu_folder(tmp_path / "menu")
+    data = load_real_data(folder, image_size=24, held_out=0.2, seed=0, progress=False)
+    assert data.invented and invented_renders(data) is None  # 海苔皿 is not a menu dish
+    menu = dataclasses.replace(data, invented=[("サーモンうどん", {"base": "うどん", "topping": "サーモン", "modifier": "-"}),
+                                               ("冷やし月見そば", {"base": "そば", "topping": "月見", "modifier": "冷やし"})])
+    pics, idx = invented_renders(menu, per_name=3)
+    assert pics.dtype == torch.uint8 and pics.shape == (6, 3, 24, 24)
+    assert idx.tolist() == [0, 0, 0, 1, 1, 1]
+    assert not torch.equal(pics[0], pics[1]) and not torch.equal(pics[0], pics[3])
+    again, _ = invented_renders(menu, per_name=3)
+    assert torch.equal(pics, again)  # deterministic

@@ -190,7 +190,7 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
                         n=4, seed=cfg.seed)
     results = {"side_by_side": side.name, "command": "stackgan compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if sys.argv[1:2] == ["compare"] else None,
-               "data": data_summary(data, data_notes), "classifier": classifier_summary(clf),
+               "data": data_summary(data, data_notes), "classifier": classifier_summary(clf, data),
                "protocol": vars(proto), "config": cfg.to_dict(), "notes": notes, "models": models}
     js, md = write_report(results, root / "report", f"StackGAN vs baselines on {base['data']}", stem="compare")
     results["_files"] = {"json": str(js), "report": str(md)}

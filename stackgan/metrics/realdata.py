@@ -116,3 +116,32 @@ def load_real_data(root: str | os.PathLike, image_size: int = 64, channels: int 
         root=str(root),
         split_note=f"{len(te)} of {len(ds)} photos held out (about {held_out:.0%} of each name, split seed {seed})",
     )
+
+
+def invented_renders(data: RealData, per_name: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """True pictures of the invented names, drawn by the menu's own renderer (uint8 ``[N, 3, S, S]``
+    at the data's size, and the index of each picture's name in ``data.invented``): what the
+    classifier reads from a real picture of a combination it never saw in training, which is the
+    ceiling for the invented names. None when there are no invented names or the renderer does not
+    know one of their parts (a data set that is not the embedded menu)."""
+    import numpy as np
+    from PIL import Image
+
+    from stackgan.menu.make import image_rng
+    from stackgan.menu.render import render_dish
+
+    if not data.invented:
+        return None
+    size = int(data.test_images.shape[-1])
+    pics, idx = [], []
+    for k, (name, parts) in enumerate(data.invented):
+        opt = {h: (None if parts.get(h, NONE) == NONE else parts[h]) for h in ("topping", "modifier")}
+        for i in range(per_name):
+            try:
+                img = render_dish(parts["base"], opt["topping"], opt["modifier"], image_rng(seed, name, i), 256)
+            except (KeyError, ValueError):
+                return None
+            img = img.convert("RGB").resize((size, size), Image.LANCZOS, reducing_gap=3.0)
+            pics.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+            idx.append(k)
+    return torch.stack(pics), torch.tensor(idx)

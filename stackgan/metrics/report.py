@@ -84,7 +84,8 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
                 val = fr["overall"] if h == "name" else fr["overall"][h]
                 return f"{_f(val)} ({fr['names']}×{fr['images'] // max(fr['names'], 1)})"
 
-            add(f"{lab}, {sub} (ceiling {_f(ceiling.get(h))})", cell)
+            top = (clf.get("invented_accuracy") or ceiling) if split == "invented" else ceiling
+            add(f"{lab}, {sub} (ceiling {_f(top.get(h))})", cell)
     add("FID in-domain: generated vs held-out", lambda r: f"{_f(r['fid']['fid'], 2)} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
     add("FID in-domain floor: train vs held-out",
         lambda r: f"{_f(r['fid_floor']['fid'], 2)} ({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
@@ -129,6 +130,10 @@ def markdown(results: dict, title: str) -> str:
         acc = ", ".join(f"{k} {v:.3f}" for k, v in clf.get("heldout_accuracy", {}).items())
         lines += [f"In-domain classifier ({clf.get('kind')}): trained on {clf.get('train_images')} train photos; "
                   f"accuracy on {clf.get('heldout_images')} held-out real photos: {acc} (the ceiling).", ""]
+        if clf.get("invented_accuracy"):
+            inv = ", ".join(f"{k} {v:.3f}" for k, v in clf["invented_accuracy"].items() if v is not None)
+            lines += [f"On {clf.get('invented_images')} true renders of the invented names (combinations it never "
+                      f"saw): {inv} (the ceiling for invented names).", ""]
     lines += ["## Metrics", "", f"_{FID_NOTE}_", "",
               "Counts in brackets: names × pictures per name, or generated vs real sample sizes.", ""]
     lines.append("| metric | " + " | ".join(labels) + " |")

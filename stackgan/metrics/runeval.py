@@ -15,7 +15,7 @@ from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
 from stackgan.metrics.evaluate import (Protocol, distances, evaluate_sampler, faithfulness, fid_set, fit_classifier,
                                       pick_names)
 from stackgan.metrics.features import sample_names
-from stackgan.metrics.realdata import RealData, load_real_data
+from stackgan.metrics.realdata import RealData, invented_renders, load_real_data
 from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
 
 
@@ -58,12 +58,23 @@ def data_summary(data: RealData, notes: list[str]) -> dict:
             "has_attributes": data.has_attributes, "notes": notes}
 
 
-def classifier_summary(clf: Classifier) -> dict:
-    return {"kind": "attributes" if "name" not in clf.classes else "names", "heads": {h: len(c) for h, c in
-                                                                                        clf.classes.items()},
-            "train_images": clf.metrics.get("train_images"), "heldout_images": clf.metrics.get("heldout_images"),
-            "heldout_accuracy": clf.metrics.get("heldout_accuracy", {}),
-            "config": json.loads(clf.config.to_json()), "cache": str(clf.path) if clf.path else None}
+def classifier_summary(clf: Classifier, data: RealData | None = None) -> dict:
+    """What the classifier is and how well it reads real pictures: held-out photos (the ceiling for
+    training names) and, on the menu, true renders of the invented names (their ceiling)."""
+    out = {"kind": "attributes" if "name" not in clf.classes else "names", "heads": {h: len(c) for h, c in
+                                                                                       clf.classes.items()},
+           "train_images": clf.metrics.get("train_images"), "heldout_images": clf.metrics.get("heldout_images"),
+           "heldout_accuracy": clf.metrics.get("heldout_accuracy", {}),
+           "config": json.loads(clf.config.to_json()), "cache": str(clf.path) if clf.path else None}
+    renders = invented_renders(data) if data is not None and data.has_attributes else None
+    if renders is not None:
+        from stackgan.metrics.evaluate import faithfulness
+
+        names = [n for n, _ in data.invented]
+        f = faithfulness(clf, data, renders[0], renders[1], names)
+        out["invented_accuracy"] = f["overall"]
+        out["invented_images"] = f["images"]
+    return out
 
 
 def rprecision(desc: dict, data: RealData, clf: Classifier, proto: Protocol, printer) -> dict | None:
@@ -177,7 +188,7 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
                 res["dprobe"] = dp
     results = {"command": "stackgan evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if sys.argv[1:2] == ["evaluate"] else None,
-               "run": str(info.path), "data": data_summary(data, notes), "classifier": classifier_summary(clf),
+               "run": str(info.path), "data": data_summary(data, notes), "classifier": classifier_summary(clf, data),
                "protocol": vars(proto), "models": {label: res}}
     if cfg.checkpoints and info.path.is_dir():
         series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer,
