@@ -213,6 +213,8 @@ def compact(results: dict, label: str) -> dict:
     return {
         "scored": label, "data": results["data"]["root"], "names": results["data"]["names"],
         "classifier_heldout_accuracy": results["classifier"]["heldout_accuracy"],
+        **({"classifier_invented_accuracy": results["classifier"]["invented_accuracy"]}
+           if results["classifier"].get("invented_accuracy") else {}),
         "faithfulness_train": ft["overall"], "faithfulness_invented": fi["overall"] if fi else None,
         "fid_in_domain": r["fid"]["fid"], "fid_floor": r["fid_floor"]["fid"], "kid_in_domain": r["fid"]["kid"],
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
