@@ -22,6 +22,7 @@ FILES = ("config.json", "names.json", "embeddings.safetensors", "metrics.json")
 
 
 def export_folder(src: Path, dst: Path, fp16: bool) -> None:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from stackgan.utils.io import atomic_save_safetensors
@@ -31,9 +32,12 @@ def export_folder(src: Path, dst: Path, fp16: bool) -> None:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
     weights = load_file(src / "G_ema.safetensors")
+    with safe_open(src / "G_ema.safetensors", "pt") as f:
+        meta = dict(f.metadata() or {})  # the step and kind the run wrote
     if fp16:
         weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
-    atomic_save_safetensors(weights, dst / "G_ema.safetensors", {"dtype": "float16" if fp16 else "float32"})
+    meta["dtype"] = "float16" if fp16 else "float32"
+    atomic_save_safetensors(weights, dst / "G_ema.safetensors", meta)
 
 
 MIN_PSNR = 35.0  # dB, on [-1, 1] pictures: below it fp16 is visibly different

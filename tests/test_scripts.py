@@ -58,6 +58,7 @@ def test_export_model_fp16_keeps_only_inference_files(stage2_run, tmp_path, caps
         dtypes = {f.get_tensor(k).dtype for k in f.keys()}
     assert torch.float16 in dtypes and torch.float32 not in dtypes
     assert json.loads((out / "config.json").read_text(encoding="utf-8"))["stage"] == 2
+    assert load_pipeline(out).info()["step"] == 1  # the run's step travels with the weights
     a = load_pipeline(out).generate(NAMES[1], 2, seed=3)
     b = load_pipeline(stage2_run).generate(NAMES[1], 2, seed=3)
     assert a.stage2.shape == b.stage2.shape and (a.stage2 - b.stage2).abs().max() < 0.05
