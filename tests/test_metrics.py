@@ -465,8 +465,10 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     cut = shutil.copytree(tmp_path / "cmp" / "no-ca", tmp_path / "cut")  # as if stopped at step 4 of 8
     (cut / "config.json").write_text(json.dumps({**done, "max_steps": 8}), encoding="utf-8")
     assert _finished(cut, {**done, "max_steps": 8}) == "partial"
-    rc = main(["evaluate", str(tmp_path / "cmp" / "dcgan"), "--truncation", "0.5", *SMALL])
+    rc = main(["evaluate", str(tmp_path / "cmp" / "dcgan"), "--truncation", "0.5", "--out", str(tmp_path / "ev-t"),
+               *SMALL])
     assert rc == 2 and "--truncation applies to StackGAN runs" in capsys.readouterr().err
+    assert not (tmp_path / "ev-t").exists()  # refused before anything is written
     rc = main(["compare", "--data", str(tmp_path), "--out", str(tmp_path / "cmp"), "--models", "dcgan",
                "--stackgan", str(run), *SMALL])
     assert rc == 2 and "not the data set the --stackgan run trained on" in capsys.readouterr().err

@@ -152,6 +152,8 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
 
     device = resolve_device(cfg.device)
     info = read_run(cfg.run)
+    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)  # bad options fail first
+    desc["sampler"] = sampler
     out = Path(cfg.out) if cfg.out else info.folder / "eval"
     out.mkdir(parents=True, exist_ok=True)
     data, notes = prepare_real(cfg, info.config, printer)
@@ -159,8 +161,6 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
             f"training or loading the {'attribute' if data.has_attributes else 'name'} classifier")
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
     printer(f"classifier held-out accuracy: {clf.metrics.get('heldout_accuracy')}")
-    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)
-    desc["sampler"] = sampler
     inception = None
     if cfg.inception:
         from stackgan.metrics.fid import load_inception
