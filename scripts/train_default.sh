@@ -9,7 +9,8 @@
 # only what inference needs (EMA generators, CA weights, names and their e5 vectors, metrics) into
 # models/default. DiffAugment is translation only: on this set colour is what tells 醤油 from 塩 broth
 # and サーモン from カツ, and cutout hides the topping; the full color,translation,cutout policy (the
-# default of `stackgan train`) measured far lower faithfulness at the same budget (README, Results).
+# default of `stackgan train`) measured far lower faithfulness at the same budget (README, "What
+# changed from the paper").
 # Stage II is 128 px, not 256 px, because on 2 CPU cores a 256 px stage II trains
 # about 3.6x fewer pictures per second (scripts/bench.py) and would need hours to learn anything.
 set -euo pipefail
