@@ -5,11 +5,18 @@
     python scripts/bench.py --device cpu --json bench.json
     python scripts/bench.py --device cuda --batch-size 64
 
-What it measures, at the default widths of `stackgan train` (stage I: 64 px, ngf 128, ndf 64;
-stage II: 64 -> 256 px) and `stackgan baseline-dcgan` (64 px, ngf = ndf = 64):
+    python scripts/bench.py --device cpu --preset shipped --only train_stage1,train_stage2,train_dcgan
 
-* training throughput (images/s) of stage I, stage II and the DCGAN: one full D + G step each,
-  the trainers' own step for StackGAN (DiffAugment included), random photos and sentence vectors;
+What it measures, at the default widths of `stackgan train` (stage I: 64 px, ngf 128, ndf 64;
+stage II: 64 -> 256 px) and `stackgan baseline-dcgan` (64 px, ngf = ndf = 64), or with
+``--preset shipped`` at the CPU recipe of the shipped model (stage I: 64 px, ngf = ndf = 32, batch 32,
+DiffAugment translation; stage II: 128 px, ngf 32, ndf 16, batch 16; the DCGAN of `stackgan compare`:
+64 px, ngf = ndf = 32, batch 32):
+
+* training throughput (images/s) of stage I, stage II and the DCGAN: the trainers' own step (one
+  D + G update, DiffAugment included) on random photos and sentence vectors, in every precision of
+  ``--precisions`` (default: fp32, the exact path, and auto, the fast one), built in one process
+  and timed in alternation, so that the ratio between them is measured under the same load;
 * G's forward latency for 1 and for 8 names (stage I alone, and stage I + II), median of repeats;
 * peak memory: each measurement runs in its own process, so its peak RSS (CPU) or
   ``torch.cuda.max_memory_allocated`` (CUDA) is its own;
@@ -57,13 +64,53 @@ def _timeit(fn, device, repeats: int, warmup: int = 1) -> list[float]:
     return times
 
 
+# the CPU recipe of the shipped model (scripts/train_default.sh) and the DCGAN `stackgan compare` trains beside it
+SHIPPED = {1: dict(ngf=32, ndf=32, batch_size=32, diffaugment="translation"),
+           2: dict(ngf=32, ndf=16, batch_size=16, diffaugment="translation", stage2_size=128),
+           "dcgan": dict(ngf=32, ndf=32, batch_size=32)}
+
+
 def _stage_cfg(stage: int, args, **kw):
     from stackgan.train.stackgan_config import StackGANConfig
 
     base = dict(stage=stage, emb_dim=EMB_DIM, device=args.device, progress=False, batch_size=args.batch(stage),
                 stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size)
+    if args.preset == "shipped":
+        base.update(SHIPPED[stage])
+        if args.batch_size:
+            base["batch_size"] = args.batch_size
     base.update(kw)
     return StackGANConfig(**base).validate()
+
+
+def _alternate(steps: dict, device, repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Time each of ``steps`` (name -> callable) ``repeats`` times, in alternation, after ``warmup`` calls."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def _per_precision(times: dict[str, list[float]], batch: int, resolved: dict[str, str]) -> dict:
+    """img/s per precision and each one's speed-up over the first (fp32)."""
+    out: dict = {"precisions": {}}
+    first = None
+    for k, ts in times.items():
+        t = statistics.median(ts)
+        first = first or t
+        out["precisions"][k] = {"runs_as": resolved[k], "sec_step": t, "img_s": batch / t, "x_first": first / t,
+                                "steps_timed": len(ts)}
+    last = out["precisions"][list(times)[-1]]
+    out.update(sec_step=last["sec_step"], img_s=last["img_s"], speedup=last["x_first"])
+    return out
 
 
 def _train_data(size: int, n: int):
@@ -152,19 +199,20 @@ def bench_latency(args, device) -> dict:
 def _bench_trainer(stage: int, args, device) -> dict:
     from stackgan.train.stackgan import Stage1Ref, StackGANTrainer
 
-    cfg = _stage_cfg(stage, args)
-    stage1 = None
-    if stage == 2:
-        cfg1 = _stage_cfg(1, args)
-        stage1 = Stage1Ref(cfg1, _stage1_g(cfg1).eval(), Path("bench"), None, None)
-    data = _train_data(cfg.out_size, max(4 * cfg.batch_size, 16))
+    steps, resolved = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        tr = StackGANTrainer(cfg, data, tmp, stage1=stage1, device=device)
-        times = _timeit(tr.train_step, device, repeats=args.steps, warmup=1)
-    t = statistics.median(times)
+        for prec in args.precision_list:
+            cfg = _stage_cfg(stage, args, precision=prec)
+            stage1 = None
+            if stage == 2:
+                cfg1 = _stage_cfg(1, args)
+                stage1 = Stage1Ref(cfg1, _stage1_g(cfg1).eval(), Path("bench"), None, None)
+            data = _train_data(cfg.out_size, max(4 * cfg.batch_size, 16))
+            tr = StackGANTrainer(cfg, data, Path(tmp) / prec, stage1=stage1, device=device)
+            steps[prec], resolved[prec] = tr.train_step, tr.precision
+        times = _alternate(steps, device, repeats=args.steps)
     return {"batch_size": cfg.batch_size, "size": cfg.out_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
-            "sec_step": t, "img_s": cfg.batch_size / t, "steps_timed": len(times),
-            "diffaugment": cfg.diffaugment}
+            "diffaugment": cfg.diffaugment, **_per_precision(times, cfg.batch_size, resolved)}
 
 
 def bench_train_stage1(args, device) -> dict:
@@ -176,37 +224,29 @@ def bench_train_stage2(args, device) -> dict:
 
 
 def bench_train_dcgan(args, device) -> dict:
-    """One D + G step of the DCGAN baseline (bce, Adam 2e-4 / 0.5) at its defaults."""
+    """The DCGAN trainer's own step (bce, Adam 2e-4 / 0.5) at its defaults, or the shipped preset's widths."""
     import torch
 
-    from stackgan.models.dcgan import Discriminator, Generator
-    from stackgan.models.init import init_weights
-    from stackgan.train.dcgan import d_loss_fn, g_loss_fn
+    from stackgan.train.dcgan import DCGANTrainer
+    from stackgan.train.dcgan_config import DCGANConfig
 
-    b = args.batch(1)
-    G = Generator(z_dim=100, channels=3, height=64, width=64, ngf=64).to(device)
-    D = Discriminator(channels=3, height=64, width=64, ndf=64).to(device)
-    init_weights(G)
-    init_weights(D)
-    og = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    od = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
-
-    def step():
-        z = torch.rand(b, 100, device=device) * 2 - 1
-        fake = G(z)
-        d_loss = d_loss_fn("bce", D(real), D(fake.detach()))
-        od.zero_grad(set_to_none=True)
-        d_loss.backward()
-        od.step()
-        g_loss = g_loss_fn("bce", D(fake))
-        og.zero_grad(set_to_none=True)
-        g_loss.backward()
-        og.step()
-
-    t = statistics.median(_timeit(step, device, repeats=args.steps, warmup=1))
-    return {"batch_size": b, "size": 64, "ngf": 64, "ndf": 64, "sec_step": t, "img_s": b / t,
-            "steps_timed": args.steps}
+    opts = dict(ngf=64, ndf=64, batch_size=args.batch(1))
+    if args.preset == "shipped":
+        opts.update(SHIPPED["dcgan"])
+    if args.batch_size:
+        opts["batch_size"] = args.batch_size
+    steps, resolved = {}, {}
+    for prec in args.precision_list:
+        cfg = DCGANConfig(data="bench", image_size="64", device=args.device, precision=prec, **opts).validate()
+        tr = DCGANTrainer(cfg, progress=False)
+        g = torch.Generator().manual_seed(0)
+        tr.images = torch.randint(0, 256, (4 * cfg.batch_size, 3, 64, 64), dtype=torch.uint8, generator=g).to(device)
+        tr.build_models()
+        order = torch.randperm(tr.images.shape[0], generator=g).to(device)
+        steps[prec], resolved[prec] = (lambda tr=tr, order=order: tr._step(order, 0)), tr.precision
+    times = _alternate(steps, device, repeats=args.steps)
+    return {"size": 64, "ngf": opts["ngf"], "ndf": opts["ndf"], "batch_size": opts["batch_size"],
+            **_per_precision(times, opts["batch_size"], resolved)}
 
 
 def run_child(name: str, args) -> dict:
@@ -236,8 +276,12 @@ def _rows(device: str, name: str, r: dict) -> list[tuple[str, str, str]]:
     if name == "matmul":
         return [(device, name, f"{r['gflops']:.1f} GFLOP/s fp32 ({r['matmul_n']}^3)")]
     if name.startswith("train_"):
-        return [(device, name, f"{r['img_s']:.2f} img/s  ({r['sec_step'] * 1e3:.0f} ms/step, batch {r['batch_size']}, "
-                               f"{r['size']} px, ngf {r['ngf']} ndf {r['ndf']}; peak {mem})")]
+        rows = []
+        for prec, p in r["precisions"].items():
+            rows.append((device, f"{name} {prec}" + (f" ({p['runs_as']})" if p["runs_as"] != prec else ""),
+                         f"{p['img_s']:.2f} img/s  ({p['sec_step'] * 1e3:.0f} ms/step, {p['x_first']:.2f}x the first; "
+                         f"batch {r['batch_size']}, {r['size']} px, ngf {r['ngf']} ndf {r['ndf']}; peak {mem})"))
+        return rows
     if name == "latency":
         return [(device, f"G latency, {k[5:]} name(s)",
                  f"stage I {v['stage1_ms']:.1f} ms, stage I+II {v['stage1_2_ms']:.1f} ms (peak {mem})")
@@ -255,11 +299,16 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when present)")
     p.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
-    p.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per precision (after two warm-up steps)")
     p.add_argument("--repeats", type=int, default=10, help="timed forward passes")
     p.add_argument("--batch-size", type=int, default=0,
                    help="training batch; 0: 64 on CUDA, 8 on CPU (stage II: 16 on CUDA, 2 on CPU)")
     p.add_argument("--stage2-size", type=int, default=256, choices=(128, 256))
+    p.add_argument("--preset", default="default", choices=("default", "shipped"),
+                   help="widths and batches: the commands' defaults, or the shipped model's CPU recipe")
+    p.add_argument("--precisions", default="fp32,auto",
+                   help="training benchmarks: the precisions timed in alternation (fp32, bf16, auto); the "
+                        "speed-up is each one's against the first")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
     p.add_argument("--threads", type=int, default=0,
@@ -275,6 +324,12 @@ def main(argv=None) -> int:
         return (64 if cuda else 8) if stage == 1 else (16 if cuda else 2)
 
     args.batch = batch
+    args.precision_list = [x.strip() for x in args.precisions.split(",") if x.strip()]
+    bad_prec = [x for x in args.precision_list if x not in ("fp32", "bf16", "auto")]
+    if bad_prec or not args.precision_list or len(set(args.precision_list)) != len(args.precision_list):
+        print(f"error: --precisions takes distinct values from fp32, bf16, auto; got {args.precisions!r}",
+              file=sys.stderr)
+        return 2
     if args.child:
         if args.threads:
             import torch
@@ -306,7 +361,8 @@ def main(argv=None) -> int:
         for name in names:
             cmd = [sys.executable, __file__, "--child", name, "--device", dev, "--steps", str(args.steps),
                    "--repeats", str(args.repeats), "--batch-size", str(args.batch_size),
-                   "--stage2-size", str(args.stage2_size), "--threads", str(args.threads)]
+                   "--stage2-size", str(args.stage2_size), "--threads", str(args.threads),
+                   "--preset", args.preset, "--precisions", args.precisions]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
                 if proc.returncode != 0:

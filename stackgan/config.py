@@ -20,6 +20,14 @@ from stackgan.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
 
+# --precision of both trainers (kept here, free of torch; stackgan.utils.device resolves "auto")
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_HELP = ("auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 (exact; a resumed run "
+                  "continues bit for bit on the CPU) or bf16 (autocast + channels_last; weights, optimiser "
+                  "state and EMA stay fp32)")
+MAX_MINUTES_HELP = ("a time budget: stop at the first step after this many minutes of training (summed over "
+                    "resumptions), checkpoint and draw the final grid; 0: no time limit")
+
 
 @dataclasses.dataclass
 class Config:

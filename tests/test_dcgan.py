@@ -325,3 +325,28 @@ def test_held_out_photos_are_not_trained_on(tmp_path):
     train, test = load_dataset(root, image_size=16, progress=False).split(0.4, 1)
     assert images.shape[0] == len(train) == 10 - len(test) and len(test) >= 2
     assert torch.equal(images, train.images)
+
+
+def test_max_minutes_stops_after_the_first_step_with_a_checkpoint(photos, tmp_path):
+    run = tmp_path / "run"
+    train_dcgan(tiny(photos, run, epochs=5, max_minutes=1e-6), progress=False)
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["step"] == 1 and timing["stopped_by"] == "max_minutes" and timing["train_seconds"] > 0
+    assert (run / "ckpt-000001.pt").is_file() and (run / "samples" / "000001.png").is_file()
+    assert load_checkpoint(run / "ckpt-000001.pt")["train_seconds"] > 0
+    # the budget is summed over resumptions: raising it lets the run go on from its checkpoint
+    train_dcgan(tiny(photos, run, epochs=1, max_minutes=0.0), progress=False)
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["step"] == 3 and timing["stopped_by"] == "epochs"
+    assert [r["step"] for r in read_jsonl(run / "log.jsonl")] == [1, 2, 3]
+
+
+def test_bf16_trains_and_resumes_without_a_jump(photos, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_dcgan(tiny(photos, full, epochs=2, precision="bf16"), progress=False)
+    train_dcgan(tiny(photos, part, epochs=1, precision="bf16"), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, precision="bf16"), progress=False)
+    assert "bf16" in capsys.readouterr().out
+    a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
+    assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
+    assert load_checkpoint(part / "ckpt-000006.pt")["precision"] == "bf16"

@@ -552,3 +552,33 @@ def test_invented_renders_are_true_pictures_of_the_invented_menu_names(tmp_path)
     assert not torch.equal(pics[0], pics[1]) and not torch.equal(pics[0], pics[3])
     again, _ = invented_renders(menu, per_name=3)
     assert torch.equal(pics, again)  # deterministic
+
+
+def test_compare_with_max_minutes_gives_every_model_the_same_time(tmp_path):
+    import json
+
+    from stackgan.metrics.compare import _finished, base_stackgan, dcgan_config, stackgan_config
+    from stackgan.metrics.config import CompareConfig
+    from stackgan.train.stackgan_config import StackGANConfig
+
+    cfg = CompareConfig(out=str(tmp_path), max_minutes=30, ngf=32, ndf=32, batch_size=32).validate()
+    base = base_stackgan(cfg)
+    assert (base["max_steps"], base["epochs"], base["max_minutes"]) == (0, 0, 30)
+    dc = dcgan_config(base, tmp_path / "dcgan")
+    assert dc.max_minutes == 30 and dc.max_steps == 0 and dc.batch_size == 32
+    ab = stackgan_config(base, tmp_path / "no-ca", "no-ca")
+    assert ab.max_minutes == 30 and ab.max_steps == 0 and ab.ca is False
+    # a run with that budget is finished once its timing.json has the minutes, resumed before
+    run = tmp_path / "no-ca"
+    run.mkdir()
+    want = dataclasses.replace(ab, emb_dim=384).to_dict()
+    (run / "config.json").write_text(json.dumps(want), encoding="utf-8")
+    (run / "log.jsonl").write_text(json.dumps({"step": 40, "sec_step": 0.1}) + "\n", encoding="utf-8")
+    (run / "timing.json").write_text(json.dumps({"step": 40, "train_seconds": 600.0}), encoding="utf-8")
+    assert _finished(run, want) == "partial"
+    (run / "timing.json").write_text(json.dumps({"step": 90, "train_seconds": 1800.5}), encoding="utf-8")
+    assert _finished(run, want) is True
+    # a run from before --precision / --max-minutes existed still counts as the same settings
+    old = {k: v for k, v in StackGANConfig(max_steps=8).to_dict().items() if k not in ("precision", "max_minutes")}
+    (run / "config.json").write_text(json.dumps(old), encoding="utf-8")
+    assert _finished(run, {**StackGANConfig(max_steps=8).to_dict()}) is True

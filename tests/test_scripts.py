@@ -99,5 +99,21 @@ def test_bench_runs_its_measurements_in_child_processes(tmp_path, capsys):
     res = json.loads(out.read_text(encoding="utf-8"))["results"]["cpu"]
     assert res["matmul"]["gflops"] > 0
     assert res["train_dcgan"]["img_s"] > 0 and res["train_dcgan"]["batch_size"] == 2
-    assert "train_dcgan" in said.out and "failed" not in said.out
+    precs = res["train_dcgan"]["precisions"]
+    assert list(precs) == ["fp32", "auto"] and precs["fp32"]["runs_as"] == "fp32" and precs["fp32"]["x_first"] == 1
+    assert precs["auto"]["runs_as"] in ("fp32", "bf16") and precs["auto"]["img_s"] > 0
+    assert "train_dcgan fp32" in said.out and "failed" not in said.out
     assert bench.main(["--device", "cpu", "--only", "nothing"]) == 2
+    assert bench.main(["--device", "cpu", "--only", "train_dcgan", "--precisions", "fp16"]) == 2
+
+
+def test_bench_trains_stage1_in_both_precisions_with_the_shipped_preset(tmp_path, capsys):
+    bench = _script("bench")
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--device", "cpu", "--only", "train_stage1", "--preset", "shipped", "--precisions", "fp32,bf16",
+                     "--steps", "1", "--batch-size", "4", "--threads", "1", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(out.read_text(encoding="utf-8"))["results"]["cpu"]["train_stage1"]
+    assert (r["ngf"], r["ndf"], r["batch_size"], r["diffaugment"]) == (32, 32, 4, "translation")
+    assert [p["runs_as"] for p in r["precisions"].values()] == ["fp32", "bf16"]
+    assert r["speedup"] == r["precisions"]["bf16"]["x_first"] > 0

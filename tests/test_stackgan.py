@@ -397,10 +397,11 @@ def test_stage2_refuses_mismatched_stage1(tmp_path):
     assert tr.load_stage1(next(out.glob("ckpt-*.pt"))).cfg.stage == 1
 
 
-def test_resume_continues_and_reproduces_next_step_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_and_reproduces_next_step_bit_for_bit(tmp_path, precision):
     data = make_data()
     full = tiny_cfg(tmp_path, out=str(tmp_path / "full"), max_steps=3, ckpt_every=2, sample_every=2,
-                    loss="hinge", ada=True)
+                    loss="hinge", ada=True, precision=precision)
     tr.train(full, data=data)
     ref = {r["step"]: r for r in read_jsonl(tmp_path / "full" / "log.jsonl") if "d_loss" in r}
 
@@ -544,3 +545,79 @@ def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
     rc = main(["train", "--stage", "2", "--stage1", str(tmp_path / "other"), "--data", str(data), "--out",
                str(tmp_path / "s2"), "--image-size", "16", "--stage2-size", "128", "--no-progress"])
     assert rc == 2 and "text encoder" in capsys.readouterr().err
+
+
+# -- precision and time budgets ------------------------------------------------------------------------
+def test_precision_resolution_and_legacy_runs():
+    from stackgan.utils.device import cpu_has_native_bf16, resolve_precision
+
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(ConfigError, match="--precision"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="--precision"):
+        StackGANConfig(precision="fp16").validate()
+    # a run folder written before --precision trained in fp32 on the CPU, and resumes so
+    legacy = StackGANConfig().to_dict()
+    del legacy["precision"]
+    assert StackGANConfig.from_dict(legacy).precision == "fp32"
+
+
+def test_bf16_path_runs_channels_last_under_autocast_with_fp32_weights(tmp_path):
+    cfg = tiny_cfg(tmp_path, precision="bf16", g_cond="fusion", d_cond="projection")
+    t = tr.StackGANTrainer(cfg, make_data(), tmp_path / "run", device="cpu")
+    assert t.precision == "bf16" and t.use_amp
+    conv = next(m for m in t.G.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.dtype == torch.float32 for p in [*t.G.parameters(), *t.D.parameters(), *t.G_ema.parameters()])
+    seen = []
+    hook = t.D.encode.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    stats = t.train_step()
+    hook.remove()
+    assert _finite(stats) and seen and all(d == torch.bfloat16 for d in seen)
+    assert t.checkpoint_state()["precision"] == "bf16"
+    fp = tr.StackGANTrainer(tiny_cfg(tmp_path, precision="fp32"), make_data(), tmp_path / "run32", device="cpu")
+    assert not fp.use_amp
+    assert all(p.is_contiguous() for p in fp.G.parameters())  # the exact path is today's
+
+
+def test_fused_ema_update_matches_a_loop_of_lerps():
+    torch.manual_seed(0)
+    model = Stage1G(EMB, 16, 20, 8, 16, "fusion")
+    ema = Stage1G(EMB, 16, 20, 8, 16, "fusion")
+    ref = Stage1G(EMB, 16, 20, 8, 16, "fusion")
+    ref.load_state_dict(ema.state_dict())
+    model(torch.randn(4, 20), torch.randn(4, EMB))  # move BN statistics
+    tr.ema_update(ema, model, 0.9)
+    with torch.no_grad():
+        for pr, pm in zip(ref.parameters(), model.parameters()):
+            pr.lerp_(pm, 0.1)
+    assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), ref.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ema.buffers(), model.buffers()))
+
+
+def test_max_minutes_stops_checkpoints_and_records_the_time(tmp_path, capsys):
+    data = make_data()
+    # a budget smaller than one step: the run stops after its first step, with a checkpoint and a grid
+    cfg = tiny_cfg(tmp_path, max_steps=0, max_minutes=1e-6, sample_every=50, ckpt_every=50)
+    summary = tr.train(cfg, data=data)
+    run = tmp_path / "run"
+    assert summary["step"] == 1 and summary["stopped_by"] == "max_minutes"
+    assert (run / "ckpt-000001.pt").is_file() and (run / "samples" / "000001.png").is_file()
+    assert (run / "G_ema.safetensors").is_file()
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["step"] == 1 and timing["stopped_by"] == "max_minutes" and timing["train_seconds"] > 0
+    assert timing["max_minutes"] == 1e-6 and timing["precision"] in ("fp32", "bf16")
+    assert [r for r in read_jsonl(run / "log.jsonl") if r.get("event") == "stop"][-1]["stopped_by"] == "max_minutes"
+    spent = tr.io.load_checkpoint(run / "ckpt-000001.pt")["train_seconds"]
+    assert spent > 0
+    # resumed with the same budget: nothing to do; with a step budget beside it, it goes on
+    capsys.readouterr()
+    again = tr.train(dataclasses.replace(cfg, resume=True), data=data)
+    assert again["step"] == 1 and "nothing to do" in capsys.readouterr().out
+    more = tr.train(dataclasses.replace(cfg, resume=True, max_minutes=0.0, max_steps=3), data=data)
+    assert more["step"] == 3 and more["stopped_by"] == "max_steps" and more["train_seconds"] > spent
+    assert json.loads((run / "timing.json").read_text())["step"] == 3
+    with pytest.raises(ConfigError, match="give a budget"):
+        tiny_cfg(tmp_path, max_steps=0, max_minutes=0.0)

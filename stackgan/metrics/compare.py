@@ -1,5 +1,6 @@
 """`stackgan compare`: StackGAN, the unconditional DCGAN baseline and ablations, trained (or loaded)
-on the same data with the same budget (steps x batch) and seed, scored on one protocol, one report."""
+on the same data with the same budget (steps x batch, or minutes of training with --max-minutes) and
+seed, scored on one protocol, one report."""
 
 from __future__ import annotations
 
@@ -36,12 +37,16 @@ def base_stackgan(cfg: CompareConfig) -> dict:
         if cfg.data and Path(cfg.data).resolve() != Path(base["data"]).resolve():
             raise ConfigError(f"--data {cfg.data} is not the data set the --stackgan run trained on ({base['data']})")
         base.update(resume=False, device=cfg.device, progress=cfg.progress)
+        if cfg.max_minutes:
+            base.update(max_steps=0, epochs=0, max_minutes=cfg.max_minutes)
         return base
     base = StackGANConfig(stage=1, data=cfg.data or "data/menu", image_size=cfg.train_size, ngf=cfg.ngf, ndf=cfg.ndf,
                           batch_size=cfg.batch_size, max_steps=cfg.steps, seed=cfg.seed,
                           text_encoder=cfg.text_encoder, held_out=cfg.held_out, split_seed=cfg.split_seed,
                           device=cfg.device, progress=cfg.progress, ckpt_every=max(1, cfg.steps // 4),
                           sample_every=max(1, cfg.steps // 8)).to_dict()
+    if cfg.max_minutes:
+        base.update(max_steps=0, epochs=0, max_minutes=cfg.max_minutes)
     base.pop("_kind")
     return base
 
@@ -57,17 +62,32 @@ def dcgan_config(base: dict, out: Path):
     from stackgan.train.dcgan_config import DCGANConfig
 
     steps = base["max_steps"]
+    minutes = base.get("max_minutes", 0.0) or 0.0
     return DCGANConfig(data=base["data"], checkpoint_dir=str(out), image_size=str(base["image_size"]),
                        ngf=base["ngf"], ndf=base["ndf"], batch_size=base["batch_size"], max_steps=steps,
-                       epochs=10**6, seed=base["seed"], held_out=base["held_out"], split_seed=base["split_seed"],
-                       device=base["device"], checkpoint_every=max(1, steps // 4), resume=True).validate()
+                       max_minutes=minutes, epochs=10**6, seed=base["seed"], held_out=base["held_out"],
+                       split_seed=base["split_seed"], device=base["device"],
+                       checkpoint_every=max(1, steps // 4) if steps else base.get("ckpt_every", 500),
+                       precision=base.get("precision", "auto"), resume=True).validate()
 
 
-# where a run is, on what and how it shows progress: not what it trains
-_VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progress", "resume", "emb_dim"})
+# where a run is, on what, how it shows progress and how fast it computes: not what it trains
+# (bf16 and fp32 train to the same quality at equal steps; README, "Speed")
+_VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progress", "resume", "emb_dim", "precision"})
 
 
 def _settings(config: dict) -> dict:
+    """The training settings of a run's config, with fields added since it was written filled in
+    as that run meant them (so a run from an older version still counts as the same)."""
+    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.train.stackgan_config import StackGANConfig
+
+    cls = {"StackGANConfig": StackGANConfig, "DCGANConfig": DCGANConfig}.get(config.get("_kind"))
+    if cls is not None:
+        try:
+            config = cls.from_dict(config).to_dict()
+        except Exception:  # noqa: BLE001 - an unreadable config compares as it is (and differs)
+            pass
     return {k: v for k, v in config.items() if k not in _VOLATILE}
 
 
@@ -83,6 +103,13 @@ def _finished(folder: Path, want: dict) -> bool | str | None:
     same = _settings(info.config) == _settings(want)
     if not same:
         return None
+    if want.get("max_minutes"):
+        from stackgan.metrics.runs import read_timing
+
+        done = float(read_timing(info.folder).get("train_seconds") or 0.0) >= want["max_minutes"] * 60.0
+        if want.get("max_steps"):
+            done = done or (info.steps or 0) >= want["max_steps"]
+        return True if done else "partial"
     return True if (info.steps or 0) >= want["max_steps"] else "partial"
 
 
@@ -112,7 +139,9 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
             run_cfg = dataclasses.replace(run_cfg, resume=True)
     elif state == "partial":
         shutil.rmtree(folder)
-    printer(f"{model}: training {want['max_steps']} steps x {want['batch_size']} -> {folder}")
+    budget = (f"{want['max_minutes']:g} min" if want.get("max_minutes") and not want.get("max_steps")
+              else f"{want['max_steps']} steps")
+    printer(f"{model}: training {budget} x {want['batch_size']} -> {folder}")
     t0 = time.perf_counter()
     if model == "dcgan":
         from stackgan.train.dcgan import train_dcgan
@@ -180,7 +209,10 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
             res.setdefault("files", {})["losses"] = lp
         models[model] = res
     budget = {m: (r["training"].get("steps"), r["training"].get("batch_size")) for m, r in models.items()}
-    if len({b for b in budget.values()}) > 1:
+    if base.get("max_minutes") and not base.get("max_steps"):
+        notes.append(f"every model trained for {base['max_minutes']:g} minutes (--max-minutes): equal time, so "
+                     "the steps differ: " + ", ".join(f"{m} {s}×{b}" for m, (s, b) in budget.items()))
+    elif len({b for b in budget.values()}) > 1:
         notes.append("budgets differ between the models (steps, batch): "
                      + ", ".join(f"{m} {s}×{b}" for m, (s, b) in budget.items()))
     if DCGAN in models or any(read_run(p).kind == DCGAN for p, _ in runs.values()):

@@ -65,6 +65,8 @@ class CompareConfig(ProtocolOptions):
     out: str = opt("runs/compare", "folder for the runs and the report")
     models: tuple[str, ...] = opt(MODELS, f"models to compare, from: {', '.join(MODELS)}")
     steps: int = opt(2000, "training steps of every model", min=1)
+    max_minutes: float = opt(0.0, "a time budget instead: every model trains this many minutes (then --steps is "
+                                  "ignored; with --stackgan, the ablations and the DCGAN get these minutes)", min=0.0)
     batch_size: int = opt(64, "batch size of every model (budget = steps x batch)", min=2)
     train_size: int = opt(64, "picture size trained (StackGAN stage I: 16, 32 or 64)", choices=(16, 32, 64))
     ngf: int = opt(64, "G width of every model", min=4)

@@ -73,12 +73,29 @@ def read_run(path: str | Path) -> RunInfo:
     else:
         raise CheckpointError(f"{path}: a {kind_name or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
     steps, seconds = _log_budget(folder, kind, cfg)
+    timing = read_timing(folder)
+    if timing.get("train_seconds") is not None:  # written since --max-minutes: the loop's own clock
+        seconds = float(timing["train_seconds"])
     ck = io.latest_checkpoint(folder)
     if ck is not None:
         m = [int(s) for s in re.findall(r"\d+", ck.stem)]
         if m:
             steps = max(steps or 0, m[-1])
     return RunInfo(path, folder, kind, cfg, steps, cfg.get("batch_size"), seconds)
+
+
+def read_timing(folder: Path) -> dict:
+    """A run folder's ``timing.json`` (steps, training seconds, why it stopped), or {} without one."""
+    import json
+
+    f = Path(folder) / "timing.json"
+    if not f.is_file():
+        return {}
+    try:
+        rec = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
 
 
 def _log_budget(folder: Path, kind: str, cfg: dict) -> tuple[int | None, float | None]:

@@ -87,6 +87,18 @@ def make_ups(chans: list[int], cond_dim: int = 0) -> nn.Module:
     return nn.Sequential(*[up_block(a, b) for a, b in pairs])
 
 
+def match_memory_format(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """``x`` channels_last when ``module``'s first 4-d weight is (a model converted with
+    ``.to(memory_format=torch.channels_last)`` for bf16), so that every layer after it runs in
+    that format; unchanged otherwise."""
+    for w in module.parameters():
+        if w.dim() == 4:
+            if w.shape[1] > 1 and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+                return x.contiguous(memory_format=torch.channels_last)
+            return x
+    return x
+
+
 def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     if isinstance(ups, nn.ModuleList):
         for block in ups:
@@ -196,7 +208,7 @@ class Stage1G(nn.Module):
         """Returns (images [B, 3, S, S], mu, logvar)."""
         c, mu, logvar = self.ca(emb, eps)
         zc = torch.cat([z, c.to(z.dtype)], dim=1)
-        h = self.fc(zc).view(z.shape[0], -1, 4, 4)
+        h = match_memory_format(self.fc(zc).view(z.shape[0], -1, 4, 4), self.ups)
         return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
 
 

@@ -17,6 +17,7 @@ Python API (used by ``compare`` in the metrics): :func:`train_dcgan` and
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import signal
@@ -33,6 +34,7 @@ from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
 from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.utils import io, viz
+from stackgan.utils.device import autocast, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
 
 GRID_SIDE = 8  # the fixed-noise grid is 8 x 8
@@ -189,7 +191,7 @@ def _sample_frames(sample_dir: Path, limit: int | None = MAX_GIF_FRAMES) -> list
 
 # -- training -----------------------------------------------------------------------------------
 
-class _Trainer:
+class DCGANTrainer:
     def __init__(self, cfg: DCGANConfig, progress: bool = True):
         from stackgan.utils.device import resolve_device
 
@@ -248,28 +250,22 @@ class _Trainer:
             total = min(total, cfg.max_steps)
         self.total = total
         self.images = images.to(self.device)
-
-        io.seed_everything(cfg.seed)
-        self.G = build_generator(cfg)
-        self.D = build_discriminator(cfg)
-        init_weights(self.G)
-        init_weights(self.D)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.build_models()
         self.fixed_z = make_z(range(cfg.seed * 1000, cfg.seed * 1000 + GRID_SIDE ** 2), cfg.z_dim, cfg.z_dist)
         self.fingerprint = fingerprint
         self.step = 0
         self.last_ckpt_step = -1
+        self.train_seconds = 0.0  # summed over resumptions, for --max-minutes
+        self.stopped_by = "epochs"
 
         h, w = cfg.size
         plan = self.G.plan
         print(f"DCGAN {h}x{w}x{cfg.channels} on {self.device}: {n} images, {spe} steps/epoch, "
               f"training up to step {total}; G {n_params(self.G) / 1e6:.2f}M params from a "
               f"{plan.start[0]}x{plan.start[1]} map through {plan.stages} up-convolutions, "
-              f"D {n_params(self.D) / 1e6:.2f}M params; loss {cfg.loss}; run folder {self.run_dir}", flush=True)
+              f"D {n_params(self.D) / 1e6:.2f}M params; loss {cfg.loss}; {self.precision}"
+              + (f"; at most {cfg.max_minutes:g} min of training" if cfg.max_minutes else "")
+              + f"; run folder {self.run_dir}", flush=True)
 
         if ckpt is not None:
             self._restore(ckpt, ckpt_path)
@@ -282,11 +278,32 @@ class _Trainer:
             self._save_grid()  # the untrained G: first frame of the GIF
         if self.step >= total:
             print(f"already trained to step {self.step} (of {total}); nothing to train", flush=True)
+        elif self.out_of_time():
+            print(f"already trained {self.train_seconds / 60:.1f} of --max-minutes {cfg.max_minutes:g}; "
+                  "nothing to train", flush=True)
         else:
             with _graceful_interrupt() as flag:
                 self._loop(flag)
         self._finish()
         return self.run_dir
+
+    def build_models(self) -> None:
+        """G, D (DCGAN init from the seed), their Adam optimisers and the precision settings."""
+        cfg = self.cfg
+        io.seed_everything(cfg.seed)
+        self.G = build_generator(cfg)
+        self.D = build_discriminator(cfg)
+        init_weights(self.G)
+        init_weights(self.D)
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.use_amp = self.precision == "bf16"
+        if self.use_amp:
+            to_channels_last(self.G, self.D)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         self.G.load_state_dict(ckpt["G"])
@@ -295,6 +312,7 @@ class _Trainer:
         self.opt_d.load_state_dict(ckpt["opt_D"])
         self.fixed_z = ckpt["fixed_z"]
         self.step = self.last_ckpt_step = int(ckpt["step"])
+        self.train_seconds = float(ckpt.get("train_seconds", 0.0))
         io.restore_rng(ckpt["rng"])
         self.log.truncate_after(self.step)
         for frame in _sample_frames(self.sample_dir, limit=None):  # grids drawn after the checkpoint
@@ -311,13 +329,16 @@ class _Trainer:
             print(f"warning: the data set changed since {path.name} (was {old.get('n_images')} images, now "
                   f"{self.fingerprint['n_images']}); the run continues on the new data", flush=True)
 
+    def out_of_time(self) -> bool:
+        return bool(self.cfg.max_minutes) and self.train_seconds >= self.cfg.max_minutes * 60.0
+
     # ---------------------------------------------------------------------------------------
     def _loop(self, flag: dict[str, bool]) -> None:
         from tqdm import tqdm
 
         cfg = self.cfg
         spe, total = self.steps_per_epoch, self.total
-        while self.step < total:
+        while self.step < total and not self.out_of_time():
             epoch, first = divmod(self.step, spe)
             order = epoch_order(cfg.seed, epoch, self.images.shape[0]).to(self.device)
             last = min(spe, total - epoch * spe)
@@ -332,6 +353,7 @@ class _Trainer:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     dt = time.perf_counter() - t0
+                    self.train_seconds += dt
                     n_img = cfg.batch_size * cfg.n_critic
                     imgs_epoch += n_img
                     self.step += 1
@@ -344,19 +366,35 @@ class _Trainer:
                                     img_s=f"{img_s:.0f}", refresh=False)
                     bar.update(1)
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        self._checkpoint()
+                        self._timed(self._checkpoint)
                     if flag["stop"]:
+                        self.stopped_by = "interrupt"
                         self._checkpoint()
                         raise KeyboardInterrupt
+                    if self.out_of_time():
+                        self.stopped_by = "max_minutes"
+                        print(f"\n--max-minutes {cfg.max_minutes:g}: stopping at step {self.step} after "
+                              f"{self.train_seconds / 60:.2f} min of training", flush=True)
+                        break
             done = last - first
             took = time.perf_counter() - t_epoch
             print(f"epoch {epoch + 1}/{cfg.epochs}  step {self.step}/{total}  "
                   f"d_loss {sums['d_loss'] / max(done, 1):.4f}  g_loss {sums['g_loss'] / max(done, 1):.4f}  "
                   f"{imgs_epoch / max(took, 1e-9):.0f} img/s", flush=True)
-            if last == spe:  # a whole epoch: its grid, and a checkpoint unless they go by steps
-                self._save_grid()
+            if last == spe and self.step == (epoch + 1) * spe:  # a whole epoch: its grid, and a checkpoint
+                self._timed(self._save_grid)                      # unless they go by steps
                 if not cfg.checkpoint_every:
-                    self._checkpoint()
+                    self._timed(self._checkpoint)
+        if self.step >= total:
+            self.stopped_by = "max_steps" if cfg.max_steps and total == cfg.max_steps else "epochs"
+
+    def _timed(self, fn) -> Any:
+        """Run ``fn``, counting its time as training time (grids and checkpoints are part of a run's cost)."""
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.train_seconds += time.perf_counter() - t0
 
     def _real_batch(self, order: torch.Tensor, i: int) -> torch.Tensor:
         bs = self.cfg.batch_size
@@ -364,6 +402,8 @@ class _Trainer:
         if self.cfg.flip:
             mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
             x = torch.where(mask, x.flip(3), x)
+        if self.use_amp:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,15 +416,16 @@ class _Trainer:
         for c in range(cfg.n_critic):
             real = self._real_batch(order, b * cfg.n_critic + c)
             z = sample_z(bs, cfg.z_dim, cfg.z_dist, self.device)
-            if c == cfg.n_critic - 1:
-                fake = G(z)  # kept with its graph for G's step, as in the paper's loop
-            else:
-                with torch.no_grad():
-                    fake_c = G(z)
-            f_in = (fake if c == cfg.n_critic - 1 else fake_c).detach()
-            real_a, fake_a = self._augment(real), self._augment(f_in)
-            D.zero_grad(set_to_none=True)
-            real_logits, fake_logits = D(real_a), D(fake_a)
+            with autocast(self.device, self.use_amp):
+                if c == cfg.n_critic - 1:
+                    fake = G(z)  # kept with its graph for G's step, as in the paper's loop
+                else:
+                    with torch.no_grad():
+                        fake_c = G(z)
+                f_in = (fake if c == cfg.n_critic - 1 else fake_c).detach()
+                real_a, fake_a = self._augment(real), self._augment(f_in)
+                D.zero_grad(set_to_none=True)
+                real_logits, fake_logits = D(real_a).float(), D(fake_a).float()
             real_t = fake_t = None
             if cfg.loss == "bce":
                 real_t = torch.full((bs,), 1.0 - cfg.label_noise, device=self.device)
@@ -394,14 +435,15 @@ class _Trainer:
                     real_t, fake_t = torch.where(swap, fake_t, real_t), torch.where(swap, real_t, fake_t)
             d_loss = d_loss_fn(cfg.loss, real_logits, fake_logits, real_t, fake_t)
             gp = None
-            if cfg.loss == "wgan-gp":
-                gp = gradient_penalty(D, real_a, fake_a)
+            if cfg.loss == "wgan-gp":  # the penalty's double backward stays in fp32
+                gp = gradient_penalty(D, real_a.float(), fake_a.float())
                 d_loss = d_loss + cfg.gp_weight * gp
             d_loss.backward()
             self.opt_d.step()
 
         G.zero_grad(set_to_none=True)
-        g_logits = D(self._augment(fake))
+        with autocast(self.device, self.use_amp):
+            g_logits = D(self._augment(fake)).float()
         g_loss = g_loss_fn(cfg.loss, g_logits)
         g_loss.backward()
         self.opt_g.step()
@@ -437,6 +479,8 @@ class _Trainer:
             "fixed_z": self.fixed_z,
             "data": self.fingerprint,
             "rng": io.capture_rng(),
+            "train_seconds": self.train_seconds,
+            "precision": self.precision,
         }
         io.atomic_torch_save(state, self.run_dir / ckpt_name(self.step))
         io.atomic_save_safetensors(self.G.state_dict(), self.run_dir / WEIGHTS_FILE,
@@ -445,9 +489,15 @@ class _Trainer:
         self.last_ckpt_step = self.step
 
     def _finish(self) -> None:
-        self._checkpoint()
+        self._timed(self._checkpoint)
         if not (self.sample_dir / f"{self.step:06d}.png").is_file():
-            self._save_grid()
+            self._timed(self._save_grid)
+        timing = {"step": self.step, "train_seconds": round(self.train_seconds, 2),
+                  "train_minutes": round(self.train_seconds / 60, 3), "stopped_by": self.stopped_by,
+                  "max_steps": self.cfg.max_steps, "epochs": self.cfg.epochs, "max_minutes": self.cfg.max_minutes,
+                  "precision": self.precision, "device": str(self.device), "threads": torch.get_num_threads(),
+                  "batch_size": self.cfg.batch_size}
+        io.atomic_write_text(self.run_dir / "timing.json", json.dumps(timing, indent=1) + "\n")
         records = read_jsonl(self.log.path) if self.log.path.exists() else []
         if records:
             viz.plot_losses(records, self.run_dir / "losses.png", keys=["d_loss", "g_loss"],
@@ -460,7 +510,7 @@ class _Trainer:
 def train_dcgan(cfg: DCGANConfig, progress: bool = True) -> Path:
     """Train (or resume) a DCGAN as ``cfg`` says; returns the run folder."""
     cfg = cfg.validate()
-    return _Trainer(cfg, progress=progress).run()
+    return DCGANTrainer(cfg, progress=progress).run()
 
 
 # -- inference ----------------------------------------------------------------------------------

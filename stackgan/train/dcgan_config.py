@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import Optional
 
-from stackgan.config import Config, opt
+from stackgan.config import MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
 from stackgan.errors import ConfigError
 
 LOSSES = ("bce", "hinge", "wgan-gp")
@@ -19,7 +19,7 @@ MIN_SIDE = 8  # 2 x the smallest first map (4): one up-convolution at least, see
 
 # Fields that may differ between a run and its resumption (the rest must match the checkpoint).
 RESUMABLE_CHANGES = frozenset({
-    "data", "checkpoint_dir", "sample_dir", "epochs", "max_steps", "device",
+    "data", "checkpoint_dir", "sample_dir", "epochs", "max_steps", "max_minutes", "device", "precision",
     "checkpoint_every", "keep_checkpoints", "resume",
 })
 
@@ -48,6 +48,7 @@ class DCGANConfig(Config):
     epochs: int = opt(25, "passes over the data set", min=1)
     max_steps: int = opt(0, "stop after this many steps (G updates) at the latest; 0: no limit. "
                             "Match a StackGAN run's steps x batch size to compare", min=0)
+    max_minutes: float = opt(0.0, MAX_MINUTES_HELP, min=0.0)
     lr: float = opt(0.0002, "Adam learning rate (G and D)", min=0.0)
     beta1: float = opt(0.5, "Adam beta1", min=0.0, max=1.0)
     beta2: float = opt(0.999, "Adam beta2", min=0.0, max=1.0)
@@ -78,6 +79,7 @@ class DCGANConfig(Config):
                                    "cutout); none for the faithful baseline")
     seed: int = opt(0, "random seed (init, noise, data order)", min=0)
     device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
+    precision: str = opt("auto", PRECISION_HELP + "; a resumed run takes the precision given now", choices=PRECISIONS)
     checkpoint_every: int = opt(0, "write a checkpoint every N steps; 0: after every epoch", min=0)
     keep_checkpoints: int = opt(3, "keep the newest N checkpoints", min=1)
     resume: bool = opt(True, "resume from the latest checkpoint in --checkpoint-dir when there is one")

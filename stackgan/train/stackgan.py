@@ -40,7 +40,7 @@ from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, kl_divergence, stage1_generator, stage2_generator
 from stackgan.train.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.utils import io, viz
-from stackgan.utils.device import autocast, resolve_device
+from stackgan.utils.device import autocast, resolve_device, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
 
 MAX_NAN_EVENTS = 5
@@ -249,10 +249,9 @@ def ema_decay(target: float, step: int) -> float:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(pm.detach(), 1.0 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers()):
-        be.copy_(bm)
+    """``ema = lerp(ema, model, 1 - decay)`` for the weights (one fused call), buffers copied."""
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
+    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
 
 
 @torch.no_grad()
@@ -413,12 +412,14 @@ class StackGANTrainer:
         self.G.to(self.device)
         self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.precision = resolve_precision(cfg.precision if cfg.amp else "fp32", self.device)
+        self.use_amp = self.precision == "bf16"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes every step
         if self.use_amp:
-            for m in (self.G, self.D, self.G_ema):
-                m.to(memory_format=torch.channels_last)
+            to_channels_last(self.G, self.D, self.G_ema)
+            if stage1 is not None:
+                to_channels_last(stage1.G)
 
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
@@ -434,6 +435,8 @@ class StackGANTrainer:
         self.near = nearest_names(self.emb).to(self.device) if len(data.names) > 1 else None
         self.grid_emb = data.grid_emb.float().to(self.device)
         self.step = 0
+        self.train_seconds = 0.0  # training time of this run, summed over resumptions (--max-minutes)
+        self._bn_fresh_step = -1  # the step at which G_ema's BatchNorm statistics were last recomputed
         self.lr_scale = 1.0  # lowered after a NaN
         self.nan_events = 0
         self._good: dict[str, Any] | None = None
@@ -458,13 +461,17 @@ class StackGANTrainer:
     def epoch(self) -> float:
         return self.step / self.steps_per_epoch
 
-    def total_steps(self) -> int:
+    def total_steps(self) -> int | None:
+        """The last step of the run, or None when only --max-minutes bounds it."""
         s = []
         if self.cfg.max_steps:
             s.append(self.cfg.max_steps)
         if self.cfg.epochs:
             s.append(math.ceil(self.cfg.epochs * self.steps_per_epoch))
-        return min(s)
+        return min(s) if s else None
+
+    def out_of_time(self) -> bool:
+        return bool(self.cfg.max_minutes) and self.train_seconds >= self.cfg.max_minutes * 60.0
 
     def current_lr(self) -> tuple[float, float]:
         decay = 1.0
@@ -625,6 +632,7 @@ class StackGANTrainer:
             self.opt_g.load_state_dict(self._good["opt_g"])
             self.opt_d.load_state_dict(self._good["opt_d"])
             self.step = self._good["step"]
+        self._bn_fresh_step = -1
         self.lr_scale *= 0.5
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
@@ -650,7 +658,11 @@ class StackGANTrainer:
                 self.G_ema(low, emb, eps)
 
     def refresh_ema_bn(self) -> None:
-        recalibrate_bn(self.G_ema, self._ema_forward, batches=8, batch_size=min(64, max(8, self.cfg.batch_size)))
+        """Recompute G_ema's BatchNorm statistics (once per step: the grid and the checkpoint share them)."""
+        if self._bn_fresh_step != self.step:
+            recalibrate_bn(self.G_ema, self._ema_forward, batches=8,
+                           batch_size=min(64, max(8, self.cfg.batch_size)))
+            self._bn_fresh_step = self.step
         self.G_ema.eval()
 
     @torch.no_grad()
@@ -702,6 +714,7 @@ class StackGANTrainer:
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "aug_p": self.augment.p,
             "lr_scale": self.lr_scale, "nan_events": self.nan_events,
+            "train_seconds": self.train_seconds, "precision": self.precision,
         }
 
     def save_checkpoint(self) -> Path:
@@ -730,6 +743,7 @@ class StackGANTrainer:
         self.step = int(ck["step"])
         self.lr_scale = float(ck.get("lr_scale", 1.0))
         self.nan_events = int(ck.get("nan_events", 0))
+        self.train_seconds = float(ck.get("train_seconds", 0.0))
         self.augment.p = float(ck.get("aug_p", 1.0))
         if self.ada is not None and ck.get("ada"):
             self.ada.load_state_dict(ck["ada"])
@@ -784,7 +798,8 @@ class StackGANTrainer:
         return lambda: signal.signal(signal.SIGINT, old)
 
     def fit(self, printer: Callable[[str], None] = print) -> dict[str, Any]:
-        """Train until the budget; returns a summary (steps, img/s, last losses, diversity)."""
+        """Train until the budget (steps, epochs and/or --max-minutes); returns a summary (steps,
+        img/s, last losses, diversity, why it stopped)."""
         from tqdm import tqdm
 
         cfg = self.cfg
@@ -795,8 +810,11 @@ class StackGANTrainer:
             self.log.path.unlink(missing_ok=True)  # a fresh run: no lines from an earlier attempt
         else:
             self.log.truncate_after(self.step)
-        if self.step >= total:
+        if total is not None and self.step >= total:
             printer(f"nothing to do: the run is at step {self.step} of {total}")
+        elif self.out_of_time():
+            printer(f"nothing to do: the run has trained {self.train_seconds / 60:.1f} of --max-minutes "
+                    f"{cfg.max_minutes:g}")
         bar = tqdm(total=total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc=f"stage {cfg.stage}")
         t_start = time.perf_counter()
@@ -808,9 +826,11 @@ class StackGANTrainer:
             div = self.write_samples()
             self.log.write(step=0, **div)
         self._stop = False
+        stopped_by = "max_steps"
         restore = self._install_sigint()
+        t_mark = time.perf_counter()  # training time counts the steps, grids and checkpoints of the loop
         try:
-            while self.step < total and not self._stop:
+            while (total is None or self.step < total) and not self._stop and not self.out_of_time():
                 t0 = time.perf_counter()
                 stats = self.train_step()
                 if stats is None:
@@ -818,41 +838,76 @@ class StackGANTrainer:
                     bar.refresh()
                     continue
                 dt = time.perf_counter() - t0
+                self.train_seconds += time.perf_counter() - t_mark
+                t_mark = time.perf_counter()
                 window_imgs += cfg.batch_size
                 last = stats
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == total:
+                final = self.step == total or self.out_of_time()
+                if self.step % cfg.log_every == 0 or final:
                     now = time.perf_counter()
                     ips = window_imgs / max(now - window_t, 1e-9)
                     window_t, window_imgs = now, 0
                     stats["img_s"] = ips
-                    self.log.write(step=self.step, epoch=round(self.epoch, 3), sec_step=dt, **stats)
+                    self.log.write(step=self.step, epoch=round(self.epoch, 3), sec_step=dt,
+                                   train_seconds=round(self.train_seconds, 2), **stats)
                     bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_adv']:.3f}", kl=f"{stats['kl']:.3f}",
                                     ips=f"{ips:.1f}")
-                if self.step % cfg.sample_every == 0 or self.step == total:
+                if self.step % cfg.sample_every == 0 or final:
                     div = self.write_samples()
                     self.log.write(step=self.step, **div)
-                if self.step % cfg.ckpt_every == 0 or self.step == total:
+                if self.step % cfg.ckpt_every == 0 or final:
+                    self.train_seconds += time.perf_counter() - t_mark  # the checkpoint records its own time
+                    t_mark = time.perf_counter()
                     self.save_checkpoint()
+                self.train_seconds += time.perf_counter() - t_mark
+                t_mark = time.perf_counter()
             if self._stop:
+                stopped_by = "interrupt"
                 self._printer(f"stopped at step {self.step}: writing a checkpoint")
                 if last and self.step % cfg.log_every:
                     self.log.write(step=self.step, epoch=round(self.epoch, 3), **last)
                 div = self.write_samples()
                 self.log.write(step=self.step, **div)
                 self.save_checkpoint()
+            elif self.out_of_time() and (total is None or self.step < total):
+                stopped_by = "max_minutes"
+                self._printer(f"--max-minutes {cfg.max_minutes:g}: stopped at step {self.step} after "
+                              f"{self.train_seconds / 60:.2f} min of training")
         finally:
             restore()
             bar.close()
         elapsed = time.perf_counter() - t_start
         self.finish_pictures()
         steps = self.step - start_step
-        return {"run": str(self.out), "step": self.step, "steps_this_run": steps, "seconds": elapsed,
-                "img_s": steps * cfg.batch_size / elapsed if elapsed > 0 else float("nan"),
-                "last": last, "diversity": div, "nan_events": self.nan_events}
+        summary = {"run": str(self.out), "step": self.step, "steps_this_run": steps, "seconds": elapsed,
+                   "img_s": steps * cfg.batch_size / elapsed if elapsed > 0 else float("nan"),
+                   "train_seconds": self.train_seconds, "stopped_by": stopped_by, "precision": self.precision,
+                   "last": last, "diversity": div, "nan_events": self.nan_events}
+        self.write_timing(summary)
+        return summary
+
+    def write_timing(self, summary: dict[str, Any]) -> None:
+        """``timing.json``: where the run stopped, why, and the time it took (summed over resumptions)."""
+        rec = {"step": self.step, "train_seconds": round(self.train_seconds, 2),
+               "train_minutes": round(self.train_seconds / 60, 3), "stopped_by": summary["stopped_by"],
+               "max_steps": self.cfg.max_steps, "epochs": self.cfg.epochs, "max_minutes": self.cfg.max_minutes,
+               "precision": self.precision, "device": str(self.device), "threads": torch.get_num_threads(),
+               "batch_size": self.cfg.batch_size, "steps_this_session": summary["steps_this_run"],
+               "wall_seconds_this_session": round(summary["seconds"], 2)}
+        io.atomic_write_text(self.out / "timing.json", json.dumps(rec, indent=1) + "\n")
+        self.log.write(step=self.step, event="stop", stopped_by=summary["stopped_by"],
+                       train_seconds=rec["train_seconds"])
 
 
 # -- entry point ---------------------------------------------------------------------------------------
+def budget_text(cfg: StackGANConfig, total: int | None) -> str:
+    parts = [f"step {total}"] if total is not None else []
+    if cfg.max_minutes:
+        parts.append(f"{cfg.max_minutes:g} min of training")
+    return " or ".join(parts)
+
+
 def default_out(cfg: StackGANConfig) -> Path:
     return Path("runs") / f"stage{cfg.stage}-{Path(cfg.data).name or 'data'}"
 
@@ -906,6 +961,6 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
     printer(f"stage {cfg.stage}: {data.images.shape[0]} photos of {len(data.names)} names at {data.size} px, "
             f"{sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M G / "
             f"{sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M D parameters, {device}, "
-            f"until step {trainer.total_steps()} -> {out}")
+            f"{trainer.precision}, until {budget_text(cfg, trainer.total_steps())} -> {out}")
     return trainer.fit(printer)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from stackgan.config import Config, opt
+from stackgan.config import MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
 from stackgan.errors import ConfigError
 
 STAGE1_SIZES = (16, 32, 64)
@@ -19,11 +19,12 @@ G_CONDS = ("input", "fusion")  # the same tuples as stackgan.models.stackgan (ke
 D_CONDS = ("concat", "projection")
 
 # What a run folder written before a field existed meant by its absence (the settings of that time).
-LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False}
+LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
+                   "precision": "fp32"}
 
 # Fields a resumed run may take from the new command line; everything else comes from the run.
 RESUMABLE_CHANGES = frozenset({
-    "max_steps", "epochs", "device", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
+    "max_steps", "epochs", "max_minutes", "device", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
     "progress", "resume", "out",
 })
 
@@ -97,9 +98,12 @@ class StackGANConfig(Config):
     lr_decay_epochs: int = opt(100, "halve the learning rates every N epochs (0: never)", min=0)
     ema: float = opt(0.999, "EMA decay of G's weights (samples and inference use the EMA)", min=0.0, max=1.0)
     batch_size: int = opt(64, "images per batch", min=2)
-    max_steps: int = opt(5000, "stop after this many steps (0: no limit, then --epochs decides)", min=0)
+    max_steps: int = opt(5000, "stop after this many steps (0: no limit, then --epochs or --max-minutes decides)",
+                         min=0)
     epochs: int = opt(0, "stop after this many passes over the data (0: no limit)", min=0)
-    amp: bool = opt(True, "bf16 autocast and channels_last on CUDA (no effect on CPU)")
+    max_minutes: float = opt(0.0, MAX_MINUTES_HELP, min=0.0)
+    precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
+    amp: bool = opt(True, "deprecated: --no-amp is the same as --precision fp32")
     device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
     seed: int = opt(0, "random seed", min=0)
 
@@ -120,8 +124,8 @@ class StackGANConfig(Config):
         from stackgan.augment import parse_policy
 
         parse_policy(self.diffaugment)
-        if self.max_steps == 0 and self.epochs == 0:
-            raise ConfigError("give a budget: --max-steps N and/or --epochs N")
+        if self.max_steps == 0 and self.epochs == 0 and self.max_minutes == 0:
+            raise ConfigError("give a budget: --max-steps N, --epochs N and/or --max-minutes M")
         if self.stage == 2 and not self.stage1:
             raise ConfigError("--stage 2 needs --stage1 PATH (a stage-I run folder or checkpoint)")
         if self.stage == 1 and self.stage1:
