@@ -130,8 +130,9 @@ def stackgan_run(tmp_path, monkeypatch):
             calls.append(("variations", name, seed, n, sigma))
             return types.SimpleNamespace(stage1=torch.zeros(n, 3, 64, 64), stage2=None, seeds=[seed] * n, z=None)
 
-    def load_pipeline(path, device="cpu"):
+    def load_pipeline(path, device="cpu", precision="fp32"):
         calls.append(("load", Path(path), str(device)))
+        assert precision == "fp32"  # generate draws the exact pictures unless told otherwise
         return Pipeline()
 
     fake = types.ModuleType("stackgan.inference")

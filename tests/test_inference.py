@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from stackgan.errors import CheckpointError, UserError
+from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline
 from stackgan.train import stackgan as tr
 from stackgan.train.stackgan_config import StackGANConfig
@@ -75,6 +75,21 @@ def test_generate_is_deterministic_per_seed(runs):
     assert not torch.allclose(c.stage1, one.stage1)
     r = pipe.generate(NAMES[0], 2)  # seed None: a random one, reported
     assert len(r.seeds) == 2 and r.seeds[1] == r.seeds[0] + 1
+
+
+def test_bf16_inference_draws_the_fp32_pictures_within_rounding(runs):
+    import math
+
+    exact = load_pipeline(runs[1])
+    fast = load_pipeline(runs[1], precision="bf16")
+    assert exact.info()["precision"] == "fp32" and fast.info()["precision"] == "bf16"
+    a, b = exact.generate(NAMES[0], 4, seed=3), fast.generate(NAMES[0], 4, seed=3)
+    assert b.stage2.dtype == torch.float32 and b.stage2.shape == a.stage2.shape
+    for x, y in ((a.stage1, b.stage1), (a.stage2, b.stage2)):
+        mse = float((x - y).pow(2).mean())
+        assert 0 < mse and 10 * math.log10(4 / mse) > 30  # PSNR on the [-1, 1] range: the same pictures
+    with pytest.raises(ConfigError, match="--precision"):
+        load_pipeline(runs[0], precision="half")
 
 
 def test_truncation_zero_gives_the_mean_picture(runs):

@@ -224,7 +224,7 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def load_model(pipeline_or_path: Any = None, device: str = "cpu") -> ModelService:
+def load_model(pipeline_or_path: Any = None, device: str = "cpu", precision: str = "fp32") -> ModelService:
     """A :class:`ModelService` from a Pipeline object, a run folder / checkpoint path, or (None)
     ``$STACKGAN_CHECKPOINT`` / the shipped ``models/default``."""
     if pipeline_or_path is not None and not isinstance(pipeline_or_path, (str, os.PathLike)):
@@ -238,19 +238,19 @@ def load_model(pipeline_or_path: Any = None, device: str = "cpu") -> ModelServic
     from stackgan.inference import load_pipeline
 
     t0 = time.perf_counter()
-    pipeline = load_pipeline(path, device=device)
+    pipeline = load_pipeline(path, device=device, precision=precision)
     log.info("loaded %s in %.1f s", path, time.perf_counter() - t0)
     return ModelService(pipeline, source=str(path))
 
 
 def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int = MAX_N,
-               max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True) -> Flask:
+               max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True, precision: str = "fp32") -> Flask:
     """The Flask app around one pipeline (a ``Pipeline`` object or a path to load).
 
     ``warm_up`` draws one picture of a new name at once, so that the text encoder is loaded (or
     fails, with its message) at start rather than on the first visitor's request.
     """
-    service = load_model(pipeline_or_path, device=device)
+    service = load_model(pipeline_or_path, device=device, precision=precision)
     if warm_up:
         t0 = time.perf_counter()
         service.call("generate", EXAMPLES[0], 1, seed=0)
