@@ -95,8 +95,10 @@ def forward_fn(pipeline, n: int):
     e1 = torch.randn(n, pipeline.cfg1.c_dim, generator=g).to(pipeline.device)
     e2 = torch.randn(n, pipeline.cfg.c_dim, generator=g).to(pipeline.device)
 
-    def run():
-        with torch.inference_mode():
+    from stackgan.utils.device import autocast
+
+    def run():  # in the pipeline's precision, as Pipeline.generate runs it
+        with torch.inference_mode(), autocast(pipeline.device, pipeline.precision == "bf16"):
             low = pipeline.g1(z, emb, e1)[0]
             if pipeline.g2 is not None:
                 pipeline.g2(low, emb, e2)
@@ -104,7 +106,7 @@ def forward_fn(pipeline, n: int):
     return run
 
 
-def random_pipeline(ngf: int, stages: int, text_encoder: str):
+def random_pipeline(ngf: int, stages: int, text_encoder: str, precision: str = "fp32"):
     """An untrained 64 px (-> 256 px) Pipeline with the given width, for timing only."""
     import torch
 
@@ -124,7 +126,7 @@ def random_pipeline(ngf: int, stages: int, text_encoder: str):
     if stages == 2:
         cfg = StackGANConfig(stage=2, stage1="random-init", **common).validate()
         g2 = init_weights(stage2_generator(cfg))
-    return Pipeline(cfg, g1, g2, cfg1, names, enc.encode(names))
+    return Pipeline(cfg, g1, g2, cfg1, names, enc.encode(names), precision=precision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=4, help="waitress threads (default 4)")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="inference precision, as `stackgan serve --precision` (default auto, as serve)")
     ap.add_argument("--random-init", action="store_true",
                     help="time an untrained model of the given widths instead of a checkpoint "
                          "(latency does not depend on the weights; no training data needed)")
@@ -165,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # 4 clients queue behind the lock
     try:
         if args.random_init:
-            model = random_pipeline(args.ngf, args.stages, args.text_encoder)
+            model = random_pipeline(args.ngf, args.stages, args.text_encoder, args.precision)
             args.checkpoint = f"random-init ngf={args.ngf} stages={args.stages} text={args.text_encoder}"
         else:
             model = args.checkpoint
-        app = create_app(model, device="cpu")
+        app = create_app(model, device="cpu", precision=args.precision)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
