@@ -41,6 +41,7 @@ from pathlib import Path
 
 EMB_DIM = 384  # multilingual-e5-small, the default text encoder
 BENCHES = ("matmul", "stage1_forward", "latency", "train_stage1", "train_stage2", "train_dcgan")
+EXTRA_BENCHES = ("compile_stage1",)  # run only when named in --only
 
 
 # -- helpers (child side) ------------------------------------------------------------------------------
@@ -223,6 +224,36 @@ def bench_train_stage2(args, device) -> dict:
     return _bench_trainer(2, args, device)
 
 
+def bench_compile_stage1(args, device) -> dict:
+    """torch.compile of stage I's G and D modules (the trainer's own step otherwise), in the fast
+    precision: the first compiled step's time (the compile cost), eager and compiled step times
+    after it, and the training minutes after which compiling has paid for itself."""
+    import torch
+
+    from stackgan.train.stackgan import StackGANTrainer
+
+    prec = args.precision_list[-1]
+    cfg = _stage_cfg(1, args, precision=prec)
+    data = _train_data(cfg.out_size, max(4 * cfg.batch_size, 16))
+    with tempfile.TemporaryDirectory() as tmp:
+        eager = StackGANTrainer(cfg, data, Path(tmp) / "eager", device=device)
+        comp = StackGANTrainer(cfg, data, Path(tmp) / "compiled", device=device)
+        comp.G = torch.compile(comp.G)
+        comp.D.encode = torch.compile(comp.D.encode)
+        t0 = time.perf_counter()
+        comp.train_step()
+        comp.train_step()  # a second graph may be traced (e.g. grad mode of the second call)
+        compile_s = time.perf_counter() - t0
+        times = _alternate({"eager": eager.train_step, "compiled": comp.train_step}, device, repeats=args.steps)
+    te, tc = statistics.median(times["eager"]), statistics.median(times["compiled"])
+    gain = te - tc  # seconds saved per step once compiled
+    extra = compile_s - 2 * tc
+    breakeven = (extra / gain) * te / 60 if gain > 0 else float("inf")
+    return {"precision": eager.precision, "batch_size": cfg.batch_size, "compile_s": compile_s,
+            "eager_sec_step": te, "compiled_sec_step": tc, "speedup": te / tc,
+            "breakeven_minutes": breakeven, "pays_within_10_min": breakeven <= 10}
+
+
 def bench_train_dcgan(args, device) -> dict:
     """The DCGAN trainer's own step (bce, Adam 2e-4 / 0.5) at its defaults, or the shipped preset's widths."""
     import torch
@@ -275,6 +306,10 @@ def _rows(device: str, name: str, r: dict) -> list[tuple[str, str, str]]:
     mem = f"{r['peak_cuda_mb']:.0f} MB cuda" if "peak_cuda_mb" in r else f"{r['peak_rss_mb']:.0f} MB rss"
     if name == "matmul":
         return [(device, name, f"{r['gflops']:.1f} GFLOP/s fp32 ({r['matmul_n']}^3)")]
+    if name == "compile_stage1":
+        return [(device, name, f"compile {r['compile_s']:.0f} s; step {r['eager_sec_step'] * 1e3:.0f} ms eager, "
+                               f"{r['compiled_sec_step'] * 1e3:.0f} ms compiled ({r['speedup']:.2f}x, {r['precision']}); "
+                               f"pays for itself after {r['breakeven_minutes']:.1f} min of training")]
     if name.startswith("train_"):
         rows = []
         for prec, p in r["precisions"].items():
@@ -298,7 +333,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="all", help="cpu, cuda, or all (cpu + cuda when present)")
-    p.add_argument("--only", default=",".join(BENCHES), help="comma-separated subset of " + ",".join(BENCHES))
+    p.add_argument("--only", default=",".join(BENCHES),
+                   help="comma-separated subset of " + ",".join(BENCHES + EXTRA_BENCHES))
     p.add_argument("--steps", type=int, default=3, help="timed training steps per precision (after two warm-up steps)")
     p.add_argument("--repeats", type=int, default=10, help="timed forward passes")
     p.add_argument("--batch-size", type=int, default=0,
@@ -347,9 +383,10 @@ def main(argv=None) -> int:
         print("error: --device cuda, but torch sees no CUDA device", file=sys.stderr)
         return 2
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    bad = [n for n in names if n not in BENCHES]
+    bad = [n for n in names if n not in BENCHES + EXTRA_BENCHES]
     if bad:
-        print(f"error: unknown benchmark {', '.join(bad)}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        print(f"error: unknown benchmark {', '.join(bad)}; choose from {', '.join(BENCHES + EXTRA_BENCHES)}",
+              file=sys.stderr)
         return 2
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
