@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from stackgan.cli import main as cli_main
-from stackgan.data import (MISSING, NOT_AN_IMAGE, NOT_LISTED, TOO_SMALL, TRUNCATED, UNREADABLE, DataWarning,
+from stackgan.data import (MISSING, NOT_AN_IMAGE, NOT_LISTED, TOO_LARGE, TOO_SMALL, TRUNCATED, UNREADABLE, DataWarning,
                            ImageDataset, load_dataset, normalize_name, scan_dataset, shared_dataset)
 from stackgan.errors import ConfigError, DataError
 
@@ -45,6 +45,22 @@ def jpeg_bytes(size=(24, 20), seed=0) -> bytes:
     arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(arr).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def bomb_png(path: Path, width=20000, height=20000) -> Path:
+    """A 60-byte PNG whose header claims ``width x height`` RGB pixels (a decompression bomb; its
+    pixels are never stored, so nothing of that size is allocated here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 def names_tsv(root: Path, rows, header="file\tname") -> None:
@@ -191,6 +207,61 @@ def test_load_skips_each_bad_file_with_a_warning_naming_it(tmp_path):
     assert sorted(ds.files) == ["good1.jpg", "good2.png", "sub/good3.webp"]
     assert ds.images.shape == (3, 3, 16, 16) and ds.images.dtype == torch.uint8
     assert ds.names == sorted(["カツ丼", "きつねうどん"])
+
+
+def test_a_decompression_bomb_costs_one_warning_not_the_run(tmp_path, capsys):
+    root = tmp_path / "ds"
+    photo(root / "good1.jpg", seed=1)
+    photo(root / "good2.png", seed=2)
+    bomb_png(root / "bomb.png")  # 400 megapixels claimed: PIL itself would raise DecompressionBombError
+    names_tsv(root, [("good1.jpg", "カツ丼"), ("good2.png", "カツ丼"), ("bomb.png", "カツ丼")])
+    detail = "20000 x 20000 pixels, limit 100,000,000"
+    for decode in (True, False):
+        idx = scan_dataset(root, decode=decode)
+        assert idx.problems == [("bomb.png", TOO_LARGE)] and idx.details["bomb.png"] == detail
+        assert sorted(rel for rel, _ in idx.entries) == ["good1.jpg", "good2.png"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(root, image_size=16, progress=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert messages == [f"skipping bomb.png: too large ({detail})"]
+    assert sorted(ds.files) == ["good1.jpg", "good2.png"] and dict(ds.skipped) == {"bomb.png": TOO_LARGE}
+    assert cli_main(["data", "check", str(root)]) == 0
+    assert f"bomb.png: too large ({detail})" in capsys.readouterr().out
+
+
+def test_the_pixel_limit_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored afterwards
+    root = tmp_path / "ds"
+    photo(root / "a.jpg", size=(24, 20), seed=1)
+    photo(root / "b.png", size=(16, 16), seed=2)
+    names_tsv(root, [("a.jpg", "x"), ("b.png", "x")])
+    first = load_dataset(root, image_size=16, progress=False)
+    assert len(first) == 2
+    monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", "400")  # 24 x 20 = 480 is too many, 16 x 16 = 256 is not
+    idx = scan_dataset(root)
+    assert idx.problems == [("a.jpg", TOO_LARGE)] and idx.details["a.jpg"] == "24 x 20 pixels, limit 400"
+    monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", "100")
+    idx = scan_dataset(root)
+    assert dict(idx.problems) == {"a.jpg": TOO_LARGE, "b.png": TOO_LARGE}
+    assert idx.details["b.png"] == "16 x 16 pixels, limit 100"
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError, match="too large"):
+        warnings.simplefilter("always")
+        load_dataset(root, image_size=16, progress=False, cache_dir=tmp_path / "c2")
+    assert sorted(str(w.message) for w in caught) == ["skipping a.jpg: too large (24 x 20 pixels, limit 100)",
+                                                       "skipping b.png: too large (16 x 16 pixels, limit 100)"]
+    monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", "400")
+    with pytest.warns(DataWarning, match="a.jpg: too large"):
+        cached = load_dataset(root, image_size=16, progress=False, cache_dir=tmp_path / "c2")
+    assert cached.files == ["b.png"] and not cached.from_cache  # refusals under another limit are retried
+    monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", "1_000")
+    assert sorted(load_dataset(root, image_size=16, progress=False, cache_dir=tmp_path / "c2").files) == ["a.jpg", "b.png"]
+    monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", str(800_000_000))  # above PIL's: its backstop follows
+    assert scan_dataset(root).problems == [] and Image.MAX_IMAGE_PIXELS == 800_000_000
+    for bad in ("lots", "0", "-5", "1.5"):
+        monkeypatch.setenv("STACKGAN_MAX_IMAGE_PIXELS", bad)
+        with pytest.raises(ConfigError, match="STACKGAN_MAX_IMAGE_PIXELS.*whole number of pixels"):
+            scan_dataset(root)
 
 
 def test_colour_modes_become_rgb_gray_or_rgba(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackgan.data.decode import (MISSING, NOT_AN_IMAGE, NOT_LISTED, REASONS, TOO_SMALL, TRUNCATED,
+from stackgan.data.decode import (MISSING, NOT_AN_IMAGE, NOT_LISTED, REASONS, TOO_LARGE, TOO_SMALL, TRUNCATED,
                                   UNREADABLE)
 from stackgan.data.names import normalize_name, read_attributes_tsv, read_names_tsv
 from stackgan.data.scan import IMAGE_EXTS, DatasetIndex, list_dataset, scan_dataset
@@ -22,7 +22,7 @@ __all__ = [
     "normalize_name", "read_names_tsv", "read_attributes_tsv", "scan_dataset", "list_dataset",
     "DatasetIndex", "load_dataset", "ImageDataset", "DataWarning", "default_cache_dir",
     "shared_dataset", "IMAGE_EXTS", "REASONS", "UNREADABLE", "TRUNCATED", "NOT_AN_IMAGE",
-    "NOT_LISTED", "MISSING", "TOO_SMALL",
+    "NOT_LISTED", "MISSING", "TOO_SMALL", "TOO_LARGE",
 ]
 
 _LAZY = {"load_dataset", "ImageDataset", "DataWarning", "default_cache_dir"}

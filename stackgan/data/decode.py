@@ -2,6 +2,14 @@
 
 Every way a file can be unusable becomes an :class:`ImageProblem` with one of the reasons in
 :data:`REASONS`, so that callers can skip the file with a message instead of dying.
+
+Pixel limit: a picture whose header claims more than :func:`pixel_limit` pixels (width x height,
+default :data:`DEFAULT_MAX_PIXELS`, 100 megapixels; set another with the environment variable
+``STACKGAN_MAX_IMAGE_PIXELS``) is refused as "too large" before any of its pixels is decoded, so
+that one decompression bomb (a small file that claims e.g. 20,000 x 20,000 pixels) costs one
+skipped file, not the memory of the machine. PIL's own check (``Image.MAX_IMAGE_PIXELS``, raised
+to this limit when it is lower) stays as a backstop for sizes that only show while decoding (GIF
+frames); what it refuses is reported the same way.
 """
 
 from __future__ import annotations
@@ -9,10 +17,13 @@ from __future__ import annotations
 import io
 import os
 import struct
+import re
 import warnings
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stackgan.errors import ConfigError
 
 UNREADABLE = "unreadable"
 TRUNCATED = "truncated"
@@ -20,7 +31,11 @@ NOT_AN_IMAGE = "not an image"
 NOT_LISTED = "not listed in names.tsv"
 MISSING = "listed but missing"
 TOO_SMALL = "too small"
-REASONS = (UNREADABLE, TRUNCATED, NOT_AN_IMAGE, NOT_LISTED, MISSING, TOO_SMALL)
+TOO_LARGE = "too large"
+REASONS = (UNREADABLE, TRUNCATED, NOT_AN_IMAGE, NOT_LISTED, MISSING, TOO_SMALL, TOO_LARGE)
+
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: larger than any camera photo of a dish
+MAX_PIXELS_ENV = "STACKGAN_MAX_IMAGE_PIXELS"
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +53,67 @@ class ImageProblem(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def pixel_limit() -> int:
+    """The most pixels (width x height) a picture may claim: ``$STACKGAN_MAX_IMAGE_PIXELS`` or
+    :data:`DEFAULT_MAX_PIXELS`. A limit above PIL's own (``Image.MAX_IMAGE_PIXELS``, its backstop
+    while decoding) raises that one to match; a lower one leaves it (it guards other pictures too)."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    limit = DEFAULT_MAX_PIXELS
+    if raw:
+        try:
+            limit = int(raw.replace("_", "").replace(",", ""))
+        except ValueError:
+            limit = 0
+        if limit < 1:
+            raise ConfigError(f"{MAX_PIXELS_ENV}={raw!r}: give a whole number of pixels of at least 1 "
+                              f"(the default is {DEFAULT_MAX_PIXELS:,})")
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def _too_large(size: tuple[int, int] | None, limit: int, pixels: int | None = None) -> ImageProblem:
+    if size is not None:
+        return ImageProblem(TOO_LARGE, f"{size[0]} x {size[1]} pixels, limit {limit:,}")
+    return ImageProblem(TOO_LARGE, f"{pixels or 'more than ' + format(2 * limit, ',')} pixels, limit {limit:,}")
+
+
+def _claimed_size(fp) -> tuple[int, int] | None:
+    """The ``(width, height)`` a header claims, read without PIL's size check; only used to name the
+    size of a picture PIL refused as a decompression bomb. None when no format reads it."""
+    Image.init()
+    try:
+        fp.seek(0)
+        prefix = fp.read(16)
+    except OSError:
+        return None
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        try:
+            ok = accept(prefix) if accept else True
+            if not ok or isinstance(ok, str):
+                continue
+            fp.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return tuple(factory(fp, "").size)  # type: ignore[return-value]
+        except Exception:  # this format cannot read it (or checks the size itself): try the next
+            continue
+    return None
+
+
+def _bomb(exc: Exception, fp, limit: int) -> ImageProblem:
+    """PIL's DecompressionBombError -> "too large", with the claimed size where it can be read."""
+    size = _claimed_size(fp) if fp is not None else None
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return _too_large(size, limit, int(found.group(1)) if found else None)
+
+
+def _check_size(size: tuple[int, int], limit: int) -> None:
+    if size[0] * size[1] > limit:
+        raise _too_large(size, limit)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -60,8 +136,6 @@ def _open_error(exc: Exception) -> ImageProblem:
         return ImageProblem(NOT_AN_IMAGE, "not a picture format PIL knows (jpg/png/webp...)")
     if isinstance(exc, IsADirectoryError):
         return ImageProblem(UNREADABLE, "it is a folder, not a file")
-    if isinstance(exc, Image.DecompressionBombError):
-        return ImageProblem(UNREADABLE, str(exc))
     if isinstance(exc, EOFError) or "truncat" in str(exc).lower():
         return ImageProblem(TRUNCATED, f"the file ends inside its header ({exc})")
     if isinstance(exc, OSError) and exc.strerror:
@@ -85,13 +159,18 @@ def _displayed_size(im: Image.Image, orientation: int) -> tuple[int, int]:
 
 def read_header(path: str | os.PathLike) -> tuple[tuple[int, int], str]:
     """Displayed ``(width, height)`` and PIL mode from the header only (fast; misses truncation)."""
+    limit = pixel_limit()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if os.path.getsize(path) == 0:
                     raise UnidentifiedImageError("empty file")
+                _check_size(im.size, limit)
                 return _displayed_size(im, _orientation(im)), im.mode
+    except Image.DecompressionBombError as exc:
+        with open(path, "rb") as fh:
+            raise _bomb(exc, fh, limit) from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError, UnidentifiedImageError) as exc:
         raise _open_error(exc) from None
 
@@ -108,12 +187,16 @@ def open_image(data: bytes, min_side_hint: int | None = None) -> tuple[Image.Ima
         raise ImageProblem(TRUNCATED, f"the WebP header announces more bytes than the {len(data)} present")
     if not data:
         raise ImageProblem(NOT_AN_IMAGE, "an empty file")
+    limit = pixel_limit()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, io.BytesIO(data), limit) from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
         raise _open_error(exc) from None
+    _check_size(im.size, limit)  # before a single pixel is decoded
     orientation = _orientation(im)
     width, height = _displayed_size(im, orientation)
     try:
@@ -121,7 +204,12 @@ def open_image(data: bytes, min_side_hint: int | None = None) -> tuple[Image.Ima
             s = min(im.size) // (2 * min_side_hint)
             if s >= 2:
                 im.draft(None, (im.size[0] // s, im.size[1] // s))
-        im.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+        _check_size(im.size, limit)  # a size that only showed while decoding (GIF frames)
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, None, limit) from None
     except EOFError as exc:
         raise ImageProblem(TRUNCATED, str(exc) or "unexpected end of file") from None
     except (OSError, SyntaxError, ValueError, struct.error, MemoryError) as exc:

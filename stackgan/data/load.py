@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from stackgan.data.decode import CHANNELS, CROPS, TOO_SMALL, ImageProblem, decode_to_tensor, read_bytes
+from stackgan.data.decode import (CHANNELS, CROPS, TOO_LARGE, TOO_SMALL, ImageProblem, decode_to_tensor, pixel_limit,
+                                  read_bytes)
 from stackgan.data.names import read_attributes_tsv
 from stackgan.data.scan import ATTRIBUTES_FILE, list_dataset, resolve_listed
 from stackgan.errors import ConfigError, DataError, UserError
@@ -195,6 +196,9 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, dict[str, Any]] | None:
             images = fh.get_tensor("images") if "images" in fh.keys() else None
         if meta.get("version") != CACHE_VERSION:
             return None
+        if (meta.get("max_pixels") != pixel_limit()
+                and any(f[0] == TOO_LARGE for f in meta.get("failed", {}).values())):
+            return None  # the pixel limit changed since photos were refused as too large: try them again
         if images is None:
             images = torch.empty((0, 0, 0, 0), dtype=torch.uint8)
         if images.shape[0] != len(meta["hashes"]):
@@ -237,7 +241,7 @@ def _decode_all(root: Path, todo: list[tuple[str, str]], hw: tuple[int, int], ch
 
     out = torch.empty((len(todo), channels, *hw), dtype=torch.uint8)
     meta: dict[str, Any] = {"version": CACHE_VERSION, "size": list(hw), "channels": channels, "crop": crop,
-                            "hashes": [], "sizes": [], "modes": [], "failed": {}}
+                            "max_pixels": pixel_limit(), "hashes": [], "sizes": [], "modes": [], "failed": {}}
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(todo), desc="decoding photos", unit="img", disable=not progress) as bar:
