@@ -45,6 +45,75 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         io.load_checkpoint(tmp_path / "none.pt")
 
 
+class _Marker:
+    """Unpickling this creates a file: what a crafted checkpoint could do (or worse)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    run.mkdir()
+    evil = run / "ckpt-000001.pt"
+    torch.save({"kind": "stage1", "config": {}, "G_ema": {}, "x": _Marker(marker)}, evil)
+    with pytest.raises(CheckpointError, match=r"needs full unpickling to load \(it refers to io.open\).*Refused.*--trust-checkpoint"):
+        io.load_checkpoint(evil)
+    assert not marker.exists()
+    from stackgan.cli import main as cli_main
+
+    for argv in (["generate", "--checkpoint", str(evil), "カツ丼", "-n", "1", "--out", str(tmp_path / "g.png")],
+                 ["generate", "--checkpoint", str(run), "カツ丼", "-n", "1", "--out", str(tmp_path / "g.png")],
+                 ["evaluate", str(run), "--out", str(tmp_path / "ev")],
+                 ["baseline-dcgan", "--checkpoint-dir", str(run), "--data", str(tmp_path / "nodata")]):
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "refused" in err.lower() and "--trust-checkpoint" in err and "Traceback" not in err, (argv, err)
+        assert not marker.exists(), argv
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_an_old_format_checkpoint_loads_only_when_trusted(tmp_path, capsys):
+    io.seed_everything(5)
+    old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    old = tmp_path / "ckpt-000002.pt"
+    torch.save({"step": 2, "rng": old_rng}, old)  # numpy's state tuple holds an ndarray: the old format
+    with pytest.raises(CheckpointError, match=r"\(it refers to numpy\.[\w.]+\).*Refused.*--trust-checkpoint"):
+        io.load_checkpoint(old)
+    ck = io.load_checkpoint(old, trust=True)
+    assert "warning: --trust-checkpoint: unpickling" in capsys.readouterr().err
+    expected = np.random.rand()
+    io.restore_rng(ck["rng"])  # the old RNG format still restores
+    assert np.random.rand() == expected
+    io.set_trust_checkpoints(True)
+    try:
+        assert io.load_checkpoint(old)["step"] == 2
+    finally:
+        io.set_trust_checkpoints(False)
+    with pytest.raises(CheckpointError, match="Refused"):
+        io.load_checkpoint(old)
+    # trusting does not turn a damaged file into anything but a clear error
+    damaged = tmp_path / "ckpt-000003.pt"
+    damaged.write_bytes(old.read_bytes()[: len(old.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        io.load_checkpoint(damaged, trust=True)
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    io.seed_everything(7)
+    np.random.randn()  # numpy now holds a cached gaussian, part of its state
+    io.atomic_torch_save({"rng": io.capture_rng()}, tmp_path / "ckpt-000001.pt")
+    a = (random.random(), np.random.randn(), np.random.rand(), torch.rand(3))
+    io.seed_everything(99)
+    io.restore_rng(torch.load(tmp_path / "ckpt-000001.pt", weights_only=True)["rng"])
+    b = (random.random(), np.random.randn(), np.random.rand(), torch.rand(3))
+    assert a[:3] == b[:3] and torch.equal(a[3], b[3])
+
+
 def test_rng_capture_restore_reproduces_draws():
     io.seed_everything(3)
     state = io.capture_rng()

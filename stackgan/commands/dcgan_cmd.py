@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from stackgan.commands import add_trust_argument, apply_trust_argument
+
 DESCRIPTION = """\
 Train a faithful, unconditional DCGAN (Radford et al. 2015) on a photo folder: the baseline that
 StackGAN must beat. Options mirror DCGAN-tensorflow (--epochs 25 --lr 0.0002 --beta1 0.5
@@ -39,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     DCGANConfig.add_arguments(p)
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (one line per epoch still)")
+    add_trust_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from stackgan.train.dcgan import train_dcgan
     from stackgan.train.dcgan_config import DCGANConfig
 
+    apply_trust_argument(args)
     cfg = DCGANConfig.from_args(args)
     train_dcgan(cfg, progress=getattr(args, "progress", True))
     return 0

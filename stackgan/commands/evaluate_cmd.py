@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from stackgan.commands import add_trust_argument, apply_trust_argument
+
 
 def add_parser(subparsers) -> None:
     from stackgan.metrics.config import CompareConfig, EvaluateConfig
@@ -16,6 +18,7 @@ def add_parser(subparsers) -> None:
                     "a D probe. Writes eval.json and eval.md (with grids and plots) to --out.")
     p.add_argument("run", help="run folder or checkpoint (StackGAN or DCGAN)")
     EvaluateConfig.add_arguments(p)
+    add_trust_argument(p)
     p.set_defaults(func=_evaluate)
 
     c = subparsers.add_parser(
@@ -25,6 +28,7 @@ def add_parser(subparsers) -> None:
                     "(steps x batch) and seed, score each with the evaluate protocol, and write a "
                     "side-by-side report (compare.md / compare.json) to --out.")
     CompareConfig.add_arguments(c)
+    add_trust_argument(c)
     c.set_defaults(func=_compare)
 
 
@@ -32,6 +36,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from stackgan.metrics.config import EvaluateConfig
     from stackgan.metrics.runeval import evaluate_run
 
+    apply_trust_argument(args)
     cfg = EvaluateConfig.from_args(args, run=args.run)
     res = evaluate_run(cfg)
     print(summary_lines(res))
@@ -43,6 +48,7 @@ def _compare(args: argparse.Namespace) -> int:
     from stackgan.metrics.compare import compare
     from stackgan.metrics.config import CompareConfig
 
+    apply_trust_argument(args)
     cfg = CompareConfig.from_args(args)
     res = compare(cfg)
     print(summary_lines(res))

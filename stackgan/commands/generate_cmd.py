@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from stackgan.commands import add_trust_argument, apply_trust_argument
 from stackgan.config import PRECISIONS, Config, opt
 from stackgan.errors import CheckpointError, ConfigError
 
@@ -68,11 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("names", nargs="*", metavar="NAME", help="dish names (StackGAN checkpoints only)")
     p.add_argument("-n", "--num", type=int, default=64, help="samples to draw (per name for StackGAN) (default: 64)")
     GenerateConfig.add_arguments(p, skip=("checkpoint", "names", "num"))
+    add_trust_argument(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_trust_argument(args)
     cfg = GenerateConfig.from_args(args, names=tuple(args.names))
     kind = checkpoint_kind(cfg.checkpoint)
     if kind == "DCGANConfig":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from stackgan.commands import add_trust_argument, apply_trust_argument
+
 DESCRIPTION = """\
 Train a StackGAN stage (Zhang et al. 2017) on a photo folder whose photos carry dish names.
 
@@ -42,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     StackGANConfig.add_arguments(p)
+    add_trust_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from stackgan.train.stackgan import train
     from stackgan.train.stackgan_config import StackGANConfig
 
+    apply_trust_argument(args)
     cfg = StackGANConfig.from_args(args)
     summary = train(cfg)
     last = summary.get("last") or {}

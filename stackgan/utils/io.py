@@ -2,13 +2,21 @@
 
 Everything that a killed process could leave half-written (checkpoints, configs, caches) is
 written to a temporary file in the same folder and renamed over the target.
+
+Checkpoints hold only tensors and plain values (numbers, strings, lists, tuples, dicts, None; the
+RNG states too), so they load with ``torch.load(weights_only=True)``, which cannot run code: run
+folders get shared like model files. A checkpoint that needs full unpickling (the format of older
+versions, or a crafted file) is refused unless the user trusts it explicitly
+(``--trust-checkpoint``, see :func:`set_trust_checkpoints`).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,15 +66,54 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.Pat
     return atomic_write_bytes(path, data)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint written by :func:`atomic_torch_save`, with a clear error."""
+TRUST_FLAG = "--trust-checkpoint"
+_trust_checkpoints = False
+
+
+def set_trust_checkpoints(trust: bool) -> None:
+    """Let :func:`load_checkpoint` fall back to full unpickling (which can run code) in this process:
+    what ``--trust-checkpoint`` asks for."""
+    global _trust_checkpoints
+    _trust_checkpoints = bool(trust)
+
+
+def _needs_full_unpickling(exc: Exception) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused the file for what it holds (an object that
+    is not a tensor or plain value), rather than because the file is damaged."""
+    msg = str(exc)
+    return isinstance(exc, pickle.UnpicklingError) and ("Unsupported global" in msg or "Unsupported class" in msg)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    trust: bool | None = None) -> dict[str, Any]:
+    """Load a training checkpoint written by :func:`atomic_torch_save`, with a clear error.
+
+    Loads with ``weights_only=True`` (tensors and plain values only; nothing in the file can run
+    code). A file that needs more (the format of versions before this one, or a crafted file) is a
+    :class:`CheckpointError` unless ``trust`` (default: :func:`set_trust_checkpoints`), in which case
+    it is unpickled in full after a warning on stderr.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        # Our checkpoints hold numpy RNG state and plain python objects besides tensors.
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or holding objects that need full unpickling
+        if not _needs_full_unpickling(exc):
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        found = re.search(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)", str(exc))
+        what = f"it refers to {found.group(1)}" if found else "it holds objects other than tensors and plain values"
+    if not (_trust_checkpoints if trust is None else trust):
+        raise CheckpointError(
+            f"{path} needs full unpickling to load ({what}): it is in the checkpoint format of an older "
+            f"stackgan, or it was crafted, and loading it could run code from it. Refused. If you trust "
+            f"where this run folder comes from, rerun with {TRUST_FLAG} (the next checkpoint of a resumed "
+            f"run is written in the safe format)")
+    print(f"warning: {TRUST_FLAG}: unpickling {path} in full ({what}); this runs any code the file holds",
+          file=sys.stderr)
+    try:
         return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # corrupt or truncated file
+    except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
 
 
@@ -101,9 +148,13 @@ def prune_checkpoints(folder: str | os.PathLike, keep: int, pattern: str = "ckpt
 
 
 def capture_rng() -> dict[str, Any]:
+    """The python, numpy, torch (and CUDA) RNG states as tensors and plain values (loadable with
+    ``weights_only=True``)."""
+    kind, key, pos, has_gauss, cached_gaussian = np.random.get_state()
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": random.getstate(),  # (version, tuple of ints, None)
+        "numpy": {"kind": str(kind), "key": [int(k) for k in key], "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -112,8 +163,13 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore what :func:`capture_rng` captured (also the older format: numpy's state tuple)."""
+    random.setstate(tuple(state["python"]) if isinstance(state["python"], list) else state["python"])
+    npst = state["numpy"]
+    if isinstance(npst, dict):
+        npst = (npst["kind"], np.asarray(npst["key"], dtype=np.uint32), npst["pos"], npst["has_gauss"],
+                npst["cached_gaussian"])
+    np.random.set_state(npst)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
