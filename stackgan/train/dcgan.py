@@ -442,10 +442,14 @@ class DCGANTrainer:
             self.opt_d.step()
 
         G.zero_grad(set_to_none=True)
-        with autocast(self.device, self.use_amp):
-            g_logits = D(self._augment(fake)).float()
-        g_loss = g_loss_fn(cfg.loss, g_logits)
-        g_loss.backward()
+        D.requires_grad_(False)  # gradients flow through D to G; D's own are not needed (D zeroes them anyway)
+        try:
+            with autocast(self.device, self.use_amp):
+                g_logits = D(self._augment(fake)).float()
+            g_loss = g_loss_fn(cfg.loss, g_logits)
+            g_loss.backward()
+        finally:
+            D.requires_grad_(True)
         self.opt_g.step()
 
         rec = {"d_loss": d_loss.item(), "g_loss": g_loss.item(),

@@ -578,6 +578,7 @@ class StackGANTrainer:
         if self.ada is not None:
             self.ada.update(real_u)
 
+        self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
             ffg = self.D.features(self.augment(fake))
             g_fake_c, g_fake_u = self.D.cond(ffg, c), self.D.uncond(ffg)
@@ -589,9 +590,11 @@ class StackGANTrainer:
                 ms = mode_seeking_term(fake[:half], fake[half:2 * half], z[:half], z[half:2 * half])
                 g_loss = g_loss + cfg.mode_seeking * ms
         if not torch.isfinite(g_loss):
+            self.D.requires_grad_(True)
             return self._recover("G", g_loss)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        self.D.requires_grad_(True)
         self.opt_g.step()
         ema_update(self.G_ema, self.G, ema_decay(cfg.ema, self.step))
         self.step += 1
