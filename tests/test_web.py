@@ -382,8 +382,12 @@ def test_bad_json_nesting_and_form_content_type(client):
     deep = b"[" * 5000 + b"]" * 5000  # under the size limit, deeper than the JSON parser allows
     r = post(client, "/api/generate", deep, raw=True)
     assert r.status_code == 400 and "not valid JSON" in r.json["error"]
-    # the body is read as JSON whatever the content type says
-    r = post(client, "/api/generate", {"name": "月見そば", "n": 1, "seed": 3}, content_type="text/plain")
+    # only a body declared as JSON is read (a plain HTML form of another site cannot post here)
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""):
+        r = post(client, "/api/generate", {"name": "月見そば", "n": 1, "seed": 3}, content_type=ctype)
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json["error"], ctype
+    r = post(client, "/api/generate", {"name": "月見そば", "n": 1, "seed": 3},
+             content_type="application/json; charset=utf-8")
     assert r.status_code == 200
 
 
@@ -583,3 +587,143 @@ def test_serve_command_end_to_end(tiny_run):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# -- fuzz: a fixed corpus of bad inputs; every answer is a 4xx with a message, never a 500 ---------------
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _fuzz_corpus() -> list[tuple[str, str, dict]]:
+    """(method, path, test-client keyword arguments): bad inputs only, each refused with a 4xx."""
+    json_ct = "application/json"
+    bad_names = ["", " ", "\u3000\u3000", None, 12, 1.5, True, [], {}, ["カレー"], {"name": "カレー"},
+                 "\x00", "カレー\x00", "\x00" * 10, "カレー\x1b[31m", "\u202eうどん", "\u200fカレー", "\u200eカレー",
+                 "\u200d", "\u200c\u200d", "\u0301\u0302", "\ufeffカレー", "カ\u2028レー", "カ\u2029レー", "カレー\x7f",
+                 "a" * 10_000, "🍜" * (MAX_NAME_CHARS + 1), "カレー\U000E0001", "\U0010FFFF", "\uE000カレー",
+                 "<script>" * 20]
+    bodies: list[bytes] = []
+    for name in bad_names:
+        bodies.append(json.dumps({"name": name, "n": 1, "seed": 1}, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    # lone surrogates, escaped (valid JSON) and raw (invalid UTF-8)
+    bodies += [b'{"name": "\\ud800"}', b'{"name": "\\udc00\\ud800x"}', b'{"name": "\xed\xa0\x80"}',
+               b'{"\\ud800": 1, "name": "x"}', b'{"name": "\\u0000"}']
+    for field, values in {
+        "n": ["0", "-1", "17", "10" + "0" * 100, "9" * 4000, '"4"', "4.5", "NaN", "Infinity", "-Infinity", "[4]",
+              '{"n": 4}', "true", "1e400", "-0.0"],
+        "seed": ["-1", str(2**31), "9" * 1000, "9" * 5000, "-" + "9" * 5000, '"1"', "1e400", "NaN", "Infinity",
+                 "[]", "{}", "true", "1.5", "-0"  + "1"],
+        "truncation": ["0", "2", "NaN", "Infinity", "-Infinity", "1" + "0" * 400, '"1"', "[1]", "false", "1e-400"],
+    }.items():
+        for v in values:
+            bodies.append(_raw('{"name": "月見そば", "%s": %s}' % (field, v)))
+    bodies += [b"", b" ", b"null", b"[]", b"[{}]", b'[{"name": "x"}]', b"\xff\xfe{", b"{", b"}", b'"x"', b"1",
+               b"\x00", b"[" * 5000 + b"]" * 5000, b'{"name": "x", "name": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+               _raw(json.dumps({"name": "x", "k" * 10_000: 1})), _raw(json.dumps({f"f{i}": i for i in range(200)})),
+               b'{"name": "x"} trailing', b"\xef\xbb\xbf" + b'{"name": "x", "seed": -1}']
+    cases: list[tuple[str, str, dict]] = [("POST", "/api/generate", {"data": b, "content_type": json_ct}) for b in bodies]
+
+    for route, extra in (("/api/variations", {"seed": 1}), ("/api/explore", {"seed": 1, "offsets": [0.0]})):
+        cases.append(("POST", route, {"data": b'{"name": "\\ud800", "seed": 1}', "content_type": json_ct}))
+        for bad in ({"seed": None}, {"seed": -1}, {"seed": "1"}, {"seed": 10**40}, {"name": "a" * 10_000},
+                    {"name": None}, {"extra": 1}):
+            body = {"name": "月見そば", **extra, **bad}
+            body = {k: v for k, v in body.items() if v is not None or k == "name"}
+            cases.append(("POST", route, {"data": _raw(json.dumps(body)), "content_type": json_ct}))
+        cases.append(("POST", route, {"data": _raw('{"name": "x", "seed": %s}' % ("9" * 5000)),
+                                      "content_type": json_ct}))
+    for sigma in ("-0.1", "2.5", "NaN", "Infinity", '"0.3"', "[0.3]", "1" + "0" * 400, "true"):
+        cases.append(("POST", "/api/variations", {"data": _raw('{"name": "x", "seed": 1, "sigma": %s}' % sigma),
+                                                  "content_type": json_ct}))
+    for offsets in ("null", '"0,0"', "{}", "[]", "[[0]]", "[NaN]", "[Infinity]", '["0"]', "[true]", "[9]",
+                    "[" + ",".join(["0"] * 1000) + "]", "[1" + "0" * 400 + "]", "[-1e400]", '{"0": 0}'):
+        cases.append(("POST", "/api/explore", {"data": _raw('{"name": "x", "seed": 1, "offsets": %s}' % offsets),
+                                               "content_type": json_ct}))
+    # wrong content types and oversized bodies
+    good = _raw(json.dumps({"name": "月見そば", "n": 1, "seed": 3}))
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                  "application/xml", "text/json", "application/json-patch+json", "image/png", None):
+        for route in ("/api/generate", "/api/variations", "/api/explore"):
+            kw = {"data": good} if ctype is None else {"data": good, "content_type": ctype}
+            cases.append(("POST", route, kw))
+    for size in (MAX_BODY_BYTES + 1, 1024 * 1024, 20 * 1024 * 1024):
+        cases.append(("POST", "/api/generate", {"data": b"{" + b" " * size + b"}", "content_type": json_ct}))
+    # the image URL's query string
+    for query in ("seed=--1", "seed=-", "seed=%2B1", "seed=1e3", "seed=0x10", "seed=%EF%BC%91%EF%BC%92", "seed=%C2%B2",
+                  "seed=%20", "seed=" + "1" * 5000, "seed=-" + "9" * 30, "seed=NaN", "seed=Infinity", "seed=1.0",
+                  "seed=1%00", "seed=%ED%A0%80", "seed=-1", "seed=2147483648", "seed=1&stage=0", "seed=1&stage=3",
+                  "seed=1&stage=x", "seed=1&stage=" + "9" * 40, "seed=1&stage=--2", "seed=1&stage=%00"):
+            cases.append(("GET", "/api/image.png", {"query_string": "name=%E6%9C%88%E8%A6%8B%E3%81%9D%E3%81%B0&" + query}))
+    for query in ("seed=1", "name=&seed=1", "name=%00&seed=1", "name=" + "a" * 10_000 + "&seed=1",
+                  "name=%E2%80%AE%E3%81%86&seed=1", "name=%E2%80%8D&seed=1", "name[]=x&seed=1",
+                  "name=%ED%A0%80&seed=x", "name=%FF%FE&seed=-5"):
+        cases.append(("GET", "/api/image.png", {"query_string": query}))
+    # unknown routes, traversal attempts, wrong methods
+    for path in ("/api/nothing", "/api/", "/api", "/api/generate/x", "/api/image.png/../../web/app.py",
+                 "/static/../web/app.py", "/static/..%2f..%2fweb%2fapp.py", "/static/%2e%2e/%2e%2e/pyproject.toml",
+                 "/static/....//....//etc/passwd", "/static/%00", "/static/app.js%00.png", "/web/app.py", "/.env",
+                 "/.git/config", "/etc/passwd", "/api/%ff", "/%E2%80%AE", "/index.html/..", "/api/health/..%2f..%2f"):
+        cases.append(("GET", path, {}))
+    for method, path in (("PUT", "/api/generate"), ("DELETE", "/api/generate"), ("PATCH", "/api/variations"),
+                         ("POST", "/api/health"), ("POST", "/api/model"), ("POST", "/api/image.png"),
+                         ("GET", "/api/generate"), ("GET", "/api/explore"), ("POST", "/"), ("PUT", "/static/app.js")):
+        cases.append((method, path, {"data": good, "content_type": json_ct}))
+    return cases
+
+
+_EXCEPTION_NAME = re.compile(r"Traceback|\b[A-Z][A-Za-z]*(Error|Exception|Warning)\b|File \"")
+
+
+def test_fuzz_every_bad_input_is_a_4xx_with_a_message(app):
+    corpus = _fuzz_corpus()
+    assert len(corpus) >= 150
+    client = app.test_client()
+    statuses = {}
+    for method, path, kw in corpus:
+        r = client.open(path, method=method, **kw)
+        label = (method, path, repr(kw)[:120])
+        assert 400 <= r.status_code < 500, (label, r.status_code, r.data[:300])
+        text = r.get_data(as_text=True)
+        assert not _EXCEPTION_NAME.search(text), (label, text[:300])
+        if path.startswith("/api/"):
+            assert r.mimetype == "application/json", (label, r.mimetype)
+            assert isinstance(r.json["error"], str) and r.json["error"] and r.json["status"] == r.status_code
+        else:  # the page's routes answer with the HTML error page
+            assert r.mimetype == "text/html", (label, r.mimetype)
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+    assert {400, 404, 405, 413, 415} <= set(statuses) and statuses[400] >= 150, statuses
+    # and the server still works
+    r = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 3})
+    assert r.status_code == 200 and len(r.json["images"]) == 1
+
+
+def test_huge_and_odd_numbers_are_400_not_500(client):
+    r = post(client, "/api/generate", _raw('{"name": "x", "seed": %s}' % ("9" * 5000)), raw=True)
+    assert r.status_code == 400 and "a number in it is too long" in r.json["error"]
+    r = post(client, "/api/generate", _raw('{"name": "x", "seed": %s}' % ("9" * 1000)), raw=True)
+    assert r.status_code == 400 and "seed must be between 0 and" in r.json["error"]
+    assert "digits" in r.json["error"] and len(r.json["error"]) < 200
+    r = post(client, "/api/generate", _raw('{"name": "x", "truncation": 1%s}' % ("0" * 400)), raw=True)
+    assert r.status_code == 400 and "truncation must be between" in r.json["error"]
+    for query, message in (("seed=--1", "seed must be an integer, got '--1'"),
+                           ("seed=" + "1" * 5000, "seed is out of range: a number of 5000 digits"),
+                           ("seed=%C2%B2", "seed must be an integer"),
+                           ("seed=1&stage=--2", "stage must be an integer")):
+        r = client.get("/api/image.png?name=x&" + query)
+        assert r.status_code == 400 and message in r.json["error"], (query, r.json)
+    r = post(client, "/api/generate", b'{"\\ud800": 1, "name": "x"}', raw=True)
+    assert r.status_code == 400 and "unknown field(s): \\ud800" in r.json["error"]
+    r = post(client, "/api/generate", {"name": "\u200d"})
+    assert r.status_code == 400 and "no visible character" in r.json["error"]
+
+
+def test_an_internal_error_does_not_reach_the_client(app, monkeypatch):
+    service = app.extensions["stackgan"]
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("secret detail /home/user/model")
+
+    monkeypatch.setattr(service, "call", broken)
+    r = post(app.test_client(), "/api/generate", {"name": "月見そば", "n": 1, "seed": 3})
+    assert r.status_code == 500 and r.json["error"].startswith("internal error")
+    assert "ZeroDivision" not in r.get_data(as_text=True) and "secret" not in r.get_data(as_text=True)

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -71,13 +72,15 @@ def clean_name(value: Any) -> str:
         raise BadRequest("name must be a string")
     for ch in value:
         cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cs", "Co") or (cat == "Cf" and ch not in _ALLOWED_FORMAT):
+        if cat in ("Cc", "Cs", "Co", "Zl", "Zp") or (cat == "Cf" and ch not in _ALLOWED_FORMAT):
             raise BadRequest(f"name contains a control character (U+{ord(ch):04X})")
     name = unicodedata.normalize("NFKC", value).strip()
     if not name:
         raise BadRequest("name is empty: type a dish name, e.g. ピリ辛サーモン丼")
     if len(name) > MAX_NAME_CHARS:
         raise BadRequest(f"name is too long: {len(name)} characters, at most {MAX_NAME_CHARS}")
+    if not any(unicodedata.category(ch)[0] in "LNPS" for ch in name):
+        raise BadRequest("name has no visible character (only spaces, joiners or combining marks)")
     return name
 
 
@@ -90,8 +93,13 @@ def clean_int(value: Any, field: str, lo: int, hi: int, default: int | None = No
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{field} must be an integer, got {_describe(value)}")
     if not lo <= value <= hi:
-        raise BadRequest(f"{field} must be between {lo} and {hi}, got {value}")
+        raise BadRequest(f"{field} must be between {lo} and {hi}, got {_number(value)}")
     return value
+
+
+def _number(value: int) -> str:
+    """An integer for a message: huge ones (thousands of digits) by their size only."""
+    return str(value) if value.bit_length() <= 64 else f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
 
 
 def clean_float(value: Any, field: str, lo: float, hi: float, default: float | None = None) -> float:
@@ -102,6 +110,8 @@ def clean_float(value: Any, field: str, lo: float, hi: float, default: float | N
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f"{field} must be a number, got {_describe(value)}")
+    if isinstance(value, int) and not lo <= value <= hi:  # before float(): a huge int overflows it
+        raise BadRequest(f"{field} must be between {lo:g} and {hi:g}, got {_number(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise BadRequest(f"{field} must be a finite number, got {value}")
@@ -135,8 +145,16 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+class UnsupportedMediaType(BadRequest):
+    """A POST whose body is not declared as JSON (415)."""
+
+
 def read_json_object(allowed: set[str]) -> dict[str, Any]:
-    """The request body as a JSON object with only the ``allowed`` keys."""
+    """The request body as a JSON object with only the ``allowed`` keys (``Content-Type:
+    application/json`` required, so that a plain HTML form of another site cannot post here)."""
+    if request.mimetype != "application/json":
+        got = (request.mimetype or "none")[:60]
+        raise UnsupportedMediaType(f"send the request body as JSON with Content-Type: application/json (got {got})")
     raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     if not raw.strip():
         raise BadRequest("the request body is empty: send a JSON object")
@@ -144,12 +162,14 @@ def read_json_object(allowed: set[str]) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise BadRequest("the request body is not valid JSON: a number in it is too long") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, got {_describe(body)}")
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(map(str, unknown))}; "
-                         f"allowed: {', '.join(sorted(allowed))}")
+        shown = ", ".join(k[:40] for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise BadRequest(f"unknown field(s): {shown}; allowed: {', '.join(sorted(allowed))}")
     return body
 
 
@@ -263,11 +283,15 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
     started = time.time()
 
     def api_error(status: int, message: str) -> tuple[Response, int]:
+        # echoed input may hold lone surrogates (not encodable) or be long: keep the message sendable
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        if len(message) > 500:
+            message = message[:500] + "..."
         return jsonify(error=message, status=status), status
 
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest):
-        return api_error(400, str(exc))
+        return api_error(415 if isinstance(exc, UnsupportedMediaType) else 400, str(exc))
 
     @app.errorhandler(UserError)
     def _user_error(exc: UserError):  # raised by the pipeline for a request it cannot serve
@@ -284,15 +308,15 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception):
-        log.exception("internal error on %s", request.path)
-        return api_error(500, f"internal error: {type(exc).__name__}")
+        log.exception("internal error on %s", request.path)  # the details go to the log, not the client
+        return api_error(500, "internal error: the server could not make this picture; see its log")
 
     @app.after_request
     def _headers(resp: Response) -> Response:
         resp.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
-            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         if request.path.startswith("/api/"):
@@ -380,12 +404,19 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
     return app
 
 
+_QUERY_INT = re.compile(r"-?[0-9]+")
+
+
 def _query_int(value: str | None, field: str) -> int | None:
+    """An integer from the query string: ASCII digits with an optional minus sign, at most 18 digits."""
     if value is None or value == "":
         return None
     value = value.strip()
-    if not value.lstrip("-").isdigit() or not value.isascii():
-        raise BadRequest(f"{field} must be an integer, got {value[:20]!r}")
+    if not _QUERY_INT.fullmatch(value):
+        shown = value[:20].encode("utf-8", "backslashreplace").decode("utf-8")
+        raise BadRequest(f"{field} must be an integer, got {shown!r}" + ("..." if len(value) > 20 else ""))
+    if len(value.lstrip("-")) > 18:
+        raise BadRequest(f"{field} is out of range: a number of {len(value.lstrip('-'))} digits")
     return int(value)
 
 
