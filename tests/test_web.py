@@ -727,3 +727,24 @@ def test_an_internal_error_does_not_reach_the_client(app, monkeypatch):
     r = post(app.test_client(), "/api/generate", {"name": "月見そば", "n": 1, "seed": 3})
     assert r.status_code == 500 and r.json["error"].startswith("internal error")
     assert "ZeroDivision" not in r.get_data(as_text=True) and "secret" not in r.get_data(as_text=True)
+
+
+def test_serve_refuses_an_oversized_body_before_reading_it(app):
+    """waitress answers 413 from the Content-Length alone: the 100 MB body is never sent here (with
+    waitress's default limit of 1 GiB it would wait for, and spool, the whole body)."""
+    import socket
+
+    from stackgan.commands.serve_cmd import make_server
+
+    srv = make_server(app, "127.0.0.1", 0, 2)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=10) as sock:
+            sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 104857600\r\n\r\n{")
+            answer = sock.recv(4096)  # times out (fails) if the server waits for the body
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    finally:
+        srv.close()
+        thread.join(timeout=10)

@@ -59,10 +59,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = ServeConfig.from_args(args)
+def make_server(app, host: str, port: int, threads: int):
+    """The waitress server of ``stackgan serve``. Bodies above the app's limit (Flask's
+    ``MAX_CONTENT_LENGTH``, 16 KiB) are refused by waitress from their Content-Length, with a 413,
+    before any byte of them is read or spooled to disk."""
     from waitress import create_server
 
+    return create_server(app, host=host, port=port, threads=threads, ident="stackgan",
+                         clear_untrusted_proxy_headers=True,
+                         max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = ServeConfig.from_args(args)
     from stackgan.utils.device import resolve_device
     from web.app import create_app
 
@@ -70,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(cfg.checkpoint, device=device, precision=cfg.precision)
     service = app.extensions["stackgan"]
     try:
-        server = create_server(app, host=cfg.host, port=cfg.port, threads=cfg.threads,
-                               ident="stackgan", clear_untrusted_proxy_headers=True)
+        server = make_server(app, cfg.host, cfg.port, cfg.threads)
     except OSError as exc:  # port in use, unknown host, no permission
         raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}") from None
     host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
