@@ -1,3 +1,4 @@
+import os
 import random
 
 import numpy as np
@@ -166,3 +167,30 @@ def test_cli_help_lists_commands(capsys):
 
     assert main([]) == 0
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_pruning_removes_what_killed_writes_left(tmp_path):
+    io.atomic_torch_save({"step": 1}, tmp_path / "ckpt-000001.pt")
+    stale = [tmp_path / ".ckpt-000002.pt.k3j_x9.tmp", tmp_path / ".G_ema.safetensors.a8b2.tmp",
+             tmp_path / ".G.safetensors.zz.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    kept = [tmp_path / "notes.tmp", tmp_path / ".config.json.tmp", tmp_path / "ckpt-000001.pt"]
+    kept[0].write_text("mine")
+    kept[1].write_text("{}")
+    io.prune_checkpoints(tmp_path, keep=3)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        written = [io.atomic_write_text(tmp_path / "config.json", "{}"),
+                   io.atomic_torch_save({"step": 1}, tmp_path / "ckpt-000001.pt"),
+                   io.atomic_save_safetensors({"w": torch.zeros(2)}, tmp_path / "G_ema.safetensors")]
+    finally:
+        os.umask(old)
+    for p in written:
+        assert p.stat().st_mode & 0o777 == mode, (p.name, oct(p.stat().st_mode))

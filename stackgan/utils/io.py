@@ -27,11 +27,26 @@ import torch
 from stackgan.errors import CheckpointError
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # like open() would: mkstemp makes it 0600
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -136,8 +151,21 @@ def latest_checkpoint(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> 
     return best[1] if best else None
 
 
+def remove_stale_temps(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> list[Path]:
+    """Remove what a killed write of a checkpoint or of safetensors weights left in ``folder``
+    (``.ckpt-000010.pt.XXXX.tmp``, ``.G_ema.safetensors.XXXX.tmp``); returns what was removed."""
+    folder = Path(folder)
+    stale = [*folder.glob(f".{pattern}.*.tmp"), *folder.glob(".*.safetensors.*.tmp")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def prune_checkpoints(folder: str | os.PathLike, keep: int, pattern: str = "ckpt-*.pt") -> None:
-    """Keep the ``keep`` newest numbered checkpoints in ``folder``."""
+    """Keep the ``keep`` newest numbered checkpoints in ``folder`` (and remove the temporary files
+    of writes that a killed process left behind: pruning runs right after a checkpoint is written,
+    so no write of this process is in progress)."""
+    remove_stale_temps(folder, pattern)
     items = []
     for p in Path(folder).glob(pattern):
         m = _STEP_RE.findall(p.stem)
