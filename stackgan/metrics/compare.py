@@ -174,11 +174,13 @@ def side_by_side(samplers: dict, names: list[str], path: Path, n: int = 4, seed:
 def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     from stackgan.metrics.evaluate import evaluate_sampler, fit_classifier
     from stackgan.metrics.report import write_report
-    from stackgan.metrics.runeval import classifier_config, classifier_summary, data_summary, prepare_real, protocol_of
+    from stackgan.metrics.runeval import (apply_invented, check_invented_file, classifier_config, data_summary,
+                                          fit_reader, prepare_real, protocol_of, say_not_scorable, summaries)
     from stackgan.metrics.runs import loss_plot
     from stackgan.utils.device import resolve_device
 
     device = resolve_device(cfg.device)
+    check_invented_file(cfg)
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     base = base_stackgan(cfg)
@@ -187,11 +189,14 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     trained = {m: read_run(p).config for m, (p, _) in runs.items()}
     split = {k: base[k] for k in ("data", "held_out", "split_seed")}
     data, data_notes = prepare_real(dataclasses.replace(cfg, data=split["data"]), split, printer)
+    data, invented = apply_invented(cfg, data)
+    say_not_scorable(invented, printer)
     saw = [m for m, c in trained.items() if (c.get("held_out"), c.get("split_seed")) != (split["held_out"], split["split_seed"])]
     if saw:
         data_notes.append(f"{', '.join(saw)} did not hold out the same photos (loaded runs with another split): "
                           "their generators have seen some held-out photos.")
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
+    reader = fit_reader(cfg, data, device, printer)
     proto = protocol_of(cfg)
     models = {}
     samplers = {}
@@ -200,7 +205,7 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
         sampler, desc = make_sampler(path, info.kind, device, "1")
         samplers[model] = sampler
         printer(f"scoring {model}")
-        res = evaluate_sampler(sampler, data, clf, proto, root / "report", model, progress=printer)
+        res = evaluate_sampler(sampler, data, clf, proto, root / "report", model, progress=printer, reader=reader)
         res["training"] = training
         res["model"] = {k: v for k, v in desc.items() if k != "pipeline"}
         res["run"] = str(path)
@@ -222,7 +227,7 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
                         n=4, seed=cfg.seed)
     results = {"side_by_side": side.name, "command": "stackgan compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if sys.argv[1:2] == ["compare"] else None,
-               "data": data_summary(data, data_notes), "classifier": classifier_summary(clf, data),
+               "data": data_summary(data, data_notes), **summaries(clf, reader, data, invented),
                "protocol": vars(proto), "config": cfg.to_dict(), "notes": notes, "models": models}
     js, md = write_report(results, root / "report", f"StackGAN vs baselines on {base['data']}", stem="compare")
     results["_files"] = {"json": str(js), "report": str(md)}

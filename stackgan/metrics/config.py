@@ -24,6 +24,21 @@ class ProtocolOptions(Config):
     clf_size: int = opt(48, "classifier input size (pictures are resized to it)", min=16)
     clf_width: int = opt(24, "classifier width (channels of its first layer)", min=4)
     clf_epochs: int = opt(16, "classifier training epochs (trained once, then cached)", min=1)
+    invented: Optional[str] = opt(None, "score the names of this file as the invented names, instead of the data "
+                                        "set's invented.tsv: a TSV with the header name, base, topping, modifier "
+                                        "(as invented.tsv) or just name (parts read from the name); names outside "
+                                        "the menu vocabulary are listed in the report as not scorable")
+    reader: bool = opt(True, "menu data sets: read the parts of pictures (faithfulness and its ceilings) with the "
+                             "attribute reader trained on renders of every combination of the vocabulary "
+                             "(trained once per machine, cached); --no-reader: with the photo classifier, "
+                             "which saw only the training combinations")
+    reader_renders: int = opt(16, "attribute reader: training renders per combination", min=1)
+    reader_heldout: int = opt(2, "attribute reader: held-out renders per combination (other seeds)", min=1)
+    reader_draw_size: int = opt(128, "attribute reader: size the renderer draws at (then resized to "
+                                     "--image-size, as photos are)", min=16)
+    reader_size: int = opt(48, "attribute reader: input size", min=16)
+    reader_width: int = opt(24, "attribute reader: width (channels of its first layer)", min=4)
+    reader_epochs: int = opt(8, "attribute reader: training epochs", min=1)
     inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for the "
                                          "standard Inception FID/KID as well; never downloaded")
     seed: int = opt(0, "seed of the generated pictures", min=0)

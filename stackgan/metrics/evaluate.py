@@ -4,10 +4,17 @@ Protocol (also written into every report):
 
 1. Real photos are split by photo, stratified by name, into train and held-out parts.
 2. An in-domain classifier is trained on the train part only (cached): heads base / topping /
-   modifier when the data set has attributes (the menu), else one head over the names.
-   Its accuracy on the held-out photos is the ceiling for faithfulness.
+   modifier when the data set has attributes (the menu), else one head over the names. Its
+   penultimate layer is the feature space of FID/KID, diversity and memorisation; on a photo set
+   its accuracy on the held-out photos is the ceiling for faithfulness.
+   On the menu, faithfulness is read instead by the attribute reader: the same network trained on
+   renders of every combination of the vocabulary (700, other render seeds than the menu's; cached),
+   because the photo classifier only saw the training combinations and misreads invented ones.
+   Its ceilings: accuracy on the held-out photos (training names) and on 8 true renders of each
+   invented name (invented names).
 3. Faithfulness: ``n_per_name`` pictures for each of up to ``max_names`` training names (and of
-   each invented name), the fraction whose predicted parts / name match.
+   each invented name: ``invented.tsv``, or the list given with ``--invented``), the fraction whose
+   predicted parts / name match.
 4. FID / KID on the classifier's penultimate features: one generated picture per held-out photo
    of the same name (so both sides have the same names in the same proportions) vs the held-out
    photos; the floor is an equally large, name-matched draw of train photos vs the same held-out set.
@@ -124,8 +131,13 @@ def fid_set(sampler: Sampler, data: RealData, seed: int, per_photo: int = 1) -> 
 
 def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: Protocol | None = None,
                      out_dir: str | Path | None = None, label: str = "model",
-                     inception: torch.nn.Module | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Score ``sampler`` on ``data`` with ``clf``; pictures go to ``out_dir`` (prefixed by ``label``)."""
+                     inception: torch.nn.Module | None = None, progress: Callable[[str], None] | None = None,
+                     reader: Classifier | None = None) -> dict:
+    """Score ``sampler`` on ``data`` with ``clf``; pictures go to ``out_dir`` (prefixed by ``label``).
+
+    ``reader``: the classifier that reads faithfulness (the attribute reader of the menu); ``clf``
+    when None. ``clf`` always gives the features of FID/KID, diversity and memorisation.
+    """
     proto = proto or Protocol()
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
@@ -136,12 +148,13 @@ def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: P
     train_names = pick_names(data.names, proto.max_names, proto.seed)
     say(f"{label}: generating {proto.n_per_name} pictures for {len(train_names)} training names")
     gen, gen_idx = sample_names(sampler, train_names, proto.n_per_name, proto.seed)
-    res["faithfulness_train"] = faithfulness(clf, data, gen, gen_idx, train_names)
+    faith_clf = reader if reader is not None else clf
+    res["faithfulness_train"] = faithfulness(faith_clf, data, gen, gen_idx, train_names)
     inv_names = [n for n, _ in data.invented][: proto.max_names or None]
     if inv_names and data.has_attributes:
         say(f"{label}: generating {proto.n_per_name} pictures for {len(inv_names)} invented names")
         inv, inv_idx = sample_names(sampler, inv_names, proto.n_per_name, proto.seed + 77)
-        res["faithfulness_invented"] = faithfulness(clf, data, inv, inv_idx, inv_names)
+        res["faithfulness_invented"] = faithfulness(faith_clf, data, inv, inv_idx, inv_names)
     else:
         inv, inv_idx = None, None
         res["faithfulness_invented"] = None

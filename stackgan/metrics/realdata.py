@@ -145,3 +145,74 @@ def invented_renders(data: RealData, per_name: int = 8, seed: int = 1) -> tuple[
             pics.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
             idx.append(k)
     return torch.stack(pics), torch.tensor(idx)
+
+
+def _why_not_a_menu_name(name: str) -> str:
+    """Why :func:`stackgan.menu.parse_name` refuses ``name``, in a few words."""
+    import unicodedata
+
+    from stackgan.menu.parts import BASE_PARTS, BASES
+
+    s = unicodedata.normalize("NFKC", name).strip().replace(" ", "").replace("\u3000", "")
+    spellings = sorted({unicodedata.normalize("NFKC", sp): p.text for p in BASE_PARTS for sp in (p.text, *p.aliases)}
+                       .items(), key=lambda kv: -len(kv[0]))
+    for sp, base in spellings:
+        if s.endswith(sp) and s != sp:
+            return (f"{s[: len(s) - len(sp)]!r} before the base {base} is not a modifier and/or topping of the "
+                    "menu vocabulary")
+    return f"it does not end with a base of the menu vocabulary ({' '.join(BASES)})"
+
+
+def read_name_list(path: str | os.PathLike, training_names: set[str] | frozenset[str] = frozenset()
+                   ) -> tuple[list[tuple[str, dict[str, str]]], list[dict]]:
+    """A list of menu names to score as invented names: ``(scorable, not_scorable)``.
+
+    The file is a TSV with the header ``name, base, topping, modifier`` (as ``invented.tsv``) or
+    just ``name`` (then the parts are read from the name with :func:`stackgan.menu.parse_name`).
+    ``scorable`` is ``[(name, parts)]``; ``not_scorable`` is ``[{line, name, reason}]`` for names
+    outside the menu vocabulary, names whose parts contradict the columns, repeats and
+    ``training_names``. An unreadable file or one without a ``name`` column is a DataError.
+    """
+    from stackgan.data.names import normalize_name, read_tsv
+    from stackgan.metrics.reader import unknown_parts
+
+    scorable: list[tuple[str, dict[str, str]]] = []
+    bad: list[dict] = []
+    seen: dict[str, int] = {}
+    for row in read_tsv(path, ("name",)):
+        raw = row.cells["name"]
+        try:
+            name = normalize_name(raw)
+        except DataError:
+            bad.append({"line": row.line, "name": raw, "reason": "empty name"})
+            continue
+        if name in seen:
+            bad.append({"line": row.line, "name": name, "reason": f"listed before (line {seen[name]})"})
+            continue
+        seen[name] = row.line
+        if name in training_names:
+            bad.append({"line": row.line, "name": name,
+                        "reason": "a training name of the data set, not an invented one (scored with the training "
+                                  "names)"})
+            continue
+        parsed = _parse(name)
+        if row.cells.get("base"):
+            parts = {k: norm_part(row.cells.get(k)) for k in PART_KEYS}
+            unknown = unknown_parts(parts)
+            if unknown:
+                bad.append({"line": row.line, "name": name,
+                            "reason": f"not in the menu vocabulary: {', '.join(unknown)}"})
+                continue
+            if parsed["base"] != "?" and parsed != parts:
+                said = " + ".join(parsed[k] for k in ("modifier", "topping", "base"))
+                cols = " + ".join(parts[k] for k in ("modifier", "topping", "base"))
+                bad.append({"line": row.line, "name": name,
+                            "reason": f"the name reads as {said} (modifier + topping + base), the columns say {cols}"})
+                continue
+        elif parsed["base"] == "?":
+            bad.append({"line": row.line, "name": name, "reason": f"not a menu name: {_why_not_a_menu_name(name)}"})
+            continue
+        else:
+            parts = parsed
+        scorable.append((name, parts))
+    return scorable, bad

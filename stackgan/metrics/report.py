@@ -58,7 +58,7 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     """(row label, one cell per model) for the metrics table."""
     models = results["models"]
     labels = list(models)
-    clf = results.get("classifier", {})
+    clf = results.get("reader") or results.get("classifier", {})  # whatever read faithfulness gives its ceilings
     ceiling = clf.get("heldout_accuracy", {})
     rows: list[tuple[str, list[str]]] = []
 
@@ -114,6 +114,21 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def ceiling_table(clf: dict, reader: dict) -> list[str]:
+    """Markdown rows: the ceilings of the attribute reader and of the photo classifier, training and
+    invented names side by side."""
+    def acc(d: dict | None) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in (d or {}).items() if v is not None) or "–"
+
+    rows = ["| instrument | training names (held-out photos) | invented names (true renders) |", "|---|---|---|"]
+    rows.append(f"| attribute reader (every combination; reads faithfulness) | {acc(reader.get('heldout_accuracy'))} "
+                f"({reader.get('heldout_images')}) | {acc(reader.get('invented_accuracy'))} "
+                f"({reader.get('invented_images', 0)}) |")
+    rows.append(f"| photo classifier (training photos; features) | {acc(clf.get('heldout_accuracy'))} "
+                f"({clf.get('heldout_images')}) | {acc(clf.get('invented_accuracy'))} ({clf.get('invented_images', 0)}) |")
+    return rows
+
+
 def markdown(results: dict, title: str) -> str:
     models = results["models"]
     labels = list(models)
@@ -126,7 +141,17 @@ def markdown(results: dict, title: str) -> str:
                   f"{data.get('invented', 0)} invented names.", ""]
         for note in data.get("notes", []):
             lines += [f"**Note:** {note}", ""]
-    if clf:
+    reader = results.get("reader")
+    if clf and reader:
+        racc = ", ".join(f"{k} {v:.3f}" for k, v in reader.get("render_heldout_accuracy", {}).items())
+        lines += [f"Faithfulness is read by the **attribute reader**, trained on {reader.get('trained_on')}; "
+                  f"accuracy on its {reader.get('render_heldout_images')} held-out renders: {racc}.", "",
+                  f"FID/KID, diversity and memorisation use the features of the in-domain classifier "
+                  f"({clf.get('kind')}) trained on the {clf.get('train_images')} train photos, as before, so that "
+                  "FID numbers stay comparable with earlier reports.", "",
+                  "Ceilings (each instrument's accuracy on true pictures: the held-out photos of the training "
+                  "names, and 8 true renders of each invented name):", "", *ceiling_table(clf, reader), ""]
+    elif clf:
         acc = ", ".join(f"{k} {v:.3f}" for k, v in clf.get("heldout_accuracy", {}).items())
         lines += [f"In-domain classifier ({clf.get('kind')}): trained on {clf.get('train_images')} train photos; "
                   f"accuracy on {clf.get('heldout_images')} held-out real photos: {acc} (the ceiling).", ""]
@@ -134,6 +159,12 @@ def markdown(results: dict, title: str) -> str:
             inv = ", ".join(f"{k} {v:.3f}" for k, v in clf["invented_accuracy"].items() if v is not None)
             lines += [f"On {clf.get('invented_images')} true renders of the invented names (combinations it never "
                       f"saw): {inv} (the ceiling for invented names).", ""]
+    inv_names = results.get("invented_names") or {}
+    if inv_names.get("not_scorable"):
+        lines += [f"**Not scorable** ({len(inv_names['not_scorable'])} of the names in `{inv_names.get('source')}`; "
+                  f"{inv_names.get('names', 0)} were scored):", ""]
+        lines += [f"- line {b['line']}: {b['name'] or '(empty)'}: {b['reason']}" for b in inv_names["not_scorable"]]
+        lines.append("")
     lines += ["## Metrics", "", f"_{FID_NOTE}_", "",
               "Counts in brackets: names × pictures per name, or generated vs real sample sizes.", ""]
     lines.append("| metric | " + " | ".join(labels) + " |")
@@ -190,7 +221,9 @@ def markdown(results: dict, title: str) -> str:
     proto = results.get("protocol")
     if proto:
         lines += ["Settings of this report: " + ", ".join(f"{k} {v}" for k, v in proto.items())
-                  + (f"; classifier {json.dumps(clf.get('config'))}" if clf.get("config") else "") + ".", ""]
+                  + (f"; classifier {json.dumps(clf.get('config'))}" if clf.get("config") else "")
+                  + (f"; attribute reader {json.dumps(reader.get('renders'))}" if reader and reader.get("renders")
+                     else "") + ".", ""]
     if results.get("command"):
         lines += ["Reproduce with:", "", "```", results["command"], "```", ""]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -15,7 +16,8 @@ from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
 from stackgan.metrics.evaluate import (Protocol, distances, evaluate_sampler, faithfulness, fid_set, fit_classifier,
                                       pick_names)
 from stackgan.metrics.features import sample_names
-from stackgan.metrics.realdata import RealData, invented_renders, load_real_data
+from stackgan.metrics.reader import ReaderConfig, is_menu_data, train_reader
+from stackgan.metrics.realdata import PART_KEYS, RealData, invented_renders, load_real_data, read_name_list
 from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
 
 
@@ -25,6 +27,44 @@ def protocol_of(cfg: ProtocolOptions) -> Protocol:
 
 def classifier_config(cfg: ProtocolOptions) -> ClassifierConfig:
     return ClassifierConfig(image_size=cfg.clf_size, width=cfg.clf_width, epochs=cfg.clf_epochs, seed=0)
+
+
+def reader_config(cfg: ProtocolOptions) -> ReaderConfig:
+    return ReaderConfig(renders=cfg.reader_renders, heldout=cfg.reader_heldout, draw_size=cfg.reader_draw_size,
+                        image_size=cfg.image_size, input_size=cfg.reader_size, width=cfg.reader_width,
+                        epochs=cfg.reader_epochs, seed=0)
+
+
+def check_invented_file(cfg: ProtocolOptions) -> None:
+    """Read ``--invented`` once before any work, so a missing or malformed file fails first."""
+    if cfg.invented:
+        read_name_list(cfg.invented)
+
+
+def apply_invented(cfg: ProtocolOptions, data: RealData) -> tuple[RealData, dict]:
+    """The invented names scored: ``--invented FILE`` (replacing ``invented.tsv``) or the data set's own;
+    and what was not scorable, with the reason."""
+    from stackgan.errors import ConfigError
+
+    if not cfg.invented:
+        return data, {"source": str(Path(data.root) / "invented.tsv") if data.invented else None,
+                      "names": len(data.invented), "not_scorable": []}
+    if not data.has_attributes:
+        raise ConfigError(f"--invented needs a menu data set (attributes.tsv with base, topping, modifier); "
+                          f"{data.root} has none")
+    names, bad = read_name_list(cfg.invented, set(data.names))
+    return dataclasses.replace(data, invented=names), {"source": str(cfg.invented), "names": len(names),
+                                                       "not_scorable": bad}
+
+
+def fit_reader(cfg: ProtocolOptions, data: RealData, device, printer: Callable[[str], None]):
+    """The attribute reader for a menu data set (None when ``--no-reader`` or the data set's parts are
+    not the menu vocabulary: then the photo classifier reads faithfulness, as before)."""
+    if not cfg.reader or not is_menu_data(data):
+        return None
+    reader = train_reader(reader_config(cfg), device=device, progress=cfg.progress, printer=printer)
+    printer(f"attribute reader: held-out render accuracy {reader.metrics.get('heldout_accuracy')}")
+    return reader
 
 
 def prepare_real(cfg: ProtocolOptions, run_cfg: dict | None, printer: Callable[[str], None]
@@ -58,20 +98,57 @@ def data_summary(data: RealData, notes: list[str]) -> dict:
             "has_attributes": data.has_attributes, "notes": notes}
 
 
-def classifier_summary(clf: Classifier, data: RealData | None = None) -> dict:
+def classifier_summary(clf: Classifier, data: RealData | None = None,
+                       renders: tuple[torch.Tensor, torch.Tensor] | None | bool = True) -> dict:
     """What the classifier is and how well it reads real pictures: held-out photos (the ceiling for
-    training names) and, on the menu, true renders of the invented names (their ceiling)."""
+    training names) and, on the menu, true renders of the invented names (their ceiling).
+    ``renders``: those renders (from :func:`invented_renders`), or True to draw them here."""
     out = {"kind": "attributes" if "name" not in clf.classes else "names", "heads": {h: len(c) for h, c in
                                                                                        clf.classes.items()},
            "train_images": clf.metrics.get("train_images"), "heldout_images": clf.metrics.get("heldout_images"),
            "heldout_accuracy": clf.metrics.get("heldout_accuracy", {}),
            "config": json.loads(clf.config.to_json()), "cache": str(clf.path) if clf.path else None}
-    renders = invented_renders(data) if data is not None and data.has_attributes else None
-    if renders is not None:
+    if renders is True:
+        renders = invented_renders(data) if data is not None and data.has_attributes else None
+    if renders is not None and renders is not False and data is not None:
         from stackgan.metrics.evaluate import faithfulness
 
         names = [n for n, _ in data.invented]
         f = faithfulness(clf, data, renders[0], renders[1], names)
+        out["invented_accuracy"] = f["overall"]
+        out["invented_images"] = f["images"]
+    return out
+
+
+def reader_summary(reader: Classifier, data: RealData,
+                   renders: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+    """The attribute reader: how it was trained, its accuracy on its own held-out renders (all
+    combinations), and its ceilings: the held-out photos (training names) and the true renders of the
+    invented names, as for the photo classifier."""
+    from stackgan.metrics.classifier import encode_labels
+    from stackgan.metrics.evaluate import faithfulness
+
+    m = reader.metrics
+    rc = m.get("reader") or {}
+    out = {"kind": "attribute reader",
+           "trained_on": f"renders of all {m.get('combinations')} combinations of the menu vocabulary, "
+                         f"{rc.get('renders')} each, drawn at {rc.get('draw_size')} px and stored at "
+                         f"{rc.get('image_size')} px (render seeds {101 + 2 * rc.get('seed', 0)}; held out: "
+                         f"{rc.get('heldout')} each, seed {102 + 2 * rc.get('seed', 0)})",
+           "heads": {h: len(c) for h, c in reader.classes.items()},
+           "train_images": m.get("train_images"), "render_heldout_images": m.get("heldout_images"),
+           "render_heldout_accuracy": m.get("heldout_accuracy", {}),
+           "render_seconds": m.get("render_seconds"), "train_seconds": m.get("train_seconds"),
+           "config": json.loads(reader.config.to_json()), "renders": rc,
+           "cache": str(reader.path) if reader.path else None}
+    assert data.parts is not None
+    targets = {h: encode_labels([data.parts[data.names[int(i)]][h] for i in data.test_labels], reader.classes[h])[0]
+               for h in PART_KEYS}
+    out["heldout_accuracy"] = reader.accuracy(data.test_images, targets)
+    out["heldout_images"] = int(len(data.test_images))
+    if renders is not None:
+        names = [n for n, _ in data.invented]
+        f = faithfulness(reader, data, renders[0], renders[1], names)
         out["invented_accuracy"] = f["overall"]
         out["invented_images"] = f["images"]
     return out
@@ -122,7 +199,7 @@ def rprecision(desc: dict, data: RealData, clf: Classifier, proto: Protocol, pri
 
 
 def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Protocol, k: int, device,
-                      stage: str, printer, truncation: float = 1.0) -> list[dict]:
+                      stage: str, printer, truncation: float = 1.0, reader: Classifier | None = None) -> list[dict]:
     """FID, KID and faithfulness of up to ``k`` checkpoints (evenly spaced, the last one included)."""
     cks = checkpoints(info.folder)
     if k <= 0 or not cks:
@@ -140,7 +217,7 @@ def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Pro
         d = distances(clf, fgen, data.test_images, light.kid_subsets, light.seed)
         names = pick_names(data.names, light.max_names, light.seed)
         gen, gi = sample_names(sampler, names, light.n_per_name, light.seed)
-        f = faithfulness(clf, data, gen, gi, names)
+        f = faithfulness(reader if reader is not None else clf, data, gen, gi, names)
         faith = f["overall"] if isinstance(f["overall"], float) else f["overall"].get("all")
         out.append({"step": step, "fid": d["fid"], "kid": d["kid"], "faith": faith, "n": d["n_a"]})
     return out
@@ -154,13 +231,17 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     info = read_run(cfg.run)
     sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)  # bad options fail first
     desc["sampler"] = sampler
+    check_invented_file(cfg)
     out = Path(cfg.out) if cfg.out else info.folder / "eval"
     out.mkdir(parents=True, exist_ok=True)
     data, notes = prepare_real(cfg, info.config, printer)
+    data, invented = apply_invented(cfg, data)
+    say_not_scorable(invented, printer)
     printer(f"{len(data.names)} names, {len(data.train_images)} train / {len(data.test_images)} held-out photos; "
             f"training or loading the {'attribute' if data.has_attributes else 'name'} classifier")
     clf = fit_classifier(data, classifier_config(cfg), device=device, progress=cfg.progress)
     printer(f"classifier held-out accuracy: {clf.metrics.get('heldout_accuracy')}")
+    reader = fit_reader(cfg, data, device, printer)
     inception = None
     if cfg.inception:
         from stackgan.metrics.fid import load_inception
@@ -170,7 +251,8 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     label = "stackgan" if info.kind == STACKGAN else "dcgan"
     if info.kind == STACKGAN:
         label += f"-stage{desc['stage']}" + (f"-truncation{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
-    res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer)
+    res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer,
+                           reader=reader)
     res["training"] = info.training()
     res["model"] = {k: v for k, v in desc.items() if k not in ("pipeline", "sampler")}
     lp = loss_plot(info, out, label)
@@ -188,11 +270,11 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
                 res["dprobe"] = dp
     results = {"command": "stackgan evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                if sys.argv[1:2] == ["evaluate"] else None,
-               "run": str(info.path), "data": data_summary(data, notes), "classifier": classifier_summary(clf, data),
-               "protocol": vars(proto), "models": {label: res}}
+               "run": str(info.path), "data": data_summary(data, notes),
+               **summaries(clf, reader, data, invented), "protocol": vars(proto), "models": {label: res}}
     if cfg.checkpoints and info.path.is_dir():
         series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer,
-                                   cfg.truncation)
+                                   cfg.truncation, reader)
         if series:
             results["checkpoints"] = series
             results["checkpoint_plot"] = plot_series(series, ["fid", "kid", "faith"], out / "checkpoints.png",
@@ -206,6 +288,28 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     return results
 
 
+def summaries(clf: Classifier, reader: Classifier | None, data: RealData, invented: dict) -> dict:
+    """The ``classifier``, ``reader`` and ``invented_names`` sections of a report (the invented names'
+    true renders are drawn once, for both ceilings)."""
+    renders = invented_renders(data) if data.has_attributes else None
+    out = {"classifier": classifier_summary(clf, data, renders)}
+    out["classifier"]["used_for"] = ("FID/KID, diversity and memorisation features" if reader is not None else
+                                     "faithfulness, FID/KID, diversity and memorisation features")
+    if reader is not None:
+        out["reader"] = reader_summary(reader, data, renders)
+        out["reader"]["used_for"] = "faithfulness (training and invented names) and its ceilings"
+    out["invented_names"] = invented
+    return out
+
+
+def say_not_scorable(invented: dict, printer: Callable[[str], None]) -> None:
+    bad = invented.get("not_scorable") or []
+    if bad:
+        printer(f"{len(bad)} of the names in {invented['source']} are not scorable:")
+        for b in bad:
+            printer(f"  line {b['line']}: {b['name'] or '(empty)'}: {b['reason']}")
+
+
 def compact(results: dict, label: str) -> dict:
     """The few numbers /api/model shows: faithfulness, in-domain FID/KID with the floor, diversity."""
     r = results["models"][label]
@@ -215,7 +319,13 @@ def compact(results: dict, label: str) -> dict:
         "classifier_heldout_accuracy": results["classifier"]["heldout_accuracy"],
         **({"classifier_invented_accuracy": results["classifier"]["invented_accuracy"]}
            if results["classifier"].get("invented_accuracy") else {}),
+        **({"reader_heldout_accuracy": results["reader"]["heldout_accuracy"],
+            "reader_invented_accuracy": results["reader"].get("invented_accuracy")} if results.get("reader") else {}),
+        "faithfulness_read_by": ("attribute reader (renders of every combination)" if results.get("reader")
+                                 else "in-domain classifier (training photos)"),
         "faithfulness_train": ft["overall"], "faithfulness_invented": fi["overall"] if fi else None,
+        **({"invented_names": results["invented_names"]["source"]}
+           if (results.get("invented_names") or {}).get("source") else {}),
         "fid_in_domain": r["fid"]["fid"], "fid_floor": r["fid_floor"]["fid"], "kid_in_domain": r["fid"]["kid"],
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
