@@ -350,3 +350,15 @@ def test_bf16_trains_and_resumes_without_a_jump(photos, tmp_path, capsys):
     a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
     assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
     assert load_checkpoint(part / "ckpt-000006.pt")["precision"] == "bf16"
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_dcgan(tiny(photos, run, epochs=2, checkpoint_every=2, keep_checkpoints=5), progress=False)
+    ref = [(r["d_loss"], r["g_loss"]) for r in read_jsonl(run / "log.jsonl")]
+    (run / "ckpt-000006.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    train_dcgan(tiny(photos, run, epochs=2, checkpoint_every=2, keep_checkpoints=5), progress=False)
+    out = capsys.readouterr().out
+    assert "cannot read checkpoint" in out and "resuming from ckpt-000004.pt" in out
+    assert [(r["d_loss"], r["g_loss"]) for r in read_jsonl(run / "log.jsonl")] == ref

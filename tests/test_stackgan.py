@@ -621,3 +621,23 @@ def test_max_minutes_stops_checkpoints_and_records_the_time(tmp_path, capsys):
     assert json.loads((run / "timing.json").read_text())["step"] == 3
     with pytest.raises(ConfigError, match="give a budget"):
         tiny_cfg(tmp_path, max_steps=0, max_minutes=0.0)
+
+
+def test_a_damaged_newest_checkpoint_does_not_block_resume(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, max_steps=4, ckpt_every=2, keep_ckpts=5)
+    tr.train(cfg, data=data)
+    ref = {r["step"]: r["d_loss"] for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r}
+    newest = tmp_path / "run" / "ckpt-000004.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # cut short, as by a full disk
+    said = []
+    summary = tr.train(dataclasses.replace(cfg, resume=True), data=data, printer=said.append)
+    assert any("ckpt-000004.pt" in m and "cannot read" in m for m in said)
+    assert any("resuming from ckpt-000002.pt" in m for m in said)
+    assert summary["step"] == 4 and summary["steps_this_run"] == 2
+    got = {r["step"]: r["d_loss"] for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r}
+    assert got == ref  # steps 3 and 4 again, the same as the first time
+    for p in (tmp_path / "run").glob("ckpt-*.pt"):
+        p.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="every checkpoint"):
+        tr.train(dataclasses.replace(cfg, resume=True), data=data, printer=said.append)

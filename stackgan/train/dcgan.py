@@ -227,7 +227,9 @@ class DCGANTrainer:
         if ckpt_path is not None and not cfg.resume:
             raise CheckpointError(f"{self.run_dir} already holds checkpoints ({ckpt_path.name}); pick another "
                                   "--checkpoint-dir, or drop --no-resume to continue that run")
-        ckpt = io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        ckpt = None
+        if ckpt_path is not None:  # the newest checkpoint that loads (a damaged newer one is passed over)
+            ckpt_path, ckpt = io.latest_intact_checkpoint(self.run_dir, warn=lambda m: print(m, flush=True))
         if ckpt is not None:
             saved = ckpt.get("config", {})
             if saved.get("_kind") != type(cfg).__name__:

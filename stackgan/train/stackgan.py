@@ -731,8 +731,9 @@ class StackGANTrainer:
         io.prune_checkpoints(self.out, self.cfg.keep_ckpts)
         return path
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        ck = io.load_checkpoint(path, map_location=self.device)
+    def load_checkpoint(self, path: str | os.PathLike, state: dict[str, Any] | None = None) -> None:
+        """Continue from a checkpoint (``state``: its contents, when already loaded)."""
+        ck = state if state is not None else io.load_checkpoint(path, map_location=self.device)
         if ck.get("kind") != self.cfg.kind:
             raise CheckpointError(f"{path} is a {ck.get('kind')} checkpoint, not {self.cfg.kind}")
         try:
@@ -959,7 +960,8 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
                               f"the text encoder {cfg.text_encoder!r} gives {data.emb.shape[1]}")
     trainer = StackGANTrainer(cfg, data, out, stage1=stage1, device=device)
     if ckpt is not None:
-        trainer.load_checkpoint(ckpt)
+        ckpt, state = io.latest_intact_checkpoint(out, map_location=device, warn=printer)
+        trainer.load_checkpoint(ckpt, state)
         printer(f"resumed {out} at step {trainer.step}")
     printer(f"stage {cfg.stage}: {data.images.shape[0]} photos of {len(data.names)} names at {data.size} px, "
             f"{sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M G / "

@@ -115,7 +115,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt, truncated, or holding objects that need full unpickling
         if not _needs_full_unpickling(exc):
-            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+            raise DamagedCheckpoint(f"cannot read checkpoint {path}: {exc}") from None
         found = re.search(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)", str(exc))
         what = f"it refers to {found.group(1)}" if found else "it holds objects other than tensors and plain values"
     if not (_trust_checkpoints if trust is None else trust):
@@ -129,10 +129,47 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        raise DamagedCheckpoint(f"cannot read checkpoint {path}: {exc}") from None
+
+
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint file that is truncated or corrupt (not one refused for what it holds)."""
 
 
 _STEP_RE = re.compile(r"(\d+)")
+
+
+def checkpoints_newest_first(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> list[Path]:
+    items = []
+    for p in Path(folder).glob(pattern) if Path(folder).is_dir() else []:
+        m = _STEP_RE.findall(p.stem)
+        if m:
+            items.append((int(m[-1]), p))
+    return [p for _, p in sorted(items, reverse=True)]
+
+
+def latest_intact_checkpoint(folder: str | os.PathLike, pattern: str = "ckpt-*.pt",
+                             map_location: str | torch.device = "cpu",
+                             warn=lambda msg: print(msg, file=sys.stderr)) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``folder`` that loads, and its contents. A damaged newer one (a disk
+    that filled up, a copy cut short) is passed over with a warning, so that it does not block
+    ``--resume``; a file refused for what it holds (see :func:`load_checkpoint`) is not passed over."""
+    found = checkpoints_newest_first(folder, pattern)
+    if not found:
+        raise CheckpointError(f"no checkpoint in {folder}")
+    damaged = []
+    for path in found:
+        try:
+            state = load_checkpoint(path, map_location=map_location)
+        except DamagedCheckpoint as exc:
+            damaged.append(path.name)
+            warn(f"warning: {exc}; trying the checkpoint before it")
+            continue
+        if damaged:
+            warn(f"warning: resuming from {path.name}, the newest intact checkpoint "
+                 f"(damaged: {', '.join(damaged)})")
+        return path, state
+    raise CheckpointError(f"every checkpoint in {folder} is damaged ({', '.join(damaged)}); start the run again")
 
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> Path | None:
