@@ -13,9 +13,11 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score a trained run: faithfulness, in-domain FID/KID, diversity, memorisation",
         description="Score a StackGAN or DCGAN run against held-out real photos on a fixed protocol: "
-                    "text faithfulness (attribute or name classifier), FID/KID on in-domain classifier "
-                    "features (not Inception), diversity within a name, memorisation, R-precision and "
-                    "a D probe. Writes eval.json and eval.md (with grids and plots) to --out.")
+                    "text faithfulness (on the menu: the attribute reader, trained on renders of every "
+                    "combination of the vocabulary, for training and invented names (--invented FILE: your own "
+                    "list); else the name classifier), FID/KID on in-domain classifier features (not Inception), "
+                    "diversity within a name, memorisation, R-precision and a D probe. Writes eval.json and "
+                    "eval.md (with grids and plots) to --out.")
     p.add_argument("run", help="run folder or checkpoint (StackGAN or DCGAN)")
     EvaluateConfig.add_arguments(p)
     add_trust_argument(p)

@@ -36,9 +36,9 @@ class ProtocolOptions(Config):
     reader_heldout: int = opt(2, "attribute reader: held-out renders per combination (other seeds)", min=1)
     reader_draw_size: int = opt(128, "attribute reader: size the renderer draws at (then resized to "
                                      "--image-size, as photos are)", min=16)
-    reader_size: int = opt(48, "attribute reader: input size", min=16)
+    reader_size: int = opt(64, "attribute reader: input size", min=16)
     reader_width: int = opt(24, "attribute reader: width (channels of its first layer)", min=4)
-    reader_epochs: int = opt(8, "attribute reader: training epochs", min=1)
+    reader_epochs: int = opt(10, "attribute reader: training epochs", min=1)
     inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for the "
                                          "standard Inception FID/KID as well; never downloaded")
     seed: int = opt(0, "seed of the generated pictures", min=0)

@@ -16,7 +16,7 @@ from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
 from stackgan.metrics.evaluate import (Protocol, distances, evaluate_sampler, faithfulness, fid_set, fit_classifier,
                                       pick_names)
 from stackgan.metrics.features import sample_names
-from stackgan.metrics.reader import ReaderConfig, is_menu_data, train_reader
+from stackgan.metrics.reader import HELDOUT_SEED, TRAIN_SEED, ReaderConfig, is_menu_data, train_reader
 from stackgan.metrics.realdata import PART_KEYS, RealData, invented_renders, load_real_data, read_name_list
 from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
 
@@ -133,8 +133,8 @@ def reader_summary(reader: Classifier, data: RealData,
     out = {"kind": "attribute reader",
            "trained_on": f"renders of all {m.get('combinations')} combinations of the menu vocabulary, "
                          f"{rc.get('renders')} each, drawn at {rc.get('draw_size')} px and stored at "
-                         f"{rc.get('image_size')} px (render seeds {101 + 2 * rc.get('seed', 0)}; held out: "
-                         f"{rc.get('heldout')} each, seed {102 + 2 * rc.get('seed', 0)})",
+                         f"{rc.get('image_size')} px (render seed {TRAIN_SEED + 2 * rc.get('seed', 0)}; held out: "
+                         f"{rc.get('heldout')} each, seed {HELDOUT_SEED + 2 * rc.get('seed', 0)})",
            "heads": {h: len(c) for h, c in reader.classes.items()},
            "train_images": m.get("train_images"), "render_heldout_images": m.get("heldout_images"),
            "render_heldout_accuracy": m.get("heldout_accuracy", {}),
