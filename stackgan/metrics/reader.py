@@ -175,8 +175,9 @@ def _render_key(cfg: ReaderConfig, which: str, count: int, seed: int) -> str:
 
 def render_set(cfg: ReaderConfig, which: str, cache: bool | str | os.PathLike = True, progress: bool = True,
                workers: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
-    """The reader's ``train`` or ``heldout`` render set: (uint8 images, targets, seconds spent rendering,
-    0 when it came from the cache). Cached as one safetensors file of uint8 tensors."""
+    """The reader's ``train`` or ``heldout`` render set: (uint8 images, targets, seconds its rendering
+    took, also when it comes from the cache). Cached as one safetensors file of uint8 tensors."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     count = cfg.renders if which == "train" else cfg.heldout
@@ -189,8 +190,10 @@ def render_set(cfg: ReaderConfig, which: str, cache: bool | str | os.PathLike = 
         if path.is_file():
             try:
                 t = load_file(str(path))
+                with safe_open(str(path), framework="pt") as fh:
+                    took = float((fh.metadata() or {}).get("seconds", "nan"))
                 if t["images"].shape == (len(combos) * count, 3, cfg.image_size, cfg.image_size):
-                    return t["images"], {h: t[h] for h in PART_KEYS}, 0.0
+                    return t["images"], {h: t[h] for h in PART_KEYS}, took
             except Exception:  # noqa: BLE001 - a damaged cache file: render again and overwrite it
                 pass
     t0 = time.perf_counter()
