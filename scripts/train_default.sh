@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model (models/default) from the embedded menu set.
 #
-#   bash scripts/train_default.sh            # CPU: slim widths, as shipped (about 1.5 h on 2 cores)
+#   bash scripts/train_default.sh            # CPU: slim widths, as shipped (about 1.5 h on 2 cores in fp32; bf16,
+#                                            # the default on CPUs with native bf16, takes about half)
 #   DEVICE=cuda bash scripts/train_default.sh
 #
 # Stage I (64 px) and stage II (128 px) are trained on 80% of each dish's photos (--held-out 0.2,
