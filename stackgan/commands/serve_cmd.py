@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from typing import Optional
 
+from stackgan.commands import add_trust_argument, apply_trust_argument
 from stackgan.config import PRECISIONS, Config, opt
 from stackgan.errors import ConfigError
 
@@ -55,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ServeConfig.add_arguments(p)
+    add_trust_argument(p)  # a run folder without G_ema.safetensors is served from its checkpoint
     p.set_defaults(func=run)
     return p
 
@@ -71,6 +73,7 @@ def make_server(app, host: str, port: int, threads: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_trust_argument(args)
     cfg = ServeConfig.from_args(args)
     from stackgan.utils.device import resolve_device
     from web.app import create_app
