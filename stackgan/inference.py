@@ -78,11 +78,28 @@ def _config(raw: Any, where: Path) -> StackGANConfig:
 
 
 def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> nn.Module:
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # corrupted bytes would otherwise serve black pictures while /api/health says ok
+        raise CheckpointError(f"{where}: the weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                              f"{' and more' if len(bad) > 3 else ''}); the file is damaged")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{where}: the weights do not fit the config beside them: {exc}") from None
     return model
+
+
+def _check_stages_belong_together(cfg: StackGANConfig, cfg1: StackGANConfig, where: Path) -> None:
+    """A stage-II run's ``stage1/`` must be a stage-I run that stage II was trained on (as training checks)."""
+    problems = []
+    if cfg1.stage != 1:
+        problems.append(f"it is a stage-{cfg1.stage} run")
+    for field, what in (("image_size", "picture size"), ("emb_dim", "embedding size"), ("z_dim", "z size"),
+                        ("text_encoder", "text encoder")):
+        if getattr(cfg1, field) != getattr(cfg, field):
+            problems.append(f"{what} {getattr(cfg1, field)!r} vs stage II's {getattr(cfg, field)!r}")
+    if problems:
+        raise CheckpointError(f"{where} is not the stage I this stage-II run was trained on: " + "; ".join(problems))
 
 
 def _safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -144,6 +161,7 @@ def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu", p
     else:
         s1 = folder / "stage1"
         cfg1 = _config(_read_json(s1 / "config.json"), s1)
+        _check_stages_belong_together(cfg, cfg1, s1)
         s1_state, _ = _safetensors(s1 / "G_ema.safetensors")
         g1 = _load_weights(stage1_generator(cfg1), s1_state, s1)
         g2 = _load_weights(stage2_generator(cfg), state, folder)

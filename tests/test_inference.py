@@ -193,6 +193,30 @@ def test_stage2_pipeline_and_sources(runs):
     (s1 / "metrics.json").unlink()
 
 
+def test_damaged_weights_and_a_foreign_stage1_are_refused(runs, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    s1, s2 = runs
+    bad = shutil.copytree(s1, tmp_path / "nan")
+    for p in bad.glob("ckpt-*.pt"):
+        p.unlink()  # the pipeline loads the safetensors weights
+    state = load_file(str(bad / "G_ema.safetensors"))
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key][0] = float("nan")
+    save_file(state, str(bad / "G_ema.safetensors"))
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_pipeline(bad)
+    # a stage-II run whose stage1/ was swapped for a stage I of another size
+    mixed = shutil.copytree(s2, tmp_path / "mixed")
+    cfg1 = json.loads((mixed / "stage1" / "config.json").read_text(encoding="utf-8"))
+    cfg1["image_size"] = 32
+    (mixed / "stage1" / "config.json").write_text(json.dumps(cfg1), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="not the stage I this stage-II run was trained on: picture size 32"):
+        load_pipeline(mixed)
+
+
 def test_a_copied_run_folder_alone_is_enough(runs, tmp_path):
     s2 = runs[1]
     dst = tmp_path / "model"

@@ -252,7 +252,9 @@ def test_static_files(client, path, needles):
 def test_health(client, tiny_run):
     r = client.get("/api/health")
     assert r.status_code == 200
-    assert r.json["status"] == "ok" and r.json["model"] == str(tiny_run)
+    assert r.json["status"] == "ok" and r.json["model"] == tiny_run.name  # the folder's name, not its path
+    assert str(tiny_run.parent) not in r.get_data(as_text=True)
+    assert client.get("/api/model").json["source"] == tiny_run.name
     assert r.headers["Cache-Control"] == "no-store"
 
 
@@ -551,7 +553,7 @@ def test_flask_run_finds_the_app_lazily(tiny_run, monkeypatch):
     assert "app" not in vars(web_app)  # importing the module builds nothing
     app = ScriptInfo(app_import_path="web.app").load_app()  # what `flask --app web.app run` does
     try:
-        assert app.test_client().get("/api/health").json["model"] == str(tiny_run)
+        assert app.test_client().get("/api/health").json["model"] == tiny_run.name
         factory = ScriptInfo(app_import_path="web.app:create_app").load_app()
         assert factory.extensions["stackgan"].source == str(tiny_run)
     finally:

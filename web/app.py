@@ -209,7 +209,9 @@ class ModelService:
 
     def __init__(self, pipeline, source: str):
         self.pipeline = pipeline
-        self.source = source
+        self.source = source  # for the server's own log and console
+        # what clients see: the model folder's name, never where it lies on the server
+        self.public_source = Path(source).name or source if os.sep in source or "/" in source else source
         self.lock = threading.Lock()
         self.loaded_at = time.time()
         self._info: dict[str, Any] | None = None
@@ -331,14 +333,14 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
 
     @app.get("/api/health")
     def health():
-        return jsonify(status="ok", model=service.source, uptime_s=round(time.time() - started, 1))
+        return jsonify(status="ok", model=service.public_source, uptime_s=round(time.time() - started, 1))
 
     @app.get("/api/model")
     def model():
         info = dict(service.info())
         info["limits"] = {"max_n": max_n, "max_name_chars": MAX_NAME_CHARS, "max_seed": MAX_SEED - MAX_N,
                           "max_sigma": MAX_SIGMA, "max_offset": MAX_OFFSET}
-        info["source"] = service.source
+        info["source"] = service.public_source
         return jsonify(info)
 
     @app.post("/api/generate")
