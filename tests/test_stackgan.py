@@ -641,3 +641,19 @@ def test_a_damaged_newest_checkpoint_does_not_block_resume(tmp_path):
         p.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="every checkpoint"):
         tr.train(dataclasses.replace(cfg, resume=True), data=data, printer=said.append)
+
+
+def test_resume_names_the_options_it_ignores(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, max_steps=1, ckpt_every=1)
+    tr.train(cfg, data=data)
+    said = []
+    summary = tr.train(dataclasses.replace(cfg, resume=True, max_steps=2, kl=0.5, ngf=16), data=data,
+                       printer=said.append)
+    assert summary["step"] == 2  # resumed with the run's own model, not a wider one
+    note = next(m for m in said if m.startswith("--resume keeps the run's own settings"))
+    assert "--kl 0.5 (the run's: 2.0)" in note and "--ngf 16 (the run's: 8)" in note
+    assert "--max-steps" not in note  # a budget is taken from the command line, not ignored
+    said.clear()
+    tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data, printer=said.append)
+    assert not [m for m in said if "ignored" in m]

@@ -916,14 +916,34 @@ def default_out(cfg: StackGANConfig) -> Path:
     return Path("runs") / f"stage{cfg.stage}-{Path(cfg.data).name or 'data'}"
 
 
-def resumed_config(cfg: StackGANConfig, out: Path) -> StackGANConfig:
-    """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg``."""
+def resumed_config(cfg: StackGANConfig, out: Path, printer: Callable[[str], None] | None = None) -> StackGANConfig:
+    """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg``. Options of
+    ``cfg`` that differ from the run's and from their defaults (so were most likely asked for) are
+    named to ``printer``: a resumed run keeps the settings it was trained with."""
     saved = StackGANConfig.load_json(out / "config.json")
     changes = {f: getattr(cfg, f) for f in RESUMABLE_CHANGES}
+    if printer is not None:
+        ignored = ignored_on_resume(cfg, saved)
+        if ignored:
+            printer(f"--resume keeps the run's own settings; ignored: {'; '.join(ignored)}")
     return dataclasses.replace(saved, **changes).validate()
 
 
-def prepare_run(cfg: StackGANConfig) -> tuple[StackGANConfig, Path, Path | None]:
+def ignored_on_resume(cfg: StackGANConfig, saved: StackGANConfig) -> list[str]:
+    """``--option asked (run's value)`` for every setting a resume does not take from the command line
+    although it differs from the run's own and from its default."""
+    out = []
+    for f in dataclasses.fields(StackGANConfig):
+        if f.name in RESUMABLE_CHANGES or f.name == "emb_dim" or not f.metadata.get("cli", True):
+            continue
+        asked, own = getattr(cfg, f.name), getattr(saved, f.name)
+        if asked != own and asked != f.default:
+            out.append(f"--{f.name.replace('_', '-')} {asked!r} (the run's: {own!r})")
+    return out
+
+
+def prepare_run(cfg: StackGANConfig, printer: Callable[[str], None] | None = None
+                ) -> tuple[StackGANConfig, Path, Path | None]:
     """Resolve the run folder and, with --resume, the config and checkpoint to continue from.
     Refuses to write into a folder that already holds another run unless --resume."""
     out = Path(cfg.out) if cfg.out else default_out(cfg)
@@ -931,7 +951,7 @@ def prepare_run(cfg: StackGANConfig) -> tuple[StackGANConfig, Path, Path | None]
     if cfg.resume:
         if ckpt is None or not (out / "config.json").is_file():
             raise CheckpointError(f"--resume: no checkpoint in {out}; start it without --resume")
-        cfg = resumed_config(cfg, out)
+        cfg = resumed_config(cfg, out, printer)
     elif ckpt is not None:
         raise ConfigError(f"{out} already holds a run (checkpoint {ckpt.name}); continue it with --resume, "
                           f"or choose another --out")
@@ -941,7 +961,7 @@ def prepare_run(cfg: StackGANConfig) -> tuple[StackGANConfig, Path, Path | None]
 def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[[str], None] = print
           ) -> dict[str, Any]:
     """Run ``stackgan train`` for a config: data, stage-I reference, resume, fit."""
-    cfg, out, ckpt = prepare_run(cfg)
+    cfg, out, ckpt = prepare_run(cfg, printer)
     device = resolve_device(cfg.device)
     stage1 = None
     if cfg.stage == 2:
