@@ -346,6 +346,29 @@ class Pipeline:
         top = torch.topk(sims, min(int(k), len(self.names)))
         return [(self.names[i], float(s)) for s, i in zip(top.values.tolist(), top.indices.tolist())]
 
+    def familiar_threshold(self) -> float | None:
+        """The least cosine any training name has with its nearest *other* training name: a new name
+        whose nearest known name is less similar than that lies outside what the model was trained
+        on (it is farther from every known dish than any known dish is from its neighbour)."""
+        if self.emb is None or len(self.names) < 2:
+            return None
+        e = torch.nn.functional.normalize(self.emb.float(), dim=1)
+        sims = e @ e.T
+        sims.fill_diagonal_(-2.0)
+        return float(sims.max(dim=1).values.min())
+
+    @torch.inference_mode()
+    def familiarity(self, name: str) -> dict[str, Any]:
+        """How close ``name`` is to the training names: the nearest one with its cosine, the
+        threshold (:meth:`familiar_threshold`) and ``far`` when the cosine is below it."""
+        nearest = self.neighbours(name, 1)
+        threshold = self.familiar_threshold()
+        if not nearest or threshold is None:
+            return {"nearest": None, "similarity": None, "threshold": None, "far": False}
+        (known, sim), = nearest
+        return {"nearest": known, "similarity": round(sim, 4), "threshold": round(threshold, 4),
+                "far": sim < threshold}
+
     def info(self) -> dict[str, Any]:
         c, c1 = self.cfg, self.cfg1
         out: dict[str, Any] = {

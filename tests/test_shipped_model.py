@@ -59,3 +59,18 @@ def test_its_metrics_are_the_ones_the_readme_quotes(pipe):
     for value in (ft["base"], ft["topping"], fi["base"], fi["topping"]):
         assert f"{value:.3f}" in readme, f"README does not quote {value:.3f} from models/default/metrics.json"
     assert f"{m['fid_in_domain']:.1f}" in readme
+
+
+def test_far_names_are_told_apart_from_the_menu(pipe):
+    from web.app import EXAMPLES
+
+    threshold = pipe.familiar_threshold()
+    e = torch.nn.functional.normalize(pipe.emb, dim=1)
+    sims = e @ e.T
+    sims.fill_diagonal_(-2)
+    assert threshold == pytest.approx(float(sims.max(1).values.min()))
+    for name in ("抹茶チーズケーキ", "ハンバーガー"):
+        f = pipe.familiarity(name)
+        assert f["far"] and f["similarity"] < f["threshold"] and f["nearest"] in pipe.names, name
+    for name in ("カツ丼", "ピリ辛サーモン丼", "冷やし月見そば", *EXAMPLES):  # the page's chips draw well
+        assert not pipe.familiarity(name)["far"], name

@@ -292,6 +292,12 @@ def test_generate(client):
     other = post(client, "/api/generate", {"name": "カツカレー", "n": 1, "seed": 5}).json
     assert other["images"][0]["stage2"] != d["images"][0]["stage2"]
     assert other["neighbours"][0] == {"name": "カツカレー", "similarity": pytest.approx(1.0, abs=1e-3)}
+    # how familiar the name is: a training name is never far; the threshold is the pipeline's own
+    fam = other["familiarity"]
+    assert fam["nearest"] == "カツカレー" and fam["far"] is False
+    assert fam["threshold"] == pytest.approx(client.application.extensions["stackgan"].pipeline.familiar_threshold(),
+                                             abs=1e-4)
+    assert d["familiarity"]["far"] == (d["familiarity"]["similarity"] < d["familiarity"]["threshold"])
 
 
 def test_generate_defaults_random_seed_and_normalisation(client):

@@ -52,7 +52,9 @@ MAX_SEED = 2**31 - 1
 MAX_SIGMA = 2.0
 MAX_OFFSET = 3.0
 MAX_BODY_BYTES = 16 * 1024
-EXAMPLES = ("ピリ辛サーモン丼", "月見カレーうどん", "抹茶チーズケーキ", "焦がし醤油ラーメン")
+# example chips: names the shipped model draws well (two training names' neighbours, two invented combinations);
+# a dish far from the menu, such as 抹茶チーズケーキ, still gets pictures, with a note that says it is far
+EXAMPLES = ("ピリ辛サーモン丼", "月見カレーうどん", "冷やし月見そば", "焦がし醤油ラーメン")
 
 # Zero-width (non-)joiners are format characters that real text (emoji, some scripts) needs.
 _ALLOWED_FORMAT = {"\u200c", "\u200d"}
@@ -353,9 +355,10 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         t0 = time.perf_counter()
         result = service.call("generate", name, n, seed=seed, truncation=truncation)
         neighbours = service.call("neighbours", name, k=5)
+        familiar = service.call("familiarity", name) if hasattr(service.pipeline, "familiarity") else None
         ms = (time.perf_counter() - t0) * 1000
         return jsonify(name=name, seed=seed, n=n, truncation=truncation,
-                       images=_images(result), neighbours=_neighbours(neighbours),
+                       images=_images(result), neighbours=_neighbours(neighbours), familiarity=familiar,
                        elapsed_ms=round(ms, 1))
 
     @app.post("/api/variations")

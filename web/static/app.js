@@ -200,6 +200,16 @@
         el("span", { class: "bar-wrap" }, bar)));
     }
     $("neighbours-box").hidden = !(data.neighbours && data.neighbours.length);
+    const fam = data.familiarity;
+    const far = $("far-note");
+    if (fam && fam.far) {
+      far.textContent = `「${data.name}」は学習した料理から遠い名前です (最も近い「${fam.nearest}」でも cosine ` +
+        `${fam.similarity.toFixed(3)}、学習した料理どうしは ${fam.threshold.toFixed(3)} 以上)。絵は近い料理名に引きずられます。` +
+        ` This dish is far from anything the model was trained on; the pictures follow the nearest known dishes.`;
+      far.hidden = false;
+    } else {
+      far.hidden = true;
+    }
     $("variations-panel").hidden = true;
     $("explore-panel").hidden = true;
   }
