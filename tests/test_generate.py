@@ -159,3 +159,14 @@ def test_stackgan_checkpoints_delegate_to_the_pipeline(stackgan_run, tmp_path, c
     assert calls[1] == ("variations", "月見うどん", 3, 2, 0.2)
     with Image.open(tmp_path / "v" / "0000-seed3.png") as im:  # no stage II: stage I
         assert im.size == (64, 64)
+
+
+def test_without_checkpoint_generate_uses_the_default_model(stackgan_run, tmp_path, monkeypatch):
+    from stackgan.defaults import DEFAULT_MODEL, default_model
+
+    folder, calls = stackgan_run
+    monkeypatch.delenv("STACKGAN_CHECKPOINT", raising=False)
+    assert default_model() == DEFAULT_MODEL and (DEFAULT_MODEL / "config.json").is_file()  # the shipped model
+    monkeypatch.setenv("STACKGAN_CHECKPOINT", str(folder))  # as `stackgan serve` takes it
+    assert gen("月見うどん", "-n", 2, "--seed", 1, "--out", tmp_path / "d.png") == 0
+    assert calls[0] == ("load", folder, "cpu") and calls[1] == ("generate", "月見うどん", 2, 1, 1.0)

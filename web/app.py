@@ -39,12 +39,11 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from stackgan.defaults import DEFAULT_MODEL, default_model
 from stackgan.errors import CheckpointError, UserError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO_ROOT / "models" / "default"
 
 MAX_NAME_CHARS = 64
 MAX_N = 16
@@ -253,8 +252,7 @@ def load_model(pipeline_or_path: Any = None, device: str = "cpu", precision: str
     ``$STACKGAN_CHECKPOINT`` / the shipped ``models/default``."""
     if pipeline_or_path is not None and not isinstance(pipeline_or_path, (str, os.PathLike)):
         return ModelService(pipeline_or_path, source=type(pipeline_or_path).__name__)
-    path = pipeline_or_path or os.environ.get("STACKGAN_CHECKPOINT") or DEFAULT_MODEL
-    path = Path(path)
+    path = Path(pipeline_or_path) if pipeline_or_path else default_model()
     if not path.exists():
         hint = (" (the shipped model folder is missing; train one with `stackgan train` and pass "
                 "--checkpoint RUN_FOLDER)" if path == DEFAULT_MODEL else "")

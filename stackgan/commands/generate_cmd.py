@@ -23,6 +23,7 @@ picture can be drawn again with -n 1.
 
 EPILOG = """\
 examples:
+  stackgan generate ピリ辛サーモン丼 -n 8 --out salmon.png      # the shipped model (models/default)
   stackgan generate --checkpoint runs/dcgan/menu-64x64 -n 64 --seed 1 --out dcgan.png
   stackgan generate --checkpoint runs/stackgan/menu ピリ辛サーモン丼 天ぷらカレー -n 8 --out menu.png
   stackgan generate --checkpoint runs/stackgan/menu 月見うどん --variations-of 3 --sigma 0.5 -n 16
@@ -64,8 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="PATH",
-                   help="ckpt-*.pt, a run folder (latest checkpoint) or G.safetensors beside its config.json")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="ckpt-*.pt, a run folder (latest checkpoint) or G.safetensors beside its config.json "
+                        "(default: $STACKGAN_CHECKPOINT, else the shipped models/default, as `stackgan serve`)")
     p.add_argument("names", nargs="*", metavar="NAME", help="dish names (StackGAN checkpoints only)")
     p.add_argument("-n", "--num", type=int, default=64, help="samples to draw (per name for StackGAN) (default: 64)")
     GenerateConfig.add_arguments(p, skip=("checkpoint", "names", "num"))
@@ -76,6 +78,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     apply_trust_argument(args)
+    if not args.checkpoint:
+        from stackgan.defaults import default_model
+
+        args.checkpoint = str(default_model())
     cfg = GenerateConfig.from_args(args, names=tuple(args.names))
     kind = checkpoint_kind(cfg.checkpoint)
     if kind == "DCGANConfig":
