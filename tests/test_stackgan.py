@@ -657,3 +657,18 @@ def test_resume_names_the_options_it_ignores(tmp_path):
     said.clear()
     tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data, printer=said.append)
     assert not [m for m in said if "ignored" in m]
+
+
+def test_resume_without_a_budget_keeps_the_runs_budget(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, max_steps=3, ckpt_every=1)
+    run = tmp_path / "run"
+    tr.train(dataclasses.replace(cfg, max_steps=1), data=data)
+    saved = json.loads((run / "config.json").read_text())
+    saved.update(max_steps=3, max_minutes=60.0)  # as a run started with --max-steps 3 --max-minutes 60
+    (run / "config.json").write_text(json.dumps(saved))
+    defaults = {f.name: f.default for f in dataclasses.fields(tr.StackGANConfig)}
+    plain = dataclasses.replace(cfg, resume=True, **{f: defaults[f] for f in tr.BUDGET_FIELDS})
+    assert tr.resumed_config(plain, run).max_minutes == 60.0  # not the command line's default budget
+    summary = tr.train(plain, data=data)
+    assert summary["step"] == 3 and summary["stopped_by"] == "max_steps"

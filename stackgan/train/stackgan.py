@@ -916,12 +916,20 @@ def default_out(cfg: StackGANConfig) -> Path:
     return Path("runs") / f"stage{cfg.stage}-{Path(cfg.data).name or 'data'}"
 
 
+BUDGET_FIELDS = ("max_steps", "epochs", "max_minutes")
+
+
 def resumed_config(cfg: StackGANConfig, out: Path, printer: Callable[[str], None] | None = None) -> StackGANConfig:
-    """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg``. Options of
+    """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg`` ; the budget
+    (--max-steps, --epochs, --max-minutes) is the run's own unless one of them is given. Options of
     ``cfg`` that differ from the run's and from their defaults (so were most likely asked for) are
     named to ``printer``: a resumed run keeps the settings it was trained with."""
     saved = StackGANConfig.load_json(out / "config.json")
     changes = {f: getattr(cfg, f) for f in RESUMABLE_CHANGES}
+    defaults = {f.name: f.default for f in dataclasses.fields(StackGANConfig)}
+    if all(getattr(cfg, f) == defaults[f] for f in BUDGET_FIELDS):
+        # no budget asked for: the run keeps its own (a 60-minute run stays a 60-minute run)
+        changes.update({f: getattr(saved, f) for f in BUDGET_FIELDS})
     if printer is not None:
         ignored = ignored_on_resume(cfg, saved)
         if ignored:
