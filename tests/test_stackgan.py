@@ -291,6 +291,37 @@ def test_one_step_with_fusion_projection_and_mode_seeking(tmp_path):
     assert s["ms"] == 0.0
 
 
+def test_name_logits_are_the_projection_logits_less_their_name_free_part():
+    head = ProjectionLogits(feat_ch=8, c_dim=4)
+    feats, c_all = torch.randn(3, 8, 4, 4), torch.randn(5, 4)
+    logits = head.name_logits(feats, c_all)
+    assert logits.shape == (3, 5)
+    free = head.linear(feats.sum(dim=(2, 3))).view(-1)
+    for k in range(5):
+        torch.testing.assert_close(logits[:, k], head(feats, c_all[k].expand(3, 4)) - free)
+
+
+def test_name_loss_and_lazy_r1_train_and_resume(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, name_loss=1.0, r1=1.0, r1_every=2, max_steps=4, ckpt_every=2)
+    t = tr.StackGANTrainer(cfg, data, tmp_path / "t")
+    first, second = t.train_step(), t.train_step()
+    assert _finite(first) and _finite(second)
+    assert first["r1"] > 0 and second["r1"] == 0.0  # lazy: steps 0, 2, 4, ...
+    assert first["name_d"] > 0 and first["name_g"] > 0
+    off = tr.StackGANTrainer(dataclasses.replace(cfg, name_loss=0.0, r1=0.0), data, tmp_path / "off").train_step()
+    assert off["name_d"] == 0.0 and off["r1"] == 0.0
+    summary = tr.train(cfg, data=data)
+    assert summary["step"] == 4
+    again = tr.train(dataclasses.replace(cfg, resume=True, max_steps=6), data=data)
+    assert again["step"] == 6
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["name_loss"] == 1.0
+    with pytest.raises(ConfigError, match="name-loss needs"):
+        StackGANConfig(name_loss=1.0, d_cond="concat").validate()
+    with pytest.raises(ConfigError, match="r1"):
+        StackGANConfig(r1=-1.0).validate()
+
+
 def test_no_ca_ablation_uses_mu_and_no_kl(tmp_path):
     ca = CondAugment(EMB, c_dim=4, stochastic=False)
     assert ca.fc.out_features == 4

@@ -229,6 +229,12 @@ class ProjectionLogits(nn.Module):
         phi = feats.sum(dim=(2, 3))
         return self.linear(phi).view(-1) + (self.embed(c.to(phi.dtype)) * phi).sum(dim=1)
 
+    def name_logits(self, feats: torch.Tensor, c_all: torch.Tensor) -> torch.Tensor:
+        """[B, N]: the conditional logit of every picture with each of N text codes, less the part that
+        does not depend on the name (``w . phi``); a softmax over them asks which name the picture shows."""
+        phi = feats.sum(dim=(2, 3))
+        return phi @ self.embed(c_all.to(phi.dtype)).t()
+
 
 class CondLogits(nn.Module):
     """4x4 image features (+ tiled text code) -> one logit per sample."""

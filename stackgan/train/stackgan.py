@@ -554,11 +554,18 @@ class StackGANTrainer:
             real_aug = self.augment(real)
             fake_aug = self.augment(fake.detach())
             gp = torch.zeros((), device=self.device)
-            if cfg.loss == "hinge" and cfg.gp_weight > 0:
+            r1 = torch.zeros((), device=self.device)
+            do_r1 = cfg.r1 > 0 and self.step % cfg.r1_every == 0
+            if (cfg.loss == "hinge" and cfg.gp_weight > 0) or do_r1:
                 real_aug = real_aug.detach().requires_grad_(True)
+            if cfg.loss == "hinge" and cfg.gp_weight > 0:
                 c_gp = c_r.clone().requires_grad_(True)
             else:
                 c_gp = c_r
+            name_d = name_g = torch.zeros((), device=self.device)
+            if cfg.name_loss > 0:
+                with torch.no_grad():
+                    c_all = self.G.ca.encode(self.emb)[0].detach()  # every training name's code
             fr = self.D.features(real_aug)
             ff = self.D.features(fake_aug)
             real_c, real_u = self.D.cond(fr, c_gp), self.D.uncond(fr)
@@ -570,6 +577,13 @@ class StackGANTrainer:
                 gnorm = torch.cat([gi.flatten(1), gc.flatten(1)], dim=1).float().norm(dim=1)
                 gp = cfg.gp_weight * gnorm.pow(cfg.gp_power).mean()
                 d_loss = d_loss + gp
+            if do_r1:  # lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every
+                (gr,) = torch.autograd.grad((real_c.float() + real_u.float()).sum(), real_aug, create_graph=True)
+                r1 = gr.float().pow(2).flatten(1).sum(1).mean()
+                d_loss = d_loss + (cfg.r1 / 2 * cfg.r1_every) * r1
+            if cfg.name_loss > 0:  # D: which of all the names is this photo's?
+                name_d = F.cross_entropy(self.D.cond_head.name_logits(fr, c_all).float(), y)
+                d_loss = d_loss + cfg.name_loss * name_d
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
@@ -585,6 +599,9 @@ class StackGANTrainer:
             g_adv = self._g_adv(g_fake_c.float(), g_fake_u.float())
             kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else torch.zeros((), device=self.device)
             g_loss = g_adv + cfg.kl * kl
+            if cfg.name_loss > 0:  # G: a fake must be read as its own name
+                name_g = F.cross_entropy(self.D.cond_head.name_logits(ffg, c_all).float(), y_fake)
+                g_loss = g_loss + cfg.name_loss * name_g
             ms = torch.zeros((), device=self.device)
             if cfg.mode_seeking > 0:
                 ms = mode_seeking_term(fake[:half], fake[half:2 * half], z[:half], z[half:2 * half])
@@ -605,7 +622,7 @@ class StackGANTrainer:
             prob = torch.sigmoid
             return {
                 "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_adv), "kl": float(kl),
-                "gp": float(gp), "ms": float(ms),
+                "gp": float(gp), "ms": float(ms), "r1": float(r1), "name_d": float(name_d), "name_g": float(name_g),
                 "d_real": float(prob(real_c.float()).mean()), "d_wrong": float(prob(wrong_c.float()).mean()),
                 "d_fake": float(prob(fake_c.float()).mean()),
                 "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,

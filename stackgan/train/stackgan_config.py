@@ -20,7 +20,7 @@ D_CONDS = ("concat", "projection")
 
 # What a run folder written before a field existed meant by its absence (the settings of that time).
 LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
-                   "precision": "fp32"}
+                   "precision": "fp32", "name_loss": 0.0, "r1": 0.0}
 
 # Fields a resumed run may take from the new command line; everything else comes from the run.
 RESUMABLE_CHANGES = frozenset({
@@ -81,6 +81,14 @@ class StackGANConfig(Config):
     mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
                                    "name are pushed apart in proportion to their noise; 0: off", min=0.0)
 
+    name_loss: float = opt(0.0, "weight of a name-classification term (projection D only): D's picture features "
+                                "must pick the picture's own name among all training names (softmax over the "
+                                "projection's inner products), D on real photos and G on its fakes, as AC-GAN's "
+                                "auxiliary classifier but through the text vectors; 0: off", min=0.0)
+    r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
+                         "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
+    r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
+
     # augmentation
     diffaugment: str = opt("color,translation,cutout", "DiffAugment policy for every image D sees; none: off")
     ada: bool = opt(False, "adapt the augmentation probability from sign(D(real)) (StyleGAN2-ADA)")
@@ -128,6 +136,9 @@ class StackGANConfig(Config):
             raise ConfigError("give a budget: --max-steps N, --epochs N and/or --max-minutes M")
         if self.stage == 2 and not self.stage1:
             raise ConfigError("--stage 2 needs --stage1 PATH (a stage-I run folder or checkpoint)")
+        if self.name_loss > 0 and self.d_cond != "projection":
+            raise ConfigError("--name-loss needs --d-cond projection (it classifies through the projection's "
+                              "inner products)")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
 
