@@ -3,42 +3,19 @@
 
     python scripts/export_model.py runs/default-s2 models/default [--fp16]
 
-It copies config.json, G_ema.safetensors (weights cast to fp16 with --fp16), names.json,
-embeddings.safetensors, metrics.json when present, and for a stage-II run its stage1/ folder;
-no checkpoints, optimiser states or samples. It then loads the result with
-stackgan.inference.load_pipeline and draws one picture, so a broken export fails here. With --fp16
-it also draws the same names and seeds from the fp32 run and refuses the export when the fp16
-pictures differ (PSNR below 35 dB).
+It writes the run's pipeline with ``save_pretrained`` (the same as ``StackGANPipeline.save_pretrained``):
+config.json, G_ema.safetensors (weights cast to fp16 with --fp16), names.json, embeddings.safetensors,
+metrics.json when present, and for a stage-II run its stage1/ folder; no checkpoints, optimiser
+states or samples. It then loads the result and draws one picture, so a broken export fails here.
+With --fp16 it first draws the same names and seeds in fp16 and fp32 and refuses the export when
+the fp16 pictures differ (PSNR below 35 dB).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
-
-FILES = ("config.json", "names.json", "embeddings.safetensors", "metrics.json")
-
-
-def export_folder(src: Path, dst: Path, fp16: bool) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from stackgan.utils.io import atomic_save_safetensors
-
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
-    weights = load_file(src / "G_ema.safetensors")
-    with safe_open(src / "G_ema.safetensors", "pt") as f:
-        meta = dict(f.metadata() or {})  # the step and kind the run wrote
-    if fp16:
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
-    meta["dtype"] = "float16" if fp16 else "float32"
-    atomic_save_safetensors(weights, dst / "G_ema.safetensors", meta)
-
 
 MIN_PSNR = 35.0  # dB, on [-1, 1] pictures: below it fp16 is visibly different
 
@@ -65,27 +42,29 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run / "G_ema.safetensors").is_file():
         print(f"error: {args.run} has no G_ema.safetensors (is it a finished StackGAN run?)", file=sys.stderr)
         return 2
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    export_folder(args.run, tmp, args.fp16)
-    if (args.run / "stage1").is_dir():
-        export_folder(args.run / "stage1", tmp / "stage1", args.fp16)
-
+    from stackgan.errors import UserError
     from stackgan.inference import load_pipeline
 
-    pipe = load_pipeline(tmp)
-    res = pipe.generate(pipe.names[0] if pipe.names else "カツ丼", n=1, seed=0)
-    assert res.stage1.isfinite().all()
+    ref = load_pipeline(args.run)
     if args.fp16:  # fp16 only where it keeps the pictures: compare with the fp32 run, same names and seeds
-        psnr = fp16_psnr(load_pipeline(args.run), pipe)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            half = load_pipeline(ref.save_pretrained(Path(tmp) / "model", fp16=True))
+            psnr = fp16_psnr(ref, half)
         print(f"fp16 vs fp32 pictures: PSNR {psnr:.1f} dB (lowest of 4 names x 4 seeds)")
         if psnr < MIN_PSNR:
-            shutil.rmtree(tmp)
             print(f"error: fp16 weights change the pictures (PSNR {psnr:.1f} dB < {MIN_PSNR}); export without --fp16",
                   file=sys.stderr)
             return 1
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
+    try:
+        ref.save_pretrained(args.out, fp16=args.fp16)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pipe = load_pipeline(args.out)  # a broken export fails here
+    res = pipe.generate(pipe.names[0] if pipe.names else "カツ丼", n=1, seed=0)
+    assert res.stage1.isfinite().all()
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"exported {args.run} -> {args.out} ({size / 1e6:.1f} MB)")
     return 0

@@ -37,6 +37,9 @@ EXPLORE_DIRECTIONS = 4
 MAX_N = 1024
 MAX_SEED = 2**31 - 1
 NAME_CACHE = 4096
+#: what a model folder written by :meth:`Pipeline.save_pretrained` (or scripts/export_model.py) holds
+MODEL_FOLDER_FILES = frozenset({"config.json", "G_ema.safetensors", "names.json", "embeddings.safetensors",
+                                "metrics.json", "stage1", "README.md"})
 
 
 @dataclass
@@ -368,6 +371,57 @@ class Pipeline:
         (known, sim), = nearest
         return {"nearest": known, "similarity": round(sim, 4), "threshold": round(threshold, 4),
                 "far": sim < threshold}
+
+    def save_pretrained(self, folder: str | os.PathLike, fp16: bool = False) -> Path:
+        """Write a model folder that :func:`load_pipeline` (and ``stackgan serve``) loads: config.json,
+        G_ema.safetensors (float16 with ``fp16``), stage1/ for a two-stage model, names.json and
+        embeddings.safetensors of the training names, and metrics.json when the model has metrics.
+        Written beside ``folder`` first and moved into place, so a failure leaves no half folder."""
+        import shutil
+
+        dst = Path(folder)
+        if dst.exists() and not dst.is_dir():
+            raise UserError(f"{dst} exists and is not a folder")
+        if dst.is_dir():
+            other = sorted(p.name for p in dst.iterdir() if p.name not in MODEL_FOLDER_FILES)
+            if other:  # never delete what is not a model folder's (a run folder's checkpoints, photos ...)
+                raise UserError(f"{dst} holds other files ({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}); "
+                                f"save into a new or empty folder")
+        tmp = dst.with_name(dst.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+
+        def weights(model: nn.Module, where: Path, cfg: StackGANConfig) -> None:
+            state = {k: (v.half() if fp16 and v.is_floating_point() else v.float() if v.is_floating_point() else v)
+                     for k, v in model.state_dict().items()}
+            step = self.extra.get("step")
+            meta = {"kind": cfg.kind, "dtype": "float16" if fp16 else "float32", **({"step": str(step)} if step else {})}
+            cfg.save_json(where / "config.json")
+            io.atomic_save_safetensors(state, where / "G_ema.safetensors", meta)
+
+        try:
+            if self.g2 is not None:
+                weights(self.g2, tmp, self.cfg)
+                (tmp / "stage1").mkdir()
+                weights(self.g1, tmp / "stage1", self.cfg1)
+            else:
+                weights(self.g1, tmp, self.cfg)
+            if self.names and self.emb is not None:
+                src = self.folder / "names.json" if self.folder is not None else None
+                info = _read_json(src) if src is not None and src.is_file() else {}
+                info = {**info, "names": self.names, "text_encoder": self.cfg.text_encoder, "emb_dim": self.cfg.emb_dim}
+                io.atomic_write_text(tmp / "names.json", json.dumps(info, ensure_ascii=False, indent=1) + "\n")
+                io.atomic_save_safetensors({"names": self.emb.float()}, tmp / "embeddings.safetensors",
+                                           metadata={"text_encoder": self.cfg.text_encoder})
+            if self.extra.get("metrics") is not None:
+                io.atomic_write_text(tmp / "metrics.json",
+                                     json.dumps(self.extra["metrics"], ensure_ascii=False, indent=1) + "\n")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+        return dst
 
     def info(self) -> dict[str, Any]:
         c, c1 = self.cfg, self.cfg1

@@ -10,11 +10,8 @@ import torch
 
 from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline
-from stackgan.train import stackgan as tr
-from stackgan.train.stackgan_config import StackGANConfig
 
-EMB = 12
-NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
+from conftest import TINY_EMB as EMB, TINY_NAMES as NAMES  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -25,25 +22,10 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _data(size):
-    g = torch.Generator().manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(len(NAMES), EMB, generator=g), dim=1)  # same for both stages
-    images = torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8, generator=g)
-    return tr.TrainData(images, torch.arange(16) % 4, list(NAMES), emb, source="synthetic")
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A stage-I run (2 steps) and a stage-II run on top of it (1 step)."""
-    root = tmp_path_factory.mktemp("runs")
-    common = dict(image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, z_dim=16, batch_size=8,
-                  sample_every=100, ckpt_every=100, grid_rows=2, grid_cols=2, progress=False, device="cpu")
-    s1 = root / "s1"
-    tr.StackGANTrainer(StackGANConfig(max_steps=2, **common).validate(), _data(16), s1).fit()
-    s2 = root / "s2"
-    cfg2 = StackGANConfig(stage=2, stage1=str(s1), max_steps=1, **common).validate()
-    tr.StackGANTrainer(cfg2, _data(32), s2, stage1=tr.load_stage1(s1)).fit()
-    return s1, s2
+def runs(tiny_runs):
+    """A stage-I run (2 steps) and a stage-II run on top of it (1 step), from conftest."""
+    return tiny_runs.s1, tiny_runs.s2
 
 
 class FakeEncoder:

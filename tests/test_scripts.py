@@ -11,11 +11,9 @@ import torch
 from safetensors import safe_open
 
 from stackgan.inference import load_pipeline
-from stackgan.train import stackgan as tr
-from stackgan.train.stackgan_config import StackGANConfig
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
+from conftest import TINY_NAMES as NAMES  # noqa: E402
 
 
 def _script(name):
@@ -25,23 +23,9 @@ def _script(name):
     return mod
 
 
-def _data(size):
-    g = torch.Generator().manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(len(NAMES), 12, generator=g), dim=1)
-    images = torch.randint(0, 256, (16, 3, size, size), dtype=torch.uint8, generator=g)
-    return tr.TrainData(images, torch.arange(16) % 4, list(NAMES), emb, source="synthetic")
-
-
 @pytest.fixture(scope="module")
-def stage2_run(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("runs")
-    common = dict(image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, z_dim=16, batch_size=8,
-                  sample_every=100, ckpt_every=100, grid_rows=2, grid_cols=2, progress=False, device="cpu")
-    tr.StackGANTrainer(StackGANConfig(max_steps=2, **common).validate(), _data(16), root / "s1").fit()
-    cfg2 = StackGANConfig(stage=2, stage1=str(root / "s1"), max_steps=1, **common).validate()
-    tr.StackGANTrainer(cfg2, _data(32), root / "s2", stage1=tr.load_stage1(root / "s1")).fit()
-    return root / "s2"
+def stage2_run(tiny_runs):
+    return tiny_runs.s2
 
 
 def test_export_model_fp16_keeps_only_inference_files(stage2_run, tmp_path, capsys):

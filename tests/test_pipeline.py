@@ -1,0 +1,86 @@
+"""StackGANPipeline: the diffusers-style API (from_pretrained, __call__, save_pretrained) on tiny runs
+and on the shipped model, and the README's example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import stackgan
+from stackgan.errors import UserError
+from stackgan.inference import load_pipeline
+from stackgan.pipeline import StackGANPipeline, StackGANPipelineOutput, to_pil
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_call_gives_pil_pictures_of_both_stages_and_their_seeds(tiny_runs):
+    pipe = stackgan.StackGANPipeline.from_pretrained(tiny_runs.s2)
+    out = pipe(tiny_runs.names[1], num_images=3, seed=5)
+    assert isinstance(out, StackGANPipelineOutput) and out.seeds == [5, 6, 7]
+    assert [im.size for im in out.images] == [(32, 32)] * 3 and [im.size for im in out.stage1] == [(16, 16)] * 3
+    assert all(im.mode == "RGB" for im in out.images + out.stage1)
+    # the same pictures as the inference API, picture i from seed + i alone
+    ref = load_pipeline(tiny_runs.s2).generate(tiny_runs.names[1], n=3, seed=5)
+    assert [a.tobytes() for a in out.images] == [a.tobytes() for a in to_pil(ref.images)]
+    assert out.images[2].tobytes() == pipe(tiny_runs.names[1], num_images=1, seed=7).images[0].tobytes()
+    one = StackGANPipeline.from_pretrained(tiny_runs.s1)(tiny_runs.names[0], num_images=2, seed=1)
+    assert [im.size for im in one.images] == [(16, 16)] * 2  # stage I only: images are stage I's
+    assert [a.tobytes() for a in one.images] == [a.tobytes() for a in one.stage1]
+    v = pipe.variations(tiny_runs.names[0], seed=3, num_images=4, sigma=0.5)
+    assert len(v.images) == 4
+    e = pipe.explore(tiny_runs.names[0], seed=3, offsets=[1.0, 0.0, 0.0, 0.0])
+    assert len(e.images) == 1
+    assert pipe.neighbours(tiny_runs.names[2], k=2)[0][0] == tiny_runs.names[2]
+    with pytest.raises(UserError, match="n must be"):
+        pipe(tiny_runs.names[0], num_images=0)
+
+
+def test_to_pil_maps_the_range_ends():
+    ims = to_pil(torch.stack([torch.full((3, 2, 2), -1.0), torch.full((3, 2, 2), 1.0)]))
+    assert ims[0].getpixel((0, 0)) == (0, 0, 0) and ims[1].getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(tiny_runs, tmp_path):
+    pipe = StackGANPipeline.from_pretrained(tiny_runs.s2)
+    out = pipe.save_pretrained(tmp_path / "model")
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["G_ema.safetensors", "config.json", "embeddings.safetensors", "names.json",
+                     "stage1/G_ema.safetensors", "stage1/config.json"]
+    again = StackGANPipeline.from_pretrained(out)
+    a, b = pipe("味噌ラーメン", num_images=2, seed=9), again("味噌ラーメン", num_images=2, seed=9)
+    assert [x.tobytes() for x in a.images] == [x.tobytes() for x in b.images]
+    assert again.names == pipe.names and again.info()["stages"] == 2
+    # `stackgan serve --checkpoint FOLDER` loads it
+    from web.app import load_model
+
+    assert load_model(str(out)).pipeline.names == pipe.names
+    # saving again replaces the model folder; a folder holding anything else is refused, untouched
+    half = pipe.save_pretrained(out, fp16=True)
+    assert StackGANPipeline.from_pretrained(half)("味噌ラーメン", num_images=1, seed=9).images[0].size == (32, 32)
+    with pytest.raises(UserError, match="holds other files"):
+        pipe.save_pretrained(tiny_runs.s2)  # a run folder: its checkpoints must not be deleted
+    assert list(tiny_runs.s2.glob("ckpt-*.pt"))
+    assert not (tmp_path / "model.tmp").exists()
+
+
+def test_from_pretrained_without_a_path_is_the_shipped_model(monkeypatch):
+    monkeypatch.delenv("STACKGAN_CHECKPOINT", raising=False)
+    pipe = StackGANPipeline.from_pretrained()
+    assert pipe.pipeline.folder == REPO / "models" / "default" and len(pipe.names) == 50
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"<!-- python-api -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README: the Python API example (```python after <!-- python-api -->) is missing"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").symlink_to(REPO / "models")
+    scope: dict = {}
+    exec(compile(m.group(1), "README.md", "exec"), scope)  # noqa: S102 (the project's own README)
+    assert isinstance(scope["out"].images[0], Image.Image)
+    assert (tmp_path / "my-model" / "G_ema.safetensors").is_file()
