@@ -595,6 +595,9 @@ def test_serve_command_end_to_end(tiny_run):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    said = "".join(lines) + proc.stdout.read()
+    assert f"loaded {tiny_run}" in said  # the model it serves, then one line per request
+    assert re.search(r"GET /api/health 200 [\d.]+ ms", said) and re.search(r"POST /api/generate 200 [\d.]+ ms", said)
 
 
 # -- fuzz: a fixed corpus of bad inputs; every answer is a 4xx with a message, never a 500 ---------------

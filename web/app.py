@@ -36,13 +36,14 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from stackgan.defaults import DEFAULT_MODEL, default_model
 from stackgan.errors import CheckpointError, UserError
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("stackgan.access")  # one line per request: method, path, status, ms
 
 
 MAX_NAME_CHARS = 64
@@ -313,8 +314,16 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         log.exception("internal error on %s", request.path)  # the details go to the log, not the client
         return api_error(500, "internal error: the server could not make this picture; see its log")
 
+    @app.before_request
+    def _start_clock() -> None:
+        g.t0 = time.perf_counter()
+
     @app.after_request
     def _headers(resp: Response) -> Response:
+        if access_log.isEnabledFor(logging.INFO):
+            ms = (time.perf_counter() - g.t0) * 1000 if "t0" in g else float("nan")
+            path = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in request.path[:200])
+            access_log.info("%s %s %d %.1f ms", request.method, path, resp.status_code, ms)
         resp.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "

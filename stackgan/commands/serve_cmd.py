@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     from stackgan.utils.device import resolve_device
     from web.app import create_app
 
+    import logging
+
+    # the model it loads and one line per request (method, path, status, ms) on standard error
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     device = str(resolve_device(cfg.device))
     app = create_app(cfg.checkpoint, device=device, precision=cfg.precision)
     service = app.extensions["stackgan"]
