@@ -406,6 +406,7 @@ class Pipeline:
                 weights(self.g1, tmp / "stage1", self.cfg1)
             else:
                 weights(self.g1, tmp, self.cfg)
+            info: dict[str, Any] = {}
             if self.names and self.emb is not None:
                 src = self.folder / "names.json" if self.folder is not None else None
                 info = _read_json(src) if src is not None and src.is_file() else {}
@@ -413,6 +414,12 @@ class Pipeline:
                 io.atomic_write_text(tmp / "names.json", json.dumps(info, ensure_ascii=False, indent=1) + "\n")
                 io.atomic_save_safetensors({"names": self.emb.float()}, tmp / "embeddings.safetensors",
                                            metadata={"text_encoder": self.cfg.text_encoder})
+            from stackgan.model_card import model_card
+
+            encoder_id = info.get("encoder_id")
+            card = model_card(self.cfg, self.cfg1, 2 if self.g2 is not None else 1, self.names,
+                              self.extra.get("train") or {}, self.extra.get("metrics"), encoder_id=encoder_id)
+            io.atomic_write_text(tmp / "README.md", card)
             if self.extra.get("metrics") is not None:
                 io.atomic_write_text(tmp / "metrics.json",
                                      json.dumps(self.extra["metrics"], ensure_ascii=False, indent=1) + "\n")

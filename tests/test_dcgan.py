@@ -251,6 +251,40 @@ def test_non_square_rgba(tmp_path, image_cache):
         assert grid.mode == "RGBA"
 
 
+def test_a_plain_folder_of_stickers_trains_with_a_pattern_and_keeps_alpha(tmp_path, image_cache, capsys):
+    """The DCGAN's own use: a folder of transparent PNG stickers, no names.tsv, no per-name folders."""
+    stickers = make_photos(tmp_path / "stickers", n=8, size=(20, 20), mode="RGBA")
+    (stickers / "names.tsv").unlink()
+    for i, im_path in enumerate(sorted(stickers.glob("*.png"))):  # half transparent: alpha must survive
+        with Image.open(im_path) as im:
+            im = im.copy()
+        im.putalpha(Image.new("L", im.size, 0 if i % 2 else 255))
+        im.save(im_path)
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(stickers / "not-a-sticker.jpg")
+    from stackgan.data import load_dataset
+    from stackgan.data.scan import UNLABELED
+
+    ds = load_dataset(stickers, image_size=16, channels=4, progress=False, unlabeled=True, pattern="*.png")
+    assert len(ds) == 8 and ds.names == [UNLABELED]
+    assert ds.images[1, 3].max() == 0 and ds.images[0, 3].min() == 255  # transparent stays transparent
+    with pytest.raises(DataError, match="no names.tsv.*baseline-dcgan"):  # StackGAN needs names
+        load_dataset(stickers, image_size=16, progress=False)
+    with pytest.raises(DataError, match="no picture matches"):
+        load_dataset(stickers, image_size=16, progress=False, unlabeled=True, pattern="*.gif")
+    run = tmp_path / "run"
+    assert main(["baseline-dcgan", "--data", str(stickers), "--pattern", "*.png", "--checkpoint-dir", str(run),
+                 "--image-size", "16", "--channels", "4", "--batch-size", "4", "--ngf", "8", "--ndf", "8",
+                 "--max-steps", "1", "--device", "cpu", "--no-progress"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["pattern"] == "*.png" and saved["channels"] == 4
+    assert load_checkpoint(run / "ckpt-000001.pt")["data"]["n_images"] == 8  # the .jpg was left out
+    # `stackgan data check` reports it as an unlabeled set, usable by the DCGAN only
+    capsys.readouterr()
+    main(["data", "check", str(stickers)])
+    out = capsys.readouterr().out
+    assert "layout: unlabeled" in out and "usable by the unconditional DCGAN" in out and "not by StackGAN" in out
+
+
 def test_load_generator_from_any_form(photos, tmp_path):
     run = tmp_path / "run"
     train_dcgan(tiny(photos, run, channels=1), progress=False)

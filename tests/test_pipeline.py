@@ -13,6 +13,7 @@ from PIL import Image
 import stackgan
 from stackgan.errors import UserError
 from stackgan.inference import load_pipeline
+from stackgan.model_card import card_header, train_command
 from stackgan.pipeline import StackGANPipeline, StackGANPipelineOutput, to_pil
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +50,14 @@ def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(tiny_runs,
     pipe = StackGANPipeline.from_pretrained(tiny_runs.s2)
     out = pipe.save_pretrained(tmp_path / "model")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["G_ema.safetensors", "config.json", "embeddings.safetensors", "names.json",
+    assert files == ["G_ema.safetensors", "README.md", "config.json", "embeddings.safetensors", "names.json",
                      "stage1/G_ema.safetensors", "stage1/config.json"]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    head = card_header(card)
+    assert head["library_name"] == "stackgan" and head["language"] == ["ja"] and "text-to-image" in head["tags"]
+    assert head["license"] == "mit" and "## Training recipe" in card and "## Intended use and limitations" in card
+    assert "stackgan train --stage 1 --data" in card and "--stage 2" in card  # both stages' commands
+    assert "no metrics" in card  # the tiny run was never scored
     again = StackGANPipeline.from_pretrained(out)
     a, b = pipe("味噌ラーメン", num_images=2, seed=9), again("味噌ラーメン", num_images=2, seed=9)
     assert [x.tobytes() for x in a.images] == [x.tobytes() for x in b.images]
@@ -84,3 +91,23 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(m.group(1), "README.md", "exec"), scope)  # noqa: S102 (the project's own README)
     assert isinstance(scope["out"].images[0], Image.Image)
     assert (tmp_path / "my-model" / "G_ema.safetensors").is_file()
+
+
+def test_train_command_names_the_options_that_differ_from_the_defaults():
+    from stackgan.train.stackgan_config import StackGANConfig
+
+    cfg = StackGANConfig(ngf=32, ndf=32, batch_size=32, max_steps=6000, diffaugment="translation", ca=False,
+                         kl=0.5, out="runs/x", progress=False).validate()
+    cmd = train_command(cfg)
+    assert cmd.startswith("stackgan train --stage 1 --data data/menu")
+    for part in ("--ngf 32", "--batch-size 32", "--max-steps 6000", "--diffaugment translation", "--no-ca", "--kl 0.5"):
+        assert part in cmd
+    assert "--out" not in cmd and "--progress" not in cmd and "--lr-g" not in cmd  # bookkeeping and defaults
+
+
+def test_the_shipped_model_card_matches_its_metrics(tmp_path):
+    pipe = StackGANPipeline.from_pretrained(REPO / "models" / "default")
+    card = (pipe.save_pretrained(tmp_path / "m") / "README.md").read_text(encoding="utf-8")
+    m = pipe.pipeline.extra["metrics"]
+    assert f"{m['fid_in_domain']:.3f}" in card and f"(floor {m['fid_floor']:.3f})" in card
+    assert "`data/menu`: " in card and "50 dish names" in card

@@ -8,15 +8,17 @@ from collections import Counter
 from typing import Any
 
 from stackgan.data.decode import REASONS
-from stackgan.data.scan import DatasetIndex, scan_dataset
+from stackgan.data.scan import UNLABELED_NOTE, DatasetIndex, scan_dataset
 
 # short-side buckets for the size histogram (px): [lo, hi)
 SIZE_BUCKETS = ((0, 32), (32, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, None))
 
 
-def check_dataset(root: str | os.PathLike, min_size: int = 16, progress: bool = False) -> DatasetIndex:
-    """Scan the folder, fully decoding every photo (so truncated files are found)."""
-    return scan_dataset(root, min_size=min_size, decode=True, progress=progress)
+def check_dataset(root: str | os.PathLike, min_size: int = 16, progress: bool = False,
+                  pattern: str | None = None) -> DatasetIndex:
+    """Scan the folder, fully decoding every photo (so truncated files are found). A plain folder
+    of pictures without names is reported as an unlabeled set (the DCGAN's)."""
+    return scan_dataset(root, min_size=min_size, decode=True, progress=progress, unlabeled=True, pattern=pattern)
 
 
 def report_dict(idx: DatasetIndex, min_size: int) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def report_dict(idx: DatasetIndex, min_size: int) -> dict[str, Any]:
     return {
         "root": str(idx.root),
         "layout": idx.layout,
+        **({"note": UNLABELED_NOTE} if idx.layout == "unlabeled" else {}),
         "min_size": min_size,
         "n_usable": len(usable),
         "n_names": len(idx.names),
@@ -46,6 +49,8 @@ def report_dict(idx: DatasetIndex, min_size: int) -> dict[str, Any]:
 
 def format_report(rep: dict[str, Any]) -> str:
     out = [f"data set: {rep['root']} (layout: {rep['layout']})"]
+    if rep.get("note"):
+        out.append(rep["note"])
     counts = rep["counts"]
     out.append(f"\nphotos per name ({rep['n_names']} names, {rep['n_usable']} usable photos):")
     if counts:

@@ -260,21 +260,24 @@ def _decode_all(root: Path, todo: list[tuple[str, str]], hw: tuple[int, int], ch
 
 def load_dataset(root: str | os.PathLike, image_size: int | tuple[int, int] = 64, channels: int = 3,
                  crop: str = "center", min_size: int = 16, cache_dir: str | os.PathLike | None = None,
-                 progress: bool = True, use_cache: bool = True) -> ImageDataset:
+                 progress: bool = True, use_cache: bool = True, unlabeled: bool = False,
+                 pattern: str | None = None) -> ImageDataset:
     """Load a data set folder (see :mod:`stackgan.data.scan` for the layouts).
 
     ``image_size``: N for N×N, or ``(height, width)``. ``channels``: 3 (RGB), 1 (grayscale) or
     4 (RGBA, opaque alpha for photos without one). ``crop``: ``center`` (centre crop to the
     output shape) or ``none`` (whole picture, padded). Photos whose short side is below
     ``min_size`` are skipped. ``cache_dir`` defaults to :func:`default_cache_dir`;
-    ``use_cache=False`` neither reads nor writes it.
+    ``use_cache=False`` neither reads nor writes it. ``unlabeled``: a plain folder of pictures
+    without names is accepted (one name, :data:`stackgan.data.scan.UNLABELED`: for the DCGAN);
+    ``pattern``: only files matching this glob (``*.png``).
     """
     hw = _size_hw(image_size)
     if channels not in CHANNELS:
         raise ConfigError(f"channels must be one of {', '.join(map(str, CHANNELS))}, got {channels}")
     if crop not in CROPS:
         raise ConfigError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}")
-    idx = list_dataset(root)
+    idx = list_dataset(root, unlabeled=unlabeled, pattern=pattern)
     root = idx.root
     skipped = list(idx.problems)
     details = dict(idx.details)

@@ -24,6 +24,9 @@ from stackgan.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 NAMES_FILE = "names.tsv"
+UNLABELED = "(unlabeled)"  # the one "name" of every picture of an unlabeled folder (the DCGAN needs none)
+UNLABELED_NOTE = ("an unlabeled set: usable by the unconditional DCGAN (`stackgan baseline-dcgan --data DIR`), "
+                  "not by StackGAN, which needs a name per picture (a names.tsv or one sub-folder per name)")
 ATTRIBUTES_FILE = "attributes.tsv"
 
 
@@ -39,7 +42,7 @@ class DatasetIndex:
     """
 
     root: Path
-    layout: str  # "names.tsv" or "folders"
+    layout: str  # "names.tsv", "folders" or "unlabeled" (pictures without names: the DCGAN's)
     entries: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
@@ -97,12 +100,15 @@ def resolve_listed(root: Path, file: str) -> str | None:
     return None
 
 
-def list_dataset(root: str | os.PathLike) -> DatasetIndex:
+def list_dataset(root: str | os.PathLike, unlabeled: bool = False, pattern: str | None = None) -> DatasetIndex:
     """Find the photos and their names without opening them.
 
     ``entries`` are the candidates; ``problems`` holds the files not listed in names.tsv and
     the listed files that are missing. A missing folder, a bad names.tsv, or a folder with
-    neither names.tsv nor per-name sub-folders is a :class:`DataError`.
+    neither names.tsv nor per-name sub-folders is a :class:`DataError`, unless ``unlabeled``:
+    then a plain folder of pictures (recursively) is an ``unlabeled`` set whose pictures all
+    carry the name :data:`UNLABELED`. ``pattern``: only files whose name (or, with a ``/`` in
+    it, whose path in the folder) matches this glob, e.g. ``*.png``.
     """
     root = Path(root)
     if not root.exists():
@@ -111,8 +117,23 @@ def list_dataset(root: str | os.PathLike) -> DatasetIndex:
         raise DataError(f"not a folder: {root} (a data set is a folder of photos with a names.tsv)")
     names_tsv = root / NAMES_FILE
     if names_tsv.is_file():
-        return _list_with_names_tsv(root, names_tsv)
-    return _list_folders(root)
+        idx = _list_with_names_tsv(root, names_tsv)
+    else:
+        idx = _list_folders(root, unlabeled)
+    if pattern:
+        idx.entries = [(rel, n) for rel, n in idx.entries if matches(rel, pattern)]
+        idx.problems = [(rel, r) for rel, r in idx.problems if matches(rel, pattern)]
+        if not idx.entries:
+            raise DataError(f"{root}: no picture matches --pattern {pattern!r}")
+    return idx
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """Whether the file ``rel`` (a POSIX path in the data folder) matches the glob ``pattern``: its
+    name, or its whole path when the pattern has a ``/``."""
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(rel if "/" in pattern else PurePosixPath(rel).name, pattern)
 
 
 def _list_with_names_tsv(root: Path, names_tsv: Path) -> DatasetIndex:
@@ -136,16 +157,22 @@ def _list_with_names_tsv(root: Path, names_tsv: Path) -> DatasetIndex:
     return idx
 
 
-def _list_folders(root: Path) -> DatasetIndex:
+def _list_folders(root: Path, unlabeled: bool = False) -> DatasetIndex:
     idx = DatasetIndex(root=root, layout="folders")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = sorted(p for p in root.iterdir() if p.is_file() and _is_image_name(p.name))
     per_dir = [(d, _walk_images(d, root)) for d in subdirs]
+    if unlabeled and loose:  # a plain folder of pictures: every one of them, no names
+        idx.layout = "unlabeled"
+        idx.entries = [(rel, UNLABELED) for rel in _walk_images(root, root)]
+        return idx
     if not any(files for _, files in per_dir):
         what = f"{len(loose)} photo(s) but no names.tsv" if loose else "no photos"
+        hint = (" (a folder of pictures without names trains the unconditional DCGAN: "
+                "`stackgan baseline-dcgan --data DIR`)" if loose else "")
         raise DataError(
             f"{root}: {what}. A data set is a folder of photos (jpg/png/webp) with a names.tsv "
-            f"(header file<TAB>name, one row per photo), or one sub-folder per name (DIR/<name>/*.jpg)")
+            f"(header file<TAB>name, one row per photo), or one sub-folder per name (DIR/<name>/*.jpg){hint}")
     for d, files in per_dir:
         try:
             name = normalize_name(d.name)
@@ -163,7 +190,7 @@ def _list_folders(root: Path) -> DatasetIndex:
 
 
 def scan_dataset(root: str | os.PathLike, min_size: int = 16, decode: bool = True,
-                 progress: bool = False) -> DatasetIndex:
+                 progress: bool = False, unlabeled: bool = False, pattern: str | None = None) -> DatasetIndex:
     """List the data set and open every photo (fully decoding it when ``decode``).
 
     Photos that cannot be read, are truncated, are not images, or whose short side is below
@@ -172,7 +199,7 @@ def scan_dataset(root: str | os.PathLike, min_size: int = 16, decode: bool = Tru
     """
     from tqdm import tqdm
 
-    idx = list_dataset(root)
+    idx = list_dataset(root, unlabeled=unlabeled, pattern=pattern)
     candidates, idx.entries = idx.entries, []
     for rel, name in tqdm(candidates, desc="checking photos", unit="img", disable=not progress):
         try:

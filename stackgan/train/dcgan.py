@@ -101,7 +101,8 @@ def load_images(cfg: DCGANConfig, progress: bool = True) -> tuple[torch.Tensor, 
     from stackgan.data import load_dataset
 
     h, w = cfg.size
-    ds = load_dataset(cfg.data, image_size=(h, w), channels=cfg.channels, progress=progress)
+    ds = load_dataset(cfg.data, image_size=(h, w), channels=cfg.channels, progress=progress, unlabeled=True,
+                      pattern=cfg.pattern or None)
     if cfg.held_out > 0:  # train on the train split only; evaluation scores against the rest
         ds, _ = ds.split(cfg.held_out, cfg.split_seed)
     images = ds.images

@@ -19,7 +19,7 @@ MIN_SIDE = 8  # 2 x the smallest first map (4): one up-convolution at least, see
 
 # Fields that may differ between a run and its resumption (the rest must match the checkpoint).
 RESUMABLE_CHANGES = frozenset({
-    "data", "checkpoint_dir", "sample_dir", "epochs", "max_steps", "max_minutes", "device", "precision",
+    "data", "pattern", "checkpoint_dir", "sample_dir", "epochs", "max_steps", "max_minutes", "device", "precision",
     "checkpoint_every", "keep_checkpoints", "resume",
 })
 
@@ -38,7 +38,11 @@ def parse_size(text: str) -> tuple[int, int]:
 class DCGANConfig(Config):
     """`stackgan baseline-dcgan`: an unconditional DCGAN, options as in DCGAN-tensorflow."""
 
-    data: str = opt("data/menu", "data set folder (image files + names.tsv, or one folder per name)")
+    data: str = opt("data/menu", "data set folder: any folder of pictures (no names needed: the DCGAN is "
+                                 "unconditional), a names.tsv set or one folder per name")
+    pattern: Optional[str] = opt(None, "only pictures whose file name matches this glob, e.g. '*.png' "
+                                       "(DCGAN-tensorflow's --input_fname_pattern); a pattern with / matches the "
+                                       "path in the folder")
     held_out: float = opt(0.0, "fraction of each name's photos held out of training (the same split as "
                                "`stackgan train --held-out` and `stackgan evaluate`)", min=0.0, max=0.9)
     split_seed: int = opt(0, "seed of the train / held-out split", min=0)
