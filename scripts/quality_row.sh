@@ -37,4 +37,4 @@ if compgen -G "$OUT/ckpt-*.pt" > /dev/null; then RESUME=(--resume); fi
 "$BIN/stackgan" train --stage 1 --data "$DATA" --held-out 0.2 --split-seed 0 --seed "$SEED" --out "$OUT" \
   --ngf 32 --ndf 32 --batch-size 32 --max-steps 0 --max-minutes "$MINUTES" --sample-every 1000 --ckpt-every 1000 \
   --keep-ckpts 2 --device "$DEVICE" --no-progress "${RESUME[@]}" "$@"
-"$BIN/stackgan" evaluate "$OUT" --out "$OUT/eval" --device "$DEVICE" --no-progress --no-write-run-metrics
+"$BIN/stackgan" evaluate "$OUT" --out "$OUT/eval" --device "$DEVICE" --no-progress --no-write-run-metrics --n-per-name 32

@@ -42,6 +42,18 @@ MODEL_FOLDER_FILES = frozenset({"config.json", "G_ema.safetensors", "names.json"
                                 "metrics.json", "stage1", "README.md"})
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of rows: a, b [k, d], t [T] -> [k, T, d] (a at t=0, b at t=1); the
+    path of Gaussian noise that keeps its norm, unlike a straight line through the origin's shell."""
+    an, bn = a / a.norm(dim=1, keepdim=True).clamp_min(1e-8), b / b.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    omega = torch.acos((an * bn).sum(1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None]  # [k, 1]
+    so = torch.sin(omega)
+    tt = t[None, :]  # [1, T]
+    wa = torch.where(so > 1e-6, torch.sin((1 - tt) * omega) / so, 1 - tt)
+    wb = torch.where(so > 1e-6, torch.sin(tt * omega) / so, tt)
+    return wa[:, :, None] * a[:, None] + wb[:, :, None] * b[:, None]
+
+
 @dataclass
 class Result:
     """Pictures in [-1, 1] on the CPU: ``stage1`` [n, 3, S, S], ``stage2`` [n, 3, S2, S2] or None;
@@ -259,9 +271,11 @@ class Pipeline:
         e2 = torch.randn(self.cfg.c_dim, generator=g)
         return z, e1, e2
 
-    def _draw(self, name: str, z: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor, seeds: list[int]) -> Result:
+    def _draw(self, name: str | torch.Tensor, z: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor,
+              seeds: list[int]) -> Result:
+        """``name``: a dish name, or sentence vectors [n, D] (one per picture)."""
         n = z.shape[0]
-        emb = self.embed(name).to(self.device).expand(n, -1)
+        emb = (self.embed(name).expand(n, -1) if isinstance(name, str) else name).to(self.device)
         z_d, e1_d, e2_d = z.to(self.device), e1.to(self.device), e2.to(self.device)
         from stackgan.utils.device import autocast
 
@@ -315,6 +329,36 @@ class Pipeline:
             eps[i] = torch.randn(z0.shape[0], generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
         z = z0[None] + float(sigma) * eps
         return self._draw(name, z, e1.expand(n, -1), e2.expand(n, -1), [seed] * n)
+
+    @torch.inference_mode()
+    def interpolate(self, names: Sequence[str], seeds: Sequence[int], frames: int = 16) -> Result:
+        """Frames of a walk, ``frames`` per leg, back to the start (a loop): with one name, between the
+        pictures of ``seeds`` (spherical interpolation of z and of the conditioning noise); with
+        several names, between the names (linear interpolation of their sentence vectors) at
+        ``seeds[0]``. Returns the frames as one Result ([legs * frames, 3, S, S])."""
+        names = list(names)
+        seeds = [self._check_seed(int(s)) for s in seeds]
+        if not names or not seeds:
+            raise UserError("interpolate needs at least one name and one seed")
+        if not isinstance(frames, int) or not 2 <= frames <= 120:
+            raise UserError(f"frames per leg must be an integer from 2 to 120, got {frames!r}")
+        if len(names) == 1 and len(seeds) < 2:
+            raise UserError("interpolate between seeds needs at least 2 of them (-n 2 or more)")
+        t = torch.arange(frames, dtype=torch.float32) / frames  # 0 .. (frames-1)/frames: the next key is the next leg's
+        if len(names) > 1:
+            keys = torch.stack([self.embed(n) for n in names])
+            a, b = keys, keys.roll(-1, 0)
+            emb = (a[:, None] * (1 - t[None, :, None]) + b[:, None] * t[None, :, None]).flatten(0, 1)
+            z, e1, e2 = (x[None].expand(emb.shape[0], -1) for x in self._noise(seeds[0]))
+            if len(names) * frames > MAX_N:
+                raise UserError(f"too many frames: {len(names) * frames} > {MAX_N}")
+            return self._draw(emb, z, e1, e2, [seeds[0]] * emb.shape[0])
+        if len(seeds) * frames > MAX_N:
+            raise UserError(f"too many frames: {len(seeds) * frames} > {MAX_N}")
+        noise = [torch.stack(x) for x in zip(*(self._noise(s) for s in seeds))]  # z, e1, e2: [k, dim] each
+        walked = [slerp(x, x.roll(-1, 0), t).flatten(0, 1) for x in noise]
+        frame_seeds = [s for s in seeds for _ in range(frames)]
+        return self._draw(names[0], *walked, frame_seeds)
 
     def _explore_directions(self) -> torch.Tensor:
         """``EXPLORE_DIRECTIONS`` orthonormal z directions: the ones stage I's first layer

@@ -108,6 +108,29 @@ def test_variations_and_explore(runs):
         pipe.explore(NAMES[0], 3, [0.0] * (EXPLORE_DIRECTIONS + 1))
 
 
+def test_interpolate_walks_between_seeds_and_between_names_in_a_loop(runs):
+    from stackgan.inference import slerp
+
+    pipe = load_pipeline(runs[1])
+    walk = pipe.interpolate([NAMES[0]], [3, 7], frames=4)
+    assert walk.images.shape == (8, 3, 32, 32) and walk.seeds == [3] * 4 + [7] * 4
+    # each leg starts at its key picture: frame 0 is seed 3's, frame 4 is seed 7's
+    torch.testing.assert_close(walk.images[0], pipe.generate(NAMES[0], 1, seed=3).images[0])
+    torch.testing.assert_close(walk.images[4], pipe.generate(NAMES[0], 1, seed=7).images[0])
+    assert not torch.equal(walk.images[1], walk.images[0])
+    names = pipe.interpolate([NAMES[0], NAMES[1]], [5], frames=3)
+    assert names.images.shape[0] == 6
+    torch.testing.assert_close(names.images[3], pipe.generate(NAMES[1], 1, seed=5).images[0])
+    a, b = torch.randn(2, 6), torch.randn(2, 6)
+    path = slerp(a, b, torch.tensor([0.0, 0.5, 1.0]))
+    torch.testing.assert_close(path[:, 0], a)
+    torch.testing.assert_close(path[:, 2], b)
+    with pytest.raises(UserError, match="at least 2"):
+        pipe.interpolate([NAMES[0]], [3], frames=4)
+    with pytest.raises(UserError, match="frames per leg"):
+        pipe.interpolate([NAMES[0]], [3, 4], frames=1)
+
+
 def test_new_names_are_encoded_once_and_neighbours(runs):
     pipe = load_pipeline(runs[0])
     fake = FakeEncoder()
@@ -237,6 +260,26 @@ def test_load_errors(runs, tmp_path):
 
 def test_pipeline_is_the_public_type(runs):
     assert isinstance(load_pipeline(runs[0]), Pipeline)
+
+
+def test_generate_interpolate_writes_a_looping_gif(runs, tmp_path, capsys):
+    from PIL import Image
+
+    from stackgan.cli import main
+
+    out = tmp_path / "walk.gif"
+    assert main(["generate", "--checkpoint", str(runs[1]), NAMES[0], "-n", "3", "--interpolate", "--frames", "4",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    with Image.open(out) as im:
+        assert im.n_frames == 12 and im.size == (32, 32) and im.info.get("loop") == 0
+    two = tmp_path / "names.gif"
+    assert main(["generate", "--checkpoint", str(runs[1]), NAMES[0], NAMES[1], "--interpolate", "--frames", "5",
+                 "--out", str(two), "--device", "cpu"]) == 0
+    with Image.open(two) as im:
+        assert im.n_frames == 10
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(runs[1]), NAMES[0], "--interpolate", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--out must be a .gif file with --interpolate" in capsys.readouterr().err
 
 
 def test_stackgan_generate_command_end_to_end(runs, tmp_path, capsys):

@@ -27,6 +27,8 @@ examples:
   stackgan generate --checkpoint runs/dcgan/menu-64x64 -n 64 --seed 1 --out dcgan.png
   stackgan generate --checkpoint runs/stackgan/menu ピリ辛サーモン丼 天ぷらカレー -n 8 --out menu.png
   stackgan generate --checkpoint runs/stackgan/menu 月見うどん --variations-of 3 --sigma 0.5 -n 16
+  stackgan generate 月見うどん -n 4 --interpolate --out walk.gif          # between seeds 1..4, and back
+  stackgan generate カツ丼 親子丼 --seed 3 --interpolate --out katsu-oyako.gif   # between two names
 """
 
 
@@ -41,6 +43,11 @@ class GenerateConfig(Config):
     truncation: float = opt(1.0, "scale z towards its mean (< 1: safer, less varied samples)", min=0.0, max=2.0)
     variations_of: Optional[int] = opt(None, "draw variations of the sample with this seed instead", min=0)
     sigma: float = opt(0.5, "noise added to z for --variations-of", min=0.0)
+    interpolate: bool = opt(False, "StackGAN: write an animated GIF (--out NAME.gif) that walks between the pictures "
+                                   "of seeds --seed .. --seed + n - 1 of one name, or between two or more names "
+                                   "(their sentence vectors) at --seed, and back")
+    frames: int = opt(16, "--interpolate: frames per leg of the walk", min=2, max=120)
+    frame_ms: int = opt(80, "--interpolate: milliseconds per frame", min=10, max=5000)
     device: str = opt("auto", "auto, cpu, cuda, ...")
     precision: str = opt("fp32", "StackGAN: fp32 (the pictures evaluate scores), bf16 or auto (bf16 where the "
                                  "device runs it natively: faster for many pictures, PSNR about 55 dB against fp32)",
@@ -49,8 +56,12 @@ class GenerateConfig(Config):
     def check(self) -> None:
         if not str(self.checkpoint).strip():
             raise ConfigError("--checkpoint is required")
-        if not str(self.out).lower().endswith(".png"):
-            raise ConfigError(f"--out must be a .png file, got {self.out!r}")
+        suffix = ".gif" if self.interpolate else ".png"
+        if not str(self.out).lower().endswith(suffix):
+            raise ConfigError(f"--out must be a {suffix} file{' with --interpolate' if self.interpolate else ''}, "
+                              f"got {self.out!r}")
+        if self.interpolate and self.variations_of is not None:
+            raise ConfigError("--interpolate and --variations-of do not go together")
 
     @property
     def sample_dir(self) -> Path:
@@ -69,7 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="ckpt-*.pt, a run folder (latest checkpoint) or G.safetensors beside its config.json "
                         "(default: $STACKGAN_CHECKPOINT, else the shipped models/default, as `stackgan serve`)")
     p.add_argument("names", nargs="*", metavar="NAME", help="dish names (StackGAN checkpoints only)")
-    p.add_argument("-n", "--num", type=int, default=64, help="samples to draw (per name for StackGAN) (default: 64)")
+    p.add_argument("-n", "--num", type=int, default=None,
+                   help="samples to draw (per name for StackGAN) (default: 64); with --interpolate the key seeds "
+                        "of a one-name walk (default: 4)")
     GenerateConfig.add_arguments(p, skip=("checkpoint", "names", "num"))
     add_trust_argument(p)
     p.set_defaults(func=run)
@@ -82,8 +95,16 @@ def run(args: argparse.Namespace) -> int:
         from stackgan.defaults import default_model
 
         args.checkpoint = str(default_model())
+    if args.num is None:
+        args.num = 4 if args.interpolate else 64
     cfg = GenerateConfig.from_args(args, names=tuple(args.names))
     kind = checkpoint_kind(cfg.checkpoint)
+    if cfg.interpolate:
+        if not kind.startswith("StackGAN"):
+            raise ConfigError("--interpolate walks between seeds or names of a StackGAN model")
+        frames = interpolate_stackgan(cfg)
+        print(f"wrote {cfg.out} ({frames} frames)")
+        return 0
     if kind == "DCGANConfig":
         written = generate_dcgan(cfg)
     elif kind.startswith("StackGAN"):
@@ -197,3 +218,20 @@ def generate_stackgan(cfg: GenerateConfig) -> int:
         all_seeds += [int(s) for s in seeds]
         all_names += [name] * imgs.shape[0]
     return _write(torch.cat(all_images), all_seeds, all_names, cfg, groups=len(cfg.names))
+
+
+def interpolate_stackgan(cfg: GenerateConfig) -> int:
+    """The --interpolate GIF: one name walks between seeds, several names walk between each other."""
+    if not cfg.names:
+        raise ConfigError("--interpolate needs one name (a walk between seeds) or several (a walk between names)")
+    from stackgan.inference import load_pipeline
+    from stackgan.pipeline import to_pil
+    from stackgan.utils.device import resolve_device
+    from stackgan.utils.viz import save_gif
+
+    pipe = load_pipeline(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
+    seeds = [cfg.seed + i for i in range(cfg.num)] if len(cfg.names) == 1 else [cfg.seed]
+    res = pipe.interpolate(cfg.names, seeds, frames=cfg.frames)
+    images = to_pil(res.images)
+    save_gif(images, cfg.out, cfg.frame_ms)
+    return len(images)

@@ -113,7 +113,14 @@ def make_gif(frames: Sequence[str | os.PathLike], path: str | os.PathLike, durat
                 s = max_side / max(im.size)
                 im = im.resize((round(im.width * s), round(im.height * s)), Image.BILINEAR)
             imgs.append(im.copy())
+    return save_gif(imgs, path, duration_ms)
+
+
+def save_gif(images: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 80) -> Path:
+    """An animated, looping GIF of PIL images, written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.gif")
-    imgs[0].save(tmp, save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0)
+    images[0].save(tmp, save_all=True, append_images=list(images[1:]), duration=duration_ms, loop=0)
     os.replace(tmp, path)
     return path
