@@ -416,6 +416,16 @@ class Pipeline:
         return {"nearest": known, "similarity": round(sim, 4), "threshold": round(threshold, 4),
                 "far": sim < threshold}
 
+    def model_card(self) -> str:
+        """The model folder's README.md (Hugging Face model card) from its config, names and metrics."""
+        from stackgan.model_card import model_card
+
+        src = self.folder / "names.json" if self.folder is not None else None
+        info = _read_json(src) if src is not None and src.is_file() else {}
+        encoder_id = info.get("encoder_id") if isinstance(info, dict) else None
+        return model_card(self.cfg, self.cfg1, 2 if self.g2 is not None else 1, self.names,
+                          self.extra.get("train") or {}, self.extra.get("metrics"), encoder_id=encoder_id)
+
     def save_pretrained(self, folder: str | os.PathLike, fp16: bool = False) -> Path:
         """Write a model folder that :func:`load_pipeline` (and ``stackgan serve``) loads: config.json,
         G_ema.safetensors (float16 with ``fp16``), stage1/ for a two-stage model, names.json and
@@ -458,12 +468,7 @@ class Pipeline:
                 io.atomic_write_text(tmp / "names.json", json.dumps(info, ensure_ascii=False, indent=1) + "\n")
                 io.atomic_save_safetensors({"names": self.emb.float()}, tmp / "embeddings.safetensors",
                                            metadata={"text_encoder": self.cfg.text_encoder})
-            from stackgan.model_card import model_card
-
-            encoder_id = info.get("encoder_id")
-            card = model_card(self.cfg, self.cfg1, 2 if self.g2 is not None else 1, self.names,
-                              self.extra.get("train") or {}, self.extra.get("metrics"), encoder_id=encoder_id)
-            io.atomic_write_text(tmp / "README.md", card)
+            io.atomic_write_text(tmp / "README.md", self.model_card())
             if self.extra.get("metrics") is not None:
                 io.atomic_write_text(tmp / "metrics.json",
                                      json.dumps(self.extra["metrics"], ensure_ascii=False, indent=1) + "\n")

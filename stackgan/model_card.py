@@ -41,10 +41,10 @@ def _fmt(v: Any) -> str:
 
 def _metrics_lines(m: dict[str, Any]) -> list[str]:
     lines = []
-    for key, ceiling in (("faithfulness_train", "classifier_heldout_accuracy"),
-                         ("faithfulness_invented", "classifier_invented_accuracy")):
+    reader = "reader_heldout_accuracy" in m  # read by the attribute reader: its ceilings, not the old classifier's
+    for key, ceiling in (("faithfulness_train", "heldout_accuracy"), ("faithfulness_invented", "invented_accuracy")):
         if isinstance(m.get(key), dict):
-            ceil = m.get(ceiling) or {}
+            ceil = m.get(("reader_" if reader else "classifier_") + ceiling) or {}
             parts = [f"{k} {_fmt(v)}" + (f" (ceiling {_fmt(ceil[k])})" if k in ceil else "") for k, v in m[key].items()]
             what = "training names" if key.endswith("train") else "invented names"
             lines.append(f"| faithfulness, {what} | " + ", ".join(parts) + " |")
@@ -99,9 +99,10 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
     if metrics:
         rows = _metrics_lines(metrics)
         body += [f"`stackgan evaluate` on held-out pictures of `{metrics.get('data', data)}` "
-                 f"(scored: {metrics.get('scored', 'the final stage')}). Faithfulness is read by the evaluator's "
-                 "classifier; its ceiling is its accuracy on real held-out pictures. FID is on the classifier's "
-                 "features, not Inception's, so it is not comparable with published FIDs.", "",
+                 f"(scored: {metrics.get('scored', 'the final stage')}). Faithfulness is read by "
+                 f"{metrics.get('faithfulness_read_by') or 'the evaluator classifier'}; its ceiling is its accuracy "
+                 "on true held-out pictures (of the invented names: true renders of them). FID is on the "
+                 "evaluator classifier's features, not Inception's, so it is not comparable with published FIDs.", "",
                  "| metric | value |", "|---|---|", *rows, ""]
         if metrics.get("note"):
             body += [f"Note: {metrics['note']}.", ""]

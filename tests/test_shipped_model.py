@@ -74,3 +74,9 @@ def test_far_names_are_told_apart_from_the_menu(pipe):
         assert f["far"] and f["similarity"] < f["threshold"] and f["nearest"] in pipe.names, name
     for name in ("カツ丼", "ピリ辛サーモン丼", "冷やし月見そば", *EXAMPLES):  # the page's chips draw well
         assert not pipe.familiarity(name)["far"], name
+
+
+def test_its_model_card_is_written_from_its_own_config_and_metrics(pipe):
+    card = (MODEL / "README.md").read_text(encoding="utf-8")
+    assert card == pipe.model_card(), "models/default/README.md drifted: re-export with scripts/export_model.py"
+    assert card.startswith("---\nlicense: mit\nlibrary_name: stackgan\n")
