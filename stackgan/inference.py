@@ -30,7 +30,7 @@ from torch import nn
 
 from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.models.stackgan import Stage1G, Stage2G, stage1_generator, stage2_generator
-from stackgan.train.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import StackGANConfig
 from stackgan.utils import io
 
 EXPLORE_DIRECTIONS = 4

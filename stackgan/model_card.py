@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from stackgan.train.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import StackGANConfig
 
 # run-folder bookkeeping that says nothing about the recipe
 _NOT_RECIPE = {"out", "resume", "progress", "device", "emb_dim", "stage1", "sample_every", "ckpt_every", "keep_ckpts",

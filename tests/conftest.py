@@ -34,7 +34,7 @@ def tiny_runs(tmp_path_factory) -> TinyRuns:
     """A tiny stage-I run and a stage-II run on top of it, trained once per test session. Tests that
     change files copy the folders first."""
     from stackgan.train import stackgan as tr
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

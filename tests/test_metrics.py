@@ -559,7 +559,7 @@ def test_compare_with_max_minutes_gives_every_model_the_same_time(tmp_path):
 
     from stackgan.metrics.compare import _finished, base_stackgan, dcgan_config, stackgan_config
     from stackgan.metrics.config import CompareConfig
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     cfg = CompareConfig(out=str(tmp_path), max_minutes=30, ngf=32, ndf=32, batch_size=32).validate()
     base = base_stackgan(cfg)

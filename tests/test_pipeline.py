@@ -94,7 +94,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
 
 
 def test_train_command_names_the_options_that_differ_from_the_defaults():
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     cfg = StackGANConfig(ngf=32, ndf=32, batch_size=32, max_steps=6000, diffaugment="translation", ca=False,
                          kl=0.5, out="runs/x", progress=False).validate()

@@ -15,7 +15,7 @@ from stackgan.models.init import init_weights
 from stackgan.models.stackgan import (CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G,
                                       kl_divergence)
 from stackgan.train import stackgan as tr
-from stackgan.train.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import StackGANConfig
 from stackgan.utils.runlog import read_jsonl
 
 EMB = 12

@@ -70,7 +70,7 @@ def build_tiny_runs(root: Path) -> dict[str, Path]:
         return _RUNS
     from stackgan.text import load_text_encoder
     from stackgan.train import stackgan as tr
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     enc_dir = make_text_encoder(root / "encoder")
     enc = load_text_encoder(str(enc_dir))

@@ -38,7 +38,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     p = subparsers.add_parser(
         "train",
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import math
 
     from stackgan.train.stackgan import train
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     apply_trust_argument(args)
     cfg = StackGANConfig.from_args(args)

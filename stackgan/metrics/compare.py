@@ -25,7 +25,7 @@ def base_stackgan(cfg: CompareConfig) -> dict:
     """The stage-I settings every StackGAN of the comparison shares. With ``--stackgan RUN`` they are
     that run's own (its stage I for a stage-II run), so each ablation differs from it in one switch
     and every model gets its budget; otherwise they come from the compare options."""
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     if cfg.stackgan:
         info = read_run(cfg.stackgan)
@@ -52,7 +52,7 @@ def base_stackgan(cfg: CompareConfig) -> dict:
 
 
 def stackgan_config(base: dict, out: Path, model: str = "stackgan"):
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     return StackGANConfig.from_dict({**base, **ABLATIONS[model], "out": str(out), "emb_dim": 0})
 
@@ -80,7 +80,7 @@ def _settings(config: dict) -> dict:
     """The training settings of a run's config, with fields added since it was written filled in
     as that run meant them (so a run from an older version still counts as the same)."""
     from stackgan.train.dcgan_config import DCGANConfig
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     cls = {"StackGANConfig": StackGANConfig, "DCGANConfig": DCGANConfig}.get(config.get("_kind"))
     if cls is not None:

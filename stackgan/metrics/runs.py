@@ -185,7 +185,7 @@ def d_probe(info: RunInfo, names: Sequence[str], out: Path, label: str, steps: i
         return None
     from stackgan.metrics.dprobe import maximise_score
     from stackgan.models.stackgan import discriminator
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
     from stackgan.utils.viz import save_grid
 
     ck_path = info.path if info.path.suffix == ".pt" else io.latest_checkpoint(info.folder)

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STAGE1_SIZES = (16, 32, 64)
+from stackgan.stackgan_config import D_CONDS, G_CONDS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
+
 STAGE2_SCALES = (2, 4)
 
 
@@ -74,8 +75,6 @@ class FusedUpBlock(nn.Module):
         return F.relu(self.norm(self.conv(x), cond))
 
 
-G_CONDS = ("input", "fusion")
-D_CONDS = ("concat", "projection")
 
 
 def make_ups(chans: list[int], cond_dim: int = 0) -> nn.Module:

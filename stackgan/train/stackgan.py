@@ -38,7 +38,7 @@ from stackgan.augment import AdaController, DiffAugment
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, kl_divergence, stage1_generator, stage2_generator
-from stackgan.train.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_device, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl

@@ -1,0 +1,156 @@
+"""The configuration of `stackgan train` (kept free of torch so that `--help` is fast).
+
+Saved as ``config.json`` in the run folder and inside every checkpoint; together with the
+weights it is enough to rebuild the generator (:mod:`stackgan.inference`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from stackgan.config import MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
+from stackgan.errors import ConfigError
+
+STAGE1_SIZES = (16, 32, 64)
+STAGE2_SIZES = (128, 256)
+LOSSES = ("bce", "hinge")
+G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
+D_CONDS = ("concat", "projection")
+
+# What a run folder written before a field existed meant by its absence (the settings of that time).
+LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
+                   "precision": "fp32", "name_loss": 0.0, "r1": 0.0}
+
+# Fields a resumed run may take from the new command line; everything else comes from the run.
+RESUMABLE_CHANGES = frozenset({
+    "max_steps", "epochs", "max_minutes", "device", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
+    "progress", "resume", "out",
+})
+
+
+@dataclasses.dataclass
+class StackGANConfig(Config):
+    """`stackgan train`: one StackGAN stage."""
+
+    stage: int = opt(1, "which stage to train: 1 (text -> low-res) or 2 (stage-I picture + text -> high-res)",
+                     choices=(1, 2))
+    data: str = opt("data/menu", "data set folder (photos + names.tsv, or one folder per name)")
+    out: Optional[str] = opt(None, "run folder [runs/stage<N>-<data>]")
+    stage1: Optional[str] = opt(None, "stage 2: the stage-I run folder or checkpoint to build on")
+    resume: bool = opt(False, "continue from the latest checkpoint in --out")
+    held_out: float = opt(0.0, "fraction of each name's photos held out of training (for an honest evaluation; "
+                               "`stackgan evaluate` uses the same split)", min=0.0, max=0.9)
+    split_seed: int = opt(0, "seed of the train / held-out split", min=0)
+
+    # text
+    text_encoder: str = opt("e5", "text encoder of the dish names: e5, scratch:FOLDER or a HF folder/id")
+    emb_dim: int = opt(0, "size of the sentence vectors (set from the encoder)", min=0, cli=False)
+
+    # model
+    image_size: int = opt(64, "stage-I picture size (16/32 for quick tests)", choices=STAGE1_SIZES)
+    stage2_size: int = opt(256, "stage-II size for a 64 px stage I (scaled with --image-size: x2 or x4)",
+                           choices=STAGE2_SIZES)
+    z_dim: int = opt(100, "size of the noise vector z", min=1)
+    c_dim: int = opt(128, "size of the conditioning-augmentation code", min=1)
+    ca: bool = opt(True, "conditioning augmentation: c ~ N(mu, sigma^2) with the KL term; --no-ca: c = mu, a plain "
+                         "projection of the sentence vector (the ablation)")
+    ngf: int = opt(128, "G width (paper: 128; 32 is a slim CPU model)", min=1)
+    ndf: int = opt(64, "D width (paper: 64; 32 on CPU)", min=1)
+    r_num: int = opt(2, "stage-II residual blocks", min=2, max=4)
+    stage2_residual: bool = opt(True, "stage II corrects the upsampled stage-I picture (it starts as a plain "
+                                      "upsample and learns the detail) instead of drawing every pixel anew "
+                                      "(--no-stage2-residual, the paper)")
+    g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
+                                "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
+                                "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
+    d_cond: str = opt("projection", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
+                                    "features) or projection (an inner product, Miyato & Koyama 2018)",
+                      choices=D_CONDS)
+
+    # losses
+    loss: str = opt("bce", "bce (the paper) or hinge (with DF-GAN's matching-aware gradient penalty)",
+                    choices=LOSSES)
+    kl: float = opt(2.0, "weight of the CA KL term (averaged per element)", min=0.0)
+    gp_weight: float = opt(2.0, "hinge: weight k of the matching-aware gradient penalty k*E[|grad|^p]", min=0.0)
+    gp_power: float = opt(6.0, "hinge: power p of the matching-aware gradient penalty", min=1.0)
+    wrong_near: float = opt(0.0, "share of the mismatched (wrong-name) pairs whose name is one of the 4 names nearest "
+                                 "to the photo's own, e.g. きつねうどん for a 月見うどん photo: hard negatives that "
+                                 "make D, and so G, look at the topping, not only the bowl; 0: uniform over the "
+                                 "other names", min=0.0, max=1.0)
+    mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
+                                   "name are pushed apart in proportion to their noise; 0: off", min=0.0)
+
+    name_loss: float = opt(0.0, "weight of a name-classification term (projection D only): D's picture features "
+                                "must pick the picture's own name among all training names (softmax over the "
+                                "projection's inner products), D on real photos and G on its fakes, as AC-GAN's "
+                                "auxiliary classifier but through the text vectors; 0: off", min=0.0)
+    r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
+                         "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
+    r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
+
+    # augmentation
+    diffaugment: str = opt("color,translation,cutout", "DiffAugment policy for every image D sees; none: off")
+    ada: bool = opt(False, "adapt the augmentation probability from sign(D(real)) (StyleGAN2-ADA)")
+    ada_target: float = opt(0.6, "ADA target r_t", min=0.0, max=1.0)
+    ada_speed: int = opt(50_000, "ADA: images for p to go from 0 to 1", min=1)
+    flip: bool = opt(True, "random horizontal flips of the real photos")
+    balance_names: bool = opt(True, "draw every name equally often, whatever its photo count (else photos are "
+                                    "drawn uniformly, so names with many photos dominate)")
+
+    # optimisation
+    lr_g: float = opt(2e-4, "G learning rate (Adam)", min=0.0)
+    lr_d: float = opt(2e-4, "D learning rate (Adam)", min=0.0)
+    beta1: float = opt(0.5, "Adam beta1", min=0.0, max=1.0)
+    beta2: float = opt(0.999, "Adam beta2", min=0.0, max=1.0)
+    lr_decay_epochs: int = opt(100, "halve the learning rates every N epochs (0: never)", min=0)
+    ema: float = opt(0.999, "EMA decay of G's weights (samples and inference use the EMA)", min=0.0, max=1.0)
+    batch_size: int = opt(64, "images per batch", min=2)
+    max_steps: int = opt(5000, "stop after this many steps (0: no limit, then --epochs or --max-minutes decides)",
+                         min=0)
+    epochs: int = opt(0, "stop after this many passes over the data (0: no limit)", min=0)
+    max_minutes: float = opt(0.0, MAX_MINUTES_HELP, min=0.0)
+    precision: str = opt("auto", PRECISION_HELP, choices=PRECISIONS)
+    amp: bool = opt(True, "deprecated: --no-amp is the same as --precision fp32")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
+    seed: int = opt(0, "random seed", min=0)
+
+    # run folder
+    sample_every: int = opt(250, "write the fixed grid every N steps", min=1)
+    ckpt_every: int = opt(500, "write a checkpoint every N steps (and at the end)", min=1)
+    keep_ckpts: int = opt(3, "keep the newest N checkpoints", min=1)
+    log_every: int = opt(10, "write losses to log.jsonl every N steps", min=1)
+    grid_rows: int = opt(8, "names in the fixed grid (training names and <data>/invented.tsv)", min=1)
+    grid_cols: int = opt(8, "fixed z per name in the grid", min=2)
+    progress: bool = opt(True, "show a progress bar")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StackGANConfig":
+        return super().from_dict({**LEGACY_DEFAULTS, **d})
+
+    def check(self) -> None:
+        from stackgan.augment import parse_policy
+
+        parse_policy(self.diffaugment)
+        if self.max_steps == 0 and self.epochs == 0 and self.max_minutes == 0:
+            raise ConfigError("give a budget: --max-steps N, --epochs N and/or --max-minutes M")
+        if self.stage == 2 and not self.stage1:
+            raise ConfigError("--stage 2 needs --stage1 PATH (a stage-I run folder or checkpoint)")
+        if self.name_loss > 0 and self.d_cond != "projection":
+            raise ConfigError("--name-loss needs --d-cond projection (it classifies through the projection's "
+                              "inner products)")
+        if self.stage == 1 and self.stage1:
+            raise ConfigError("--stage1 is only for --stage 2")
+
+    @property
+    def stage2_scale(self) -> int:
+        return self.stage2_size // 64
+
+    @property
+    def out_size(self) -> int:
+        """The size of the pictures this stage makes (and of the photos it trains on)."""
+        return self.image_size if self.stage == 1 else self.image_size * self.stage2_scale
+
+    @property
+    def kind(self) -> str:
+        return f"stackgan-stage{self.stage}"
