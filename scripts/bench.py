@@ -72,7 +72,7 @@ SHIPPED = {1: dict(ngf=32, ndf=32, batch_size=32, diffaugment="translation"),
 
 
 def _stage_cfg(stage: int, args, **kw):
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     base = dict(stage=stage, emb_dim=EMB_DIM, device=args.device, progress=False, batch_size=args.batch(stage),
                 stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size)

@@ -114,7 +114,7 @@ def random_pipeline(ngf: int, stages: int, text_encoder: str, precision: str = "
     from stackgan.models.init import init_weights
     from stackgan.models.stackgan import stage1_generator, stage2_generator
     from stackgan.text import load_text_encoder
-    from stackgan.train.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import StackGANConfig
 
     enc = load_text_encoder(text_encoder)
     names = ["カツカレー", "きつねうどん", "味噌ラーメン", "親子丼", "天ぷらそば", "鮭の塩焼き", "抹茶パフェ", "牛丼"]

@@ -759,3 +759,128 @@ def test_serve_refuses_an_oversized_body_before_reading_it(app):
     finally:
         srv.close()
         thread.join(timeout=10)
+
+
+def test_slow_connections_hold_no_worker_and_are_closed_after_the_channel_timeout(app):
+    """20 connections that send half a request and stall, 4 clients generating in a loop: the health
+    route still answers every time (the stalled requests never reach a worker thread), and waitress
+    drops the stalled connections after --channel-timeout. (Timings: scripts/load_serve.py.)"""
+    import http.client
+    import socket
+    import time
+
+    from stackgan.commands.serve_cmd import make_server
+
+    srv = make_server(app, "127.0.0.1", 0, 2, channel_timeout=2, connection_limit=100)
+    port = srv.effective_port
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    slow = []
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            conn.request("POST", "/api/generate", body=json.dumps({"name": "月見そば", "n": 4, "seed": 1}),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            answers.append(r.status)
+        conn.close()
+
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: appl")  # and nothing more
+            slow.append(s)
+        loaders = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+        for t in loaders:
+            t.start()
+        health = []
+        for _ in range(10):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # fails the test if it hangs
+            conn.request("GET", "/api/health")
+            r = conn.getresponse()
+            health.append((r.status, json.loads(r.read())["status"]))
+            conn.close()
+        stop.set()
+        for t in loaders:
+            t.join(timeout=30)
+        assert health == [(200, "ok")] * 10 and answers and set(answers) == {200}
+        time.sleep(4.5)  # > channel_timeout + waitress's cleanup pass
+        closed = 0
+        for s in slow:
+            s.settimeout(5)
+            try:
+                closed += s.recv(1) == b""
+            except (ConnectionResetError, socket.timeout):
+                closed += 0
+        assert closed == 20, f"only {closed} of 20 stalled connections were closed"
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+        srv.close()
+        thread.join(timeout=10)
+
+
+def test_the_model_lock_serves_the_smallest_waiter_first_and_refuses_beyond_its_queue():
+    import time
+
+    from web.app import ServerBusy, SmallestFirstLock
+
+    lock = SmallestFirstLock(max_waiting=3)
+    order: list[float] = []
+    started, release = threading.Event(), threading.Event()
+
+    def holder():
+        with lock.hold(0):
+            started.set()
+            release.wait(30)  # the others queue up meanwhile
+
+    def waiter(cost):
+        with lock.hold(cost):
+            order.append(cost)
+
+    t0 = threading.Thread(target=holder)
+    t0.start()
+    assert started.wait(30)
+    waiters = []
+    for cost in (16, 12, 1):  # arrive big first
+        waiters.append(threading.Thread(target=waiter, args=(cost,)))
+        waiters[-1].start()
+        deadline = time.monotonic() + 30
+        while len(lock._waiting) < len(waiters) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(lock._waiting) == 3
+    with pytest.raises(ServerBusy):  # the queue (3) is full
+        with lock.hold(1):
+            pass
+    release.set()
+    for t in [t0, *waiters]:
+        t.join(30)
+    assert order == [1, 12, 16]
+    with lock.hold(5):  # free again
+        pass
+
+
+def test_a_large_request_is_drawn_in_turns_with_the_same_pictures_and_busy_is_a_503(app):
+    from web.app import CHUNK
+
+    service = app.extensions["stackgan"]
+    n = CHUNK * 2 + 1
+    whole = service.pipeline.generate("月見そば", n, seed=7)
+    turns = service.generate("月見そば", n, seed=7)
+    assert turns.seeds == whole.seeds and torch.equal(turns.stage1, whole.stage1)
+    assert (turns.stage2 is None) == (whole.stage2 is None)
+    if whole.stage2 is not None:
+        assert torch.equal(turns.stage2, whole.stage2)
+    saved = service.lock.max_waiting
+    service.lock.max_waiting = 0
+    try:
+        r = app.test_client().post("/api/generate", json={"name": "月見そば", "n": 1, "seed": 1})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "busy" in r.json["error"]
+        assert app.test_client().get("/api/health").status_code == 200  # health never waits for the model
+    finally:
+        service.lock.max_waiting = saved

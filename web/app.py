@@ -24,6 +24,8 @@ access, from ``$STACKGAN_CHECKPOINT`` or the shipped ``models/default``) or the 
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import json
 import logging
 import math
@@ -33,6 +35,7 @@ import secrets
 import threading
 import time
 import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -206,23 +209,83 @@ def _images(result, seeds: list[int] | None = None) -> list[dict[str, Any]]:
 
 
 # -- the app ------------------------------------------------------------------------------------
+class ServerBusy(Exception):
+    """Too many requests are already waiting for the model: answered 503 with Retry-After."""
+
+
+class SmallestFirstLock:
+    """The model's lock: one holder at a time, and on release the waiter with the smallest cost
+    (pictures still to draw; ties in arrival order) goes next, so a page's one picture is not stuck
+    behind other clients' 16-picture requests. At most ``max_waiting`` may wait; more raise
+    :class:`ServerBusy` at once, so waiting requests can never take every server thread."""
+
+    def __init__(self, max_waiting: int = 14):
+        self.max_waiting = max_waiting
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: list[tuple[float, int]] = []
+        self._tickets = itertools.count()
+
+    @contextmanager
+    def hold(self, cost: float):
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                raise ServerBusy(f"{len(self._waiting)} requests are waiting for the model")
+            entry = (float(cost), next(self._tickets))
+            heapq.heappush(self._waiting, entry)
+            try:
+                while self._busy or self._waiting[0] != entry:
+                    self._cond.wait()
+            except BaseException:
+                self._waiting.remove(entry)
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()
+                raise
+            heapq.heappop(self._waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+#: pictures drawn per turn of the model lock: a large request is drawn in turns, so that smaller ones
+#: interleave (picture i depends on seed + i only, so the pictures are the same)
+CHUNK = 4
+
+
 class ModelService:
     """The loaded pipeline, its lock and the few facts the page needs about it."""
 
-    def __init__(self, pipeline, source: str):
+    def __init__(self, pipeline, source: str, max_waiting: int = 14):
         self.pipeline = pipeline
         self.source = source  # for the server's own log and console
         # what clients see: the model folder's name, never where it lies on the server
         self.public_source = Path(source).name or source if os.sep in source or "/" in source else source
-        self.lock = threading.Lock()
+        self.lock = SmallestFirstLock(max_waiting)
         self.loaded_at = time.time()
         self._info: dict[str, Any] | None = None
 
-    def call(self, method: str, *args, **kwargs):
+    def call(self, method: str, *args, cost: float = 0.0, **kwargs):
         import torch
 
-        with self.lock, torch.inference_mode():
+        with self.lock.hold(cost), torch.inference_mode():
             return getattr(self.pipeline, method)(*args, **kwargs)
+
+    def generate(self, name: str, n: int, seed: int, truncation: float = 1.0):
+        """``pipeline.generate`` drawn in turns of :data:`CHUNK` pictures (the same pictures)."""
+        if n <= CHUNK:
+            return self.call("generate", name, n, seed=seed, truncation=truncation, cost=n)
+        import torch
+
+        parts = [self.call("generate", name, min(CHUNK, n - i), seed=seed + i, truncation=truncation, cost=n - i)
+                 for i in range(0, n, CHUNK)]
+        first = parts[0]
+        return type(first)(torch.cat([p.stage1 for p in parts]),
+                           torch.cat([p.stage2 for p in parts]) if first.stage2 is not None else None,
+                           [s for p in parts for s in p.seeds], torch.cat([p.z for p in parts]))
 
     def info(self) -> dict[str, Any]:
         if self._info is None:
@@ -267,13 +330,15 @@ def load_model(pipeline_or_path: Any = None, device: str = "cpu", precision: str
 
 
 def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int = MAX_N,
-               max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True, precision: str = "fp32") -> Flask:
+               max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True, precision: str = "fp32",
+               max_waiting: int = 14) -> Flask:
     """The Flask app around one pipeline (a ``Pipeline`` object or a path to load).
 
     ``warm_up`` draws one picture of a new name at once, so that the text encoder is loaded (or
     fails, with its message) at start rather than on the first visitor's request.
     """
     service = load_model(pipeline_or_path, device=device, precision=precision)
+    service.lock.max_waiting = max_waiting
     if warm_up:
         t0 = time.perf_counter()
         service.call("generate", EXAMPLES[0], 1, seed=0)
@@ -295,6 +360,12 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest):
         return api_error(415 if isinstance(exc, UnsupportedMediaType) else 400, str(exc))
+
+    @app.errorhandler(ServerBusy)
+    def _busy(exc: ServerBusy):
+        resp, status = api_error(503, "the server is busy drawing other pictures; try again in a moment")
+        resp.headers["Retry-After"] = "1"
+        return resp, status
 
     @app.errorhandler(UserError)
     def _user_error(exc: UserError):  # raised by the pipeline for a request it cannot serve
@@ -360,7 +431,7 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         seed = clean_seed(body.get("seed"))
         truncation = clean_float(body.get("truncation"), "truncation", 0.05, 1.0, default=1.0)
         t0 = time.perf_counter()
-        result = service.call("generate", name, n, seed=seed, truncation=truncation)
+        result = service.generate(name, n, seed=seed, truncation=truncation)
         neighbours = service.call("neighbours", name, k=5)
         familiar = service.call("familiarity", name) if hasattr(service.pipeline, "familiarity") else None
         ms = (time.perf_counter() - t0) * 1000
@@ -376,7 +447,7 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         n = clean_int(body.get("n"), "n", 1, max_n, default=8)
         sigma = clean_float(body.get("sigma"), "sigma", 0.0, MAX_SIGMA, default=0.3)
         t0 = time.perf_counter()
-        result = service.call("variations", name, seed, n, sigma)
+        result = service.call("variations", name, seed, n, sigma, cost=n)
         ms = (time.perf_counter() - t0) * 1000
         return jsonify(name=name, seed=seed, sigma=sigma, images=_images(result, seeds=[]),
                        elapsed_ms=round(ms, 1))
@@ -394,7 +465,7 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
             raise BadRequest(f"offsets must have {k} numbers (one per direction), got {len(offsets)}")
         offsets = [clean_float(v, f"offsets[{i}]", -MAX_OFFSET, MAX_OFFSET) for i, v in enumerate(offsets)]
         t0 = time.perf_counter()
-        result = service.call("explore", name, seed, offsets)
+        result = service.call("explore", name, seed, offsets, cost=1)
         ms = (time.perf_counter() - t0) * 1000
         return jsonify(name=name, seed=seed, offsets=offsets, images=_images(result, seeds=[]),
                        elapsed_ms=round(ms, 1))
@@ -405,7 +476,7 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         name = clean_name(args.get("name"))
         seed = clean_int(_query_int(args.get("seed"), "seed"), "seed", 0, MAX_SEED - MAX_N)
         stage = clean_int(_query_int(args.get("stage", "2"), "stage"), "stage", 1, 2)
-        result = service.call("generate", name, 1, seed=seed)
+        result = service.generate(name, 1, seed=seed)
         if result.stage2 is None:
             stage = 1  # a stage-I model: its pictures are the final ones
         image = result.stage2[0] if stage == 2 else result.stage1[0]
