@@ -39,8 +39,10 @@ class ProtocolOptions(Config):
     reader_size: int = opt(64, "attribute reader: input size", min=16)
     reader_width: int = opt(24, "attribute reader: width (channels of its first layer)", min=4)
     reader_epochs: int = opt(10, "attribute reader: training epochs", min=1)
-    inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for the "
-                                         "standard Inception FID/KID as well; never downloaded")
+    inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for an "
+                                         "Inception FID/KID as well; never downloaded. These are torchvision's "
+                                         "ImageNet weights, not the TF FID-Inception weights of published FIDs, "
+                                         "so the numbers compare only with each other, not with papers")
     seed: int = opt(0, "seed of the generated pictures", min=0)
     device: str = opt("auto", "auto, cpu, cuda, ...")
     progress: bool = opt(True, "show progress")

@@ -173,7 +173,9 @@ def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: P
         kf, kfs = fidm.kernel_inception_distance(ff, fb, subsets=proto.kid_subsets, seed=proto.seed)
         res["inception"] = {"fid": fidm.frechet_distance(fa, fb), "kid": k, "kid_std": ks,
                             "floor_fid": fidm.frechet_distance(ff, fb), "floor_kid": kf, "floor_kid_std": kfs,
-                            "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff))}
+                            "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff)),
+                            "weights": "torchvision inception_v3 (ImageNet), not the FID-Inception weights: not "
+                                       "comparable with published FIDs"}
 
     # 3. diversity within a name (generated pictures of training names vs all real photos of them)
     real_imgs = torch.cat([data.train_images, data.test_images])
