@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from waitress import create_server
 
     from stackgan.errors import UserError
-    from web.app import create_app
+    from stackgan.web.app import create_app
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

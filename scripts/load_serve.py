@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     from stackgan.commands.serve_cmd import make_server
-    from web.app import create_app
+    from stackgan.web.app import create_app
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = create_app(args.checkpoint, device="cpu", precision=args.precision, max_waiting=args.threads - 2)

@@ -25,10 +25,10 @@ def _loaded_after(*modules: str) -> set[str]:
 @pytest.mark.parametrize("module", ["stackgan.train.stackgan", "stackgan.train.dcgan", "stackgan.metrics.runs"])
 def test_training_and_evaluation_never_load_flask(module):
     loaded = _loaded_after(module)
-    assert "flask" not in loaded and not any(m == "web" or m.startswith("web.") for m in loaded)
+    assert "flask" not in loaded and not any(m == "stackgan.web" or m.startswith("stackgan.web.") for m in loaded)
 
 
-@pytest.mark.parametrize("module", ["stackgan.inference", "stackgan.pipeline", "web.app"])
+@pytest.mark.parametrize("module", ["stackgan.inference", "stackgan.pipeline", "stackgan.web.app"])
 def test_inference_and_the_web_never_load_training_code(module):
     loaded = _loaded_after(module)
     assert not [m for m in loaded if m.startswith("stackgan.train")], module

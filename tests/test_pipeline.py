@@ -63,7 +63,7 @@ def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(tiny_runs,
     assert [x.tobytes() for x in a.images] == [x.tobytes() for x in b.images]
     assert again.names == pipe.names and again.info()["stages"] == 2
     # `stackgan serve --checkpoint FOLDER` loads it
-    from web.app import load_model
+    from stackgan.web.app import load_model
 
     assert load_model(str(out)).pipeline.names == pipe.names
     # saving again replaces the model folder; a folder holding anything else is refused, untouched

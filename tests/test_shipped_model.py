@@ -62,7 +62,7 @@ def test_its_metrics_are_the_ones_the_readme_quotes(pipe):
 
 
 def test_far_names_are_told_apart_from_the_menu(pipe):
-    from web.app import EXAMPLES
+    from stackgan.web.app import EXAMPLES
 
     threshold = pipe.familiar_threshold()
     e = torch.nn.functional.normalize(pipe.emb, dim=1)

@@ -42,7 +42,7 @@ def server(tiny_run):
     """The app on waitress, on a free loopback port, for the whole module."""
     from waitress import create_server
 
-    from web.app import create_app
+    from stackgan.web.app import create_app
 
     srv = create_server(create_app(tiny_run), host="127.0.0.1", port=0, threads=4)
 

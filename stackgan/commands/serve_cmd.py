@@ -27,7 +27,7 @@ examples:
   stackgan serve --checkpoint runs/stackgan/menu --port 8080
   stackgan serve --host 0.0.0.0 --threads 8             # reachable from other machines
 development server with reload:
-  STACKGAN_CHECKPOINT=runs/stackgan/menu flask --app web.app run --debug
+  STACKGAN_CHECKPOINT=runs/stackgan/menu flask --app stackgan.web.app run --debug
 """
 
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     apply_trust_argument(args)
     cfg = ServeConfig.from_args(args)
     from stackgan.utils.device import resolve_device
-    from web.app import create_app
+    from stackgan.web.app import create_app
 
     import logging
 

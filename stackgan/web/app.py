@@ -16,9 +16,9 @@ Routes::
     POST /api/explore           {"name", "seed", "offsets": [..]} -> one picture moved along directions
     GET  /api/image.png         ?name=&seed=&stage=1|2 -> one picture as a PNG download
 
-Under ``flask run`` use ``flask --app web.app run`` (the module builds ``app`` lazily on first
+Under ``flask run`` use ``flask --app stackgan.web.app run`` (the module builds ``app`` lazily on first
 access, from ``$STACKGAN_CHECKPOINT`` or the shipped ``models/default``) or the factory
-``flask --app 'web.app:create_app()' run``.
+``flask --app 'stackgan.web.app:create_app()' run``.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class SmallestFirstLock:
 
 
 #: pictures drawn per turn of the model lock: a large request is drawn in turns, so that smaller ones
-#: interleave (picture i depends on seed + i only, so the pictures are the same)
+#: interleave (picture i depends on seed + i only, so the pictures are the same up to float rounding)
 CHUNK = 4
 
 
@@ -275,7 +275,7 @@ class ModelService:
             return getattr(self.pipeline, method)(*args, **kwargs)
 
     def generate(self, name: str, n: int, seed: int, truncation: float = 1.0):
-        """``pipeline.generate`` drawn in turns of :data:`CHUNK` pictures (the same pictures)."""
+        """``pipeline.generate`` drawn in turns of :data:`CHUNK` pictures (the same pictures up to float rounding)."""
         if n <= CHUNK:
             return self.call("generate", name, n, seed=seed, truncation=truncation, cost=n)
         import torch
@@ -508,7 +508,7 @@ def _neighbours(items) -> list[dict[str, Any]]:
 
 
 def __getattr__(attr: str):
-    """``flask --app web.app run`` looks up ``app``: build it on first access, not at import."""
+    """``flask --app stackgan.web.app run`` looks up ``app``: build it on first access, not at import."""
     if attr in ("app", "application"):
         global app
         app = create_app()
