@@ -123,21 +123,3 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
     ]
     return "\n".join(header + body)
 
-
-def card_header(card: str) -> dict[str, Any]:
-    """The YAML header of a card as a dict (flat keys and lists only; enough for the tests and tools)."""
-    lines = card.split("\n")
-    if not lines or lines[0] != "---":
-        return {}
-    out: dict[str, Any] = {}
-    key = None
-    for line in lines[1:]:
-        if line == "---":
-            break
-        if line.startswith("- ") and key:
-            out.setdefault(key, []).append(line[2:])
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            value = value.strip()
-            out[key] = value if value else []
-    return out

@@ -27,8 +27,9 @@ from stackgan.inference import Pipeline, Result, load_pipeline
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """[n, 3, H, W] pictures in [-1, 1] -> n RGB PIL images."""
-    u8 = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [Image.fromarray(a.permute(1, 2, 0).contiguous().numpy(), "RGB") for a in u8.cpu()]
+    from stackgan.utils import viz
+
+    return [viz.to_pil(a) for a in viz.to_uint8(images)]
 
 
 @dataclass

@@ -30,7 +30,7 @@ def tiny_data(size: int):
 
 
 @pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> TinyRuns:
+def stackgan_runs(tmp_path_factory) -> TinyRuns:
     """A tiny stage-I run and a stage-II run on top of it, trained once per test session. Tests that
     change files copy the folders first."""
     from stackgan.train import stackgan as tr

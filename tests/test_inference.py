@@ -23,9 +23,9 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_runs):
+def runs(stackgan_runs):
     """A stage-I run (2 steps) and a stage-II run on top of it (1 step), from conftest."""
-    return tiny_runs.s1, tiny_runs.s2
+    return stackgan_runs.s1, stackgan_runs.s2
 
 
 class FakeEncoder:

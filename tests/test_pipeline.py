@@ -13,32 +13,47 @@ from PIL import Image
 import stackgan
 from stackgan.errors import UserError
 from stackgan.inference import load_pipeline
-from stackgan.model_card import card_header, train_command
+from stackgan.model_card import train_command
 from stackgan.pipeline import StackGANPipeline, StackGANPipelineOutput, to_pil
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_call_gives_pil_pictures_of_both_stages_and_their_seeds(tiny_runs):
-    pipe = stackgan.StackGANPipeline.from_pretrained(tiny_runs.s2)
-    out = pipe(tiny_runs.names[1], num_images=3, seed=5)
+def card_header(card: str) -> dict:
+    """The YAML header of a model card (flat keys and lists: all a card has)."""
+    lines = card.split("\n")
+    assert lines[0] == "---", "a model card starts with its YAML header"
+    out: dict = {}
+    key = None
+    for line in lines[1:lines.index("---", 1)]:
+        if line.startswith("- ") and key:
+            out[key].append(line[2:])
+        else:
+            key, _, value = line.partition(":")
+            out[key] = value.strip() or []
+    return out
+
+
+def test_call_gives_pil_pictures_of_both_stages_and_their_seeds(stackgan_runs):
+    pipe = stackgan.StackGANPipeline.from_pretrained(stackgan_runs.s2)
+    out = pipe(stackgan_runs.names[1], num_images=3, seed=5)
     assert isinstance(out, StackGANPipelineOutput) and out.seeds == [5, 6, 7]
     assert [im.size for im in out.images] == [(32, 32)] * 3 and [im.size for im in out.stage1] == [(16, 16)] * 3
     assert all(im.mode == "RGB" for im in out.images + out.stage1)
     # the same pictures as the inference API, picture i from seed + i alone
-    ref = load_pipeline(tiny_runs.s2).generate(tiny_runs.names[1], n=3, seed=5)
+    ref = load_pipeline(stackgan_runs.s2).generate(stackgan_runs.names[1], n=3, seed=5)
     assert [a.tobytes() for a in out.images] == [a.tobytes() for a in to_pil(ref.images)]
-    assert out.images[2].tobytes() == pipe(tiny_runs.names[1], num_images=1, seed=7).images[0].tobytes()
-    one = StackGANPipeline.from_pretrained(tiny_runs.s1)(tiny_runs.names[0], num_images=2, seed=1)
+    assert out.images[2].tobytes() == pipe(stackgan_runs.names[1], num_images=1, seed=7).images[0].tobytes()
+    one = StackGANPipeline.from_pretrained(stackgan_runs.s1)(stackgan_runs.names[0], num_images=2, seed=1)
     assert [im.size for im in one.images] == [(16, 16)] * 2  # stage I only: images are stage I's
     assert [a.tobytes() for a in one.images] == [a.tobytes() for a in one.stage1]
-    v = pipe.variations(tiny_runs.names[0], seed=3, num_images=4, sigma=0.5)
+    v = pipe.variations(stackgan_runs.names[0], seed=3, num_images=4, sigma=0.5)
     assert len(v.images) == 4
-    e = pipe.explore(tiny_runs.names[0], seed=3, offsets=[1.0, 0.0, 0.0, 0.0])
+    e = pipe.explore(stackgan_runs.names[0], seed=3, offsets=[1.0, 0.0, 0.0, 0.0])
     assert len(e.images) == 1
-    assert pipe.neighbours(tiny_runs.names[2], k=2)[0][0] == tiny_runs.names[2]
+    assert pipe.neighbours(stackgan_runs.names[2], k=2)[0][0] == stackgan_runs.names[2]
     with pytest.raises(UserError, match="n must be"):
-        pipe(tiny_runs.names[0], num_images=0)
+        pipe(stackgan_runs.names[0], num_images=0)
 
 
 def test_to_pil_maps_the_range_ends():
@@ -46,8 +61,8 @@ def test_to_pil_maps_the_range_ends():
     assert ims[0].getpixel((0, 0)) == (0, 0, 0) and ims[1].getpixel((1, 1)) == (255, 255, 255)
 
 
-def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(tiny_runs, tmp_path):
-    pipe = StackGANPipeline.from_pretrained(tiny_runs.s2)
+def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(stackgan_runs, tmp_path):
+    pipe = StackGANPipeline.from_pretrained(stackgan_runs.s2)
     out = pipe.save_pretrained(tmp_path / "model")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["G_ema.safetensors", "README.md", "config.json", "embeddings.safetensors", "names.json",
@@ -70,8 +85,8 @@ def test_save_pretrained_writes_a_folder_that_loads_the_same_pictures(tiny_runs,
     half = pipe.save_pretrained(out, fp16=True)
     assert StackGANPipeline.from_pretrained(half)("味噌ラーメン", num_images=1, seed=9).images[0].size == (32, 32)
     with pytest.raises(UserError, match="holds other files"):
-        pipe.save_pretrained(tiny_runs.s2)  # a run folder: its checkpoints must not be deleted
-    assert list(tiny_runs.s2.glob("ckpt-*.pt"))
+        pipe.save_pretrained(stackgan_runs.s2)  # a run folder: its checkpoints must not be deleted
+    assert list(stackgan_runs.s2.glob("ckpt-*.pt"))
     assert not (tmp_path / "model.tmp").exists()
 
 

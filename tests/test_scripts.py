@@ -24,8 +24,8 @@ def _script(name):
 
 
 @pytest.fixture(scope="module")
-def stage2_run(tiny_runs):
-    return tiny_runs.s2
+def stage2_run(stackgan_runs):
+    return stackgan_runs.s2
 
 
 def test_export_model_fp16_keeps_only_inference_files(stage2_run, tmp_path, capsys):
