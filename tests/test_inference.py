@@ -151,6 +151,23 @@ def test_new_names_are_encoded_once_and_neighbours(runs):
         pipe.generate("   ", 1, seed=1)
 
 
+def test_the_cache_of_new_names_is_bounded_and_keeps_the_recent_ones(runs, monkeypatch):
+    import stackgan.inference as inf
+
+    monkeypatch.setattr(inf, "NAME_CACHE", 8)
+    pipe = load_pipeline(runs[0])
+    fake = FakeEncoder()
+    pipe._encoder = fake
+    for i in range(20):
+        pipe.embed(f"新しい料理{i}")
+    pipe.embed("新しい料理12")  # still cached: no encoder call, and now the most recent
+    assert len(fake.calls) == 20 and len(pipe._cache) == 8
+    pipe.embed("新しい料理20")  # evicts the least recently used (13), not 12
+    assert "新しい料理12" in pipe._cache and "新しい料理13" not in pipe._cache and len(pipe._cache) == 8
+    pipe.embed("新しい料理0")  # evicted long ago: encoded again
+    assert fake.calls[-1] == ["新しい料理0"] and len(fake.calls) == 22
+
+
 def test_encoder_of_wrong_size_is_refused(runs, monkeypatch):
     import stackgan.text
 

@@ -417,6 +417,31 @@ def test_wrong_method_and_unknown_route(client):
     assert r.status_code == 404 and r.mimetype == "text/html"
 
 
+def test_doubled_slashes_are_not_redirected_to_the_clients_host(app):
+    """Over a real socket (the test client turns "//" into an empty path): werkzeug would redirect
+    /api//health to an absolute http://HOST/api/health built from the request's Host header."""
+    import socket
+
+    from stackgan.commands.serve_cmd import make_server
+
+    srv = make_server(app, "127.0.0.1", 0, 3)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        for path in ("//", "/api//health", "/static//app.js", "///api/health", "//evil.example/"):
+            with socket.create_connection(("127.0.0.1", srv.effective_port), timeout=10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+            status = int(head.split()[1])
+            assert status in (200, 404) and "evil.example" not in head, (path, head)  # served or not found
+    finally:
+        srv.close()
+        thread.join(timeout=10)
+
+
 # -- variations and explore -------------------------------------------------------------------------
 def test_variations(client):
     base = post(client, "/api/generate", {"name": NEW_NAME, "n": 1, "seed": 11}).json["images"][0]
@@ -566,25 +591,29 @@ def test_flask_run_finds_the_app_lazily(tiny_run, monkeypatch):
         vars(web_app).pop("app", None)
 
 
+def _start_serve(run: Path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
+    """`stackgan serve` in a subprocess on a free loopback port: (process, base URL, lines it said)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "stackgan", "serve", "--checkpoint", str(run),
+                             "--port", "0", "--threads", "3", *extra], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    for line in proc.stdout:  # bounded by the process: it prints the URL or exits
+        lines.append(line)
+        m = re.search(r"serving on (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            return proc, m.group(1), lines
+    proc.wait(timeout=30)
+    raise AssertionError("".join(lines))
+
+
 @pytest.mark.slow  # a fresh interpreter importing torch and transformers: 15-40 s on 2 busy cores
 def test_serve_command_end_to_end(tiny_run):
     """`stackgan serve` in a subprocess on a free loopback port, then real HTTP requests."""
     import urllib.request
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "stackgan", "serve", "--checkpoint", str(tiny_run),
-                             "--port", "0", "--threads", "3"], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, url, lines = _start_serve(tiny_run)
     try:
-        url = None
-        lines = []
-        for line in proc.stdout:  # bounded by the process: it prints the URL or exits
-            lines.append(line)
-            m = re.search(r"serving on (http://127\.0\.0\.1:\d+/)", line)
-            if m:
-                url = m.group(1)
-                break
-        assert url, "".join(lines)
         with urllib.request.urlopen(url + "api/health", timeout=60) as r:
             assert json.load(r)["status"] == "ok"
         req = urllib.request.Request(url + "api/generate", method="POST",
@@ -598,6 +627,42 @@ def test_serve_command_end_to_end(tiny_run):
     said = "".join(lines) + proc.stdout.read()
     assert f"loaded {tiny_run}" in said  # the model it serves, then one line per request
     assert re.search(r"GET /api/health 200 [\d.]+ ms", said) and re.search(r"POST /api/generate 200 [\d.]+ ms", said)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.slow  # 1,000 requests through a real server: about a minute on 2 cores
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
+def test_the_servers_memory_stays_flat_over_a_thousand_new_names(tiny_run):
+    """The server's RSS after 1,000 requests with distinct new names (each goes through the text
+    encoder) stays within 10 % of its RSS after the first 100: the name cache and the per-request
+    work are bounded. Requests go one at a time over one kept-alive connection."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    proc, url, lines = _start_serve(tiny_run)
+    # drain the access log so the server never blocks writing to a full pipe
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    try:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        rss = {}
+        for i in range(1000):
+            body = json.dumps({"name": f"新作{i:04d}カレーうどん", "n": 1, "seed": i})
+            conn.request("POST", "/api/generate", body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 200, r.read()[:200]
+            r.read()
+            if i + 1 in (100, 1000):
+                rss[i + 1] = _rss_kib(proc.pid)
+        conn.close()
+        assert rss[1000] <= 1.10 * rss[100], f"RSS grew from {rss[100]} KiB to {rss[1000]} KiB"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 # -- fuzz: a fixed corpus of bad inputs; every answer is a 4xx with a message, never a 500 ---------------

@@ -41,6 +41,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 
 from stackgan.defaults import DEFAULT_MODEL, default_model
 from stackgan.errors import CheckpointError, UserError
@@ -329,6 +330,19 @@ def load_model(pipeline_or_path: Any = None, device: str = "cpu", precision: str
     return ModelService(pipeline, source=str(path))
 
 
+class _NoMergeMap(Map):
+    """No redirect from //x to /x: werkzeug builds that redirect's absolute Location from the client's
+    Host header, so a crafted Host would be reflected; a doubled slash is a 404 instead."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["merge_slashes"] = False
+        super().__init__(*args, **kwargs)
+
+
+class _App(Flask):
+    url_map_class = _NoMergeMap
+
+
 def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int = MAX_N,
                max_body_bytes: int = MAX_BODY_BYTES, warm_up: bool = True, precision: str = "fp32",
                max_waiting: int = 14) -> Flask:
@@ -343,7 +357,7 @@ def create_app(pipeline_or_path: Any = None, *, device: str = "cpu", max_n: int 
         t0 = time.perf_counter()
         service.call("generate", EXAMPLES[0], 1, seed=0)
         log.info("warm-up picture in %.1f s", time.perf_counter() - t0)
-    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app = _App(__name__, static_folder="static", template_folder="templates")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False
     app.json.ensure_ascii = False  # Japanese stays readable in responses
