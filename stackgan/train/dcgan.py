@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
+from stackgan.train import losses
 from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_precision, to_channels_last
@@ -56,41 +56,6 @@ def build_discriminator(cfg: DCGANConfig) -> Discriminator:
 
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-# -- losses -------------------------------------------------------------------------------------
-
-def d_loss_fn(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor,
-              real_target: torch.Tensor | None = None, fake_target: torch.Tensor | None = None) -> torch.Tensor:
-    if kind == "bce":
-        if real_target is None:
-            real_target = torch.ones_like(real_logits)
-        if fake_target is None:
-            fake_target = torch.zeros_like(fake_logits)
-        return (F.binary_cross_entropy_with_logits(real_logits, real_target)
-                + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    if kind == "wgan-gp":
-        return fake_logits.mean() - real_logits.mean()
-    raise ValueError(f"unknown loss {kind!r}")
-
-
-def g_loss_fn(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    if kind == "bce":  # the non-saturating loss of the paper: maximise log D(G(z))
-        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-    if kind in ("hinge", "wgan-gp"):
-        return -fake_logits.mean()
-    raise ValueError(f"unknown loss {kind!r}")
-
-
-def gradient_penalty(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    out = D(x_hat)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -436,10 +401,10 @@ class DCGANTrainer:
                 if cfg.label_flip:
                     swap = torch.rand(bs, device=self.device) < cfg.label_flip
                     real_t, fake_t = torch.where(swap, fake_t, real_t), torch.where(swap, real_t, fake_t)
-            d_loss = d_loss_fn(cfg.loss, real_logits, fake_logits, real_t, fake_t)
+            d_loss = losses.d_adv(cfg.loss, real_logits, fake_logits, real_t, fake_t)
             gp = None
             if cfg.loss == "wgan-gp":  # the penalty's double backward stays in fp32
-                gp = gradient_penalty(D, real_a.float(), fake_a.float())
+                gp = losses.wgan_gradient_penalty(D, real_a.float(), fake_a.float())
                 d_loss = d_loss + cfg.gp_weight * gp
             d_loss.backward()
             self.opt_d.step()
@@ -449,7 +414,7 @@ class DCGANTrainer:
         try:
             with autocast(self.device, self.use_amp):
                 g_logits = D(self._augment(fake)).float()
-            g_loss = g_loss_fn(cfg.loss, g_logits)
+            g_loss = losses.g_adv(cfg.loss, g_logits)
             g_loss.backward()
         finally:
             D.requires_grad_(True)

@@ -37,8 +37,9 @@ from torch import nn
 from stackgan.augment import AdaController, DiffAugment
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import Stage1G, discriminator, kl_divergence, stage1_generator, stage2_generator
+from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+from stackgan.train.losses import StackGANLoss
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_device, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
@@ -200,15 +201,6 @@ def nearest_names(emb: torch.Tensor, k: int = 4) -> torch.Tensor:
     sims = e @ e.T
     sims.fill_diagonal_(-float("inf"))
     return sims.topk(min(k, emb.shape[0] - 1), dim=1).indices
-
-
-def mode_seeking_term(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
-                      eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN's mode-seeking loss (Mao et al., CVPR 2019) for pairs of fakes of the same names:
-    ``1 / (mean|a - b| / mean|za - zb| + eps)``, per pair then averaged. It is small when different
-    noise gives different pictures, and grows without bound as the generator collapses."""
-    ratio = (a.float() - b.float()).abs().flatten(1).mean(1) / (za.float() - zb.float()).abs().mean(1)
-    return (1.0 / (ratio + eps)).mean()
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
@@ -426,6 +418,7 @@ class StackGANTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
+        self.loss = StackGANLoss(cfg, self.D, self.augment)
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -515,20 +508,6 @@ class StackGANTrainer:
         img, mu, logvar = G(low, emb, eps2)
         return img, mu, logvar, low
 
-    def _d_losses(self, real_c, real_u, wrong_c, fake_c, fake_u) -> torch.Tensor:
-        if self.cfg.loss == "bce":
-            one = lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))  # noqa: E731
-            zero = lambda t: F.binary_cross_entropy_with_logits(t, torch.zeros_like(t))  # noqa: E731
-            return (one(real_c) + one(real_u)) / 2 + (zero(fake_c) + zero(wrong_c) + zero(fake_u)) / 3
-        return ((F.relu(1 - real_c).mean() + F.relu(1 - real_u).mean()) / 2
-                + (F.relu(1 + fake_c).mean() + F.relu(1 + wrong_c).mean() + F.relu(1 + fake_u).mean()) / 3)
-
-    def _g_adv(self, fake_c, fake_u) -> torch.Tensor:
-        if self.cfg.loss == "bce":
-            return (F.binary_cross_entropy_with_logits(fake_c, torch.ones_like(fake_c))
-                    + F.binary_cross_entropy_with_logits(fake_u, torch.ones_like(fake_u)))
-        return -(fake_c.mean() + fake_u.mean())
-
     def train_step(self) -> dict[str, float] | None:
         """One D update and one G update. Returns the step's numbers, or None when it was skipped
         (non-finite loss: the last good state is restored and the learning rate lowered)."""
@@ -549,63 +528,22 @@ class StackGANTrainer:
                 mu_w, _ = self.G.ca.encode(emb_w)
                 mu_r, _ = self.G.ca.encode(self.emb[y]) if y_fake is not y else (mu, None)
             c, c_w, c_r = mu.detach(), mu_w.detach(), mu_r.detach()
-
-            # D: real+own name, real+another dish's name, fake+its name
-            real_aug = self.augment(real)
-            fake_aug = self.augment(fake.detach())
-            gp = torch.zeros((), device=self.device)
-            r1 = torch.zeros((), device=self.device)
-            do_r1 = cfg.r1 > 0 and self.step % cfg.r1_every == 0
-            if (cfg.loss == "hinge" and cfg.gp_weight > 0) or do_r1:
-                real_aug = real_aug.detach().requires_grad_(True)
-            if cfg.loss == "hinge" and cfg.gp_weight > 0:
-                c_gp = c_r.clone().requires_grad_(True)
-            else:
-                c_gp = c_r
-            name_d = name_g = torch.zeros((), device=self.device)
+            c_all = None
             if cfg.name_loss > 0:
                 with torch.no_grad():
                     c_all = self.G.ca.encode(self.emb)[0].detach()  # every training name's code
-            fr = self.D.features(real_aug)
-            ff = self.D.features(fake_aug)
-            real_c, real_u = self.D.cond(fr, c_gp), self.D.uncond(fr)
-            wrong_c = self.D.cond(fr, c_w)
-            fake_c, fake_u = self.D.cond(ff, c), self.D.uncond(ff)
-            d_loss = self._d_losses(real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(), fake_u.float())
-            if cfg.loss == "hinge" and cfg.gp_weight > 0:
-                gi, gc = torch.autograd.grad(real_c.float().sum(), (real_aug, c_gp), create_graph=True)
-                gnorm = torch.cat([gi.flatten(1), gc.flatten(1)], dim=1).float().norm(dim=1)
-                gp = cfg.gp_weight * gnorm.pow(cfg.gp_power).mean()
-                d_loss = d_loss + gp
-            if do_r1:  # lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every
-                (gr,) = torch.autograd.grad((real_c.float() + real_u.float()).sum(), real_aug, create_graph=True)
-                r1 = gr.float().pow(2).flatten(1).sum(1).mean()
-                d_loss = d_loss + (cfg.r1 / 2 * cfg.r1_every) * r1
-            if cfg.name_loss > 0:  # D: which of all the names is this photo's?
-                name_d = F.cross_entropy(self.D.cond_head.name_logits(fr, c_all).float(), y)
-                d_loss = d_loss + cfg.name_loss * name_d
+            d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step)
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         if self.ada is not None:
-            self.ada.update(real_u)
+            self.ada.update(d_parts["real_u"])
 
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
-            ffg = self.D.features(self.augment(fake))
-            g_fake_c, g_fake_u = self.D.cond(ffg, c), self.D.uncond(ffg)
-            g_adv = self._g_adv(g_fake_c.float(), g_fake_u.float())
-            kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else torch.zeros((), device=self.device)
-            g_loss = g_adv + cfg.kl * kl
-            if cfg.name_loss > 0:  # G: a fake must be read as its own name
-                name_g = F.cross_entropy(self.D.cond_head.name_logits(ffg, c_all).float(), y_fake)
-                g_loss = g_loss + cfg.name_loss * name_g
-            ms = torch.zeros((), device=self.device)
-            if cfg.mode_seeking > 0:
-                ms = mode_seeking_term(fake[:half], fake[half:2 * half], z[:half], z[half:2 * half])
-                g_loss = g_loss + cfg.mode_seeking * ms
+            g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half)
         if not torch.isfinite(g_loss):
             self.D.requires_grad_(True)
             return self._recover("G", g_loss)
@@ -621,10 +559,12 @@ class StackGANTrainer:
         with torch.no_grad():
             prob = torch.sigmoid
             return {
-                "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_adv), "kl": float(kl),
-                "gp": float(gp), "ms": float(ms), "r1": float(r1), "name_d": float(name_d), "name_g": float(name_g),
-                "d_real": float(prob(real_c.float()).mean()), "d_wrong": float(prob(wrong_c.float()).mean()),
-                "d_fake": float(prob(fake_c.float()).mean()),
+                "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_parts["g_adv"]),
+                "kl": float(g_parts["kl"]), "gp": float(d_parts["gp"]), "ms": float(g_parts["ms"]),
+                "r1": float(d_parts["r1"]), "name_d": float(d_parts["name_d"]), "name_g": float(g_parts["name_g"]),
+                "d_real": float(prob(d_parts["real_c"].float()).mean()),
+                "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
+                "d_fake": float(prob(d_parts["fake_c"].float()).mean()),
                 "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,
                 "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
             }

@@ -1,0 +1,198 @@
+"""The GAN losses of both trainers, as free functions (as DF-GAN writes them), and StackGAN's two phases.
+
+Adversarial terms, on logits (``kind``: ``bce`` non-saturating, ``hinge``; the DCGAN also ``wgan-gp``):
+
+    d_adv(kind, real, fake, real_target=None, fake_target=None)     one real and one fake batch (DCGAN)
+    g_adv(kind, fake)
+    matching_aware_d(kind, real_c, real_u, wrong_c, fake_c, fake_u)  StackGAN: real photo + its own name
+                      against (fake + its name, real + another dish's name), plus the unconditional logits
+    matching_aware_g(kind, fake_c, fake_u)
+
+Regularisers and other terms:
+
+    wgan_gradient_penalty(D, real, fake)   WGAN-GP on interpolates (DCGAN --loss wgan-gp)
+    matching_aware_gp(...)                 DF-GAN's MA-GP on (real photo, its name's code)
+    r1_penalty(logits, real)               R1 on real photos (lazy in the trainer)
+    kl_divergence(mu, logvar)              conditioning augmentation's KL
+    mode_seeking_term(a, b, za, zb)        MSGAN
+    name_classification(logits, labels)    which of all the training names is this picture's
+
+:class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
+``g_phase``, each a loss and its parts), as stylegan2-ada's ``Loss.accumulate_gradients(phase)`` does;
+the trainer only sequences them (and owns the optimisers, the NaN recovery and the EMA).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from stackgan.models.stackgan import kl_divergence
+from stackgan.stackgan_config import StackGANConfig
+
+__all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
+           "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "StackGANLoss"]
+
+
+# -- adversarial terms ---------------------------------------------------------------------------------
+def d_adv(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor,
+          real_target: torch.Tensor | None = None, fake_target: torch.Tensor | None = None) -> torch.Tensor:
+    """D's loss on one real and one fake batch (targets: BCE only, for label smoothing / flips)."""
+    if kind == "bce":
+        if real_target is None:
+            real_target = torch.ones_like(real_logits)
+        if fake_target is None:
+            fake_target = torch.zeros_like(fake_logits)
+        return (F.binary_cross_entropy_with_logits(real_logits, real_target)
+                + F.binary_cross_entropy_with_logits(fake_logits, fake_target))
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    if kind == "wgan-gp":
+        return fake_logits.mean() - real_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def g_adv(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    """G's loss on one fake batch: the non-saturating -log D(G(z)) for BCE, -D(G(z)) otherwise."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind in ("hinge", "wgan-gp"):
+        return -fake_logits.mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def matching_aware_d(kind: str, real_c: torch.Tensor, real_u: torch.Tensor, wrong_c: torch.Tensor,
+                     fake_c: torch.Tensor, fake_u: torch.Tensor) -> torch.Tensor:
+    """StackGAN's D loss: the real side (a photo with its own name, and unconditionally) averaged, the
+    fake side (a fake with its name, a photo with another dish's name, a fake unconditionally) averaged."""
+    if kind == "bce":
+        one = lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))  # noqa: E731
+        zero = lambda t: F.binary_cross_entropy_with_logits(t, torch.zeros_like(t))  # noqa: E731
+        return (one(real_c) + one(real_u)) / 2 + (zero(fake_c) + zero(wrong_c) + zero(fake_u)) / 3
+    if kind == "hinge":
+        return ((F.relu(1 - real_c).mean() + F.relu(1 - real_u).mean()) / 2
+                + (F.relu(1 + fake_c).mean() + F.relu(1 + wrong_c).mean() + F.relu(1 + fake_u).mean()) / 3)
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def matching_aware_g(kind: str, fake_c: torch.Tensor, fake_u: torch.Tensor) -> torch.Tensor:
+    """StackGAN's G loss: the fake must pass with its name and unconditionally."""
+    if kind == "bce":
+        return (F.binary_cross_entropy_with_logits(fake_c, torch.ones_like(fake_c))
+                + F.binary_cross_entropy_with_logits(fake_u, torch.ones_like(fake_u)))
+    if kind == "hinge":
+        return -(fake_c.mean() + fake_u.mean())
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+# -- regularisers and other terms ----------------------------------------------------------------------
+def wgan_gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                          fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): (||grad D(x_hat)|| - 1)^2 on random interpolates."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    out = D(x_hat)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def matching_aware_gp(real_c: torch.Tensor, real: torch.Tensor, code: torch.Tensor, power: float) -> torch.Tensor:
+    """DF-GAN's matching-aware gradient penalty: E ||grad_(x, c) D(x, c)||^power on real photos with
+    their own names' codes (``real`` and ``code`` must require grad and have produced ``real_c``)."""
+    gi, gc = torch.autograd.grad(real_c.float().sum(), (real, code), create_graph=True)
+    gnorm = torch.cat([gi.flatten(1), gc.flatten(1)], dim=1).float().norm(dim=1)
+    return gnorm.pow(power).mean()
+
+
+def r1_penalty(logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 on real photos (``real`` requires grad)."""
+    (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def mode_seeking_term(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking loss (Mao et al., CVPR 2019) for pairs of fakes of the same names:
+    ``1 / (mean|a - b| / mean|za - zb| + eps)``, per pair then averaged. It is small when different
+    noise gives different pictures, and grows without bound as the generator collapses."""
+    ratio = (a.float() - b.float()).abs().flatten(1).mean(1) / (za.float() - zb.float()).abs().mean(1)
+    return (1.0 / (ratio + eps)).mean()
+
+
+def name_classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of [B, K] name logits (one per training name) against the pictures' names."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+# -- StackGAN: the two phases of a step ----------------------------------------------------------------
+class StackGANLoss:
+    """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
+    with ``augment`` applied to every picture D sees (DiffAugment / ADA: the same op on reals and fakes).
+
+    Codes ``c`` are the conditioning-augmentation means of the names (detached: D conditions on them,
+    it does not train the text side). Each phase returns ``(loss, parts)``; ``parts`` holds the terms
+    and the logits the trainer logs.
+    """
+
+    def __init__(self, cfg: StackGANConfig, D: torch.nn.Module, augment: Callable[[torch.Tensor], torch.Tensor]):
+        self.cfg, self.D, self.augment = cfg, D, augment
+
+    def r1_due(self, step: int) -> bool:
+        return self.cfg.r1 > 0 and step % self.cfg.r1_every == 0
+
+    def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
+                step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
+        ``c_wrong``, a (detached) fake with its own ``c``; plus the GP (hinge), lazy R1 and the name term."""
+        cfg, D = self.cfg, self.D
+        zero = torch.zeros((), device=real.device)
+        real_aug = self.augment(real)
+        fake_aug = self.augment(fake.detach())
+        ma_gp = cfg.loss == "hinge" and cfg.gp_weight > 0
+        do_r1 = self.r1_due(step)
+        if ma_gp or do_r1:
+            real_aug = real_aug.detach().requires_grad_(True)
+        c_gp = c_real.clone().requires_grad_(True) if ma_gp else c_real
+        fr = D.features(real_aug)
+        ff = D.features(fake_aug)
+        real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
+        wrong_c = D.cond(fr, c_wrong)
+        fake_c, fake_u = D.cond(ff, c), D.uncond(ff)
+        loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
+                                fake_u.float())
+        gp = r1 = name_d = zero
+        if ma_gp:
+            gp = cfg.gp_weight * matching_aware_gp(real_c, real_aug, c_gp, cfg.gp_power)
+            loss = loss + gp
+        if do_r1:  # lazy R1 (StyleGAN2): every r1_every steps, scaled up by r1_every
+            r1 = r1_penalty(real_c.float() + real_u.float(), real_aug)
+            loss = loss + (cfg.r1 / 2 * cfg.r1_every) * r1
+        if cfg.name_loss > 0:  # D: which of all the names is this photo's?
+            name_d = name_classification(D.cond_head.name_logits(fr, c_all), y)
+            loss = loss + cfg.name_loss * name_d
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "real_c": real_c, "real_u": real_u,
+                      "wrong_c": wrong_c, "fake_c": fake_c}
+
+    def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
+                logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
+                pairs: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
+        fake must be read as its own name); mode seeking over the first ``pairs`` x 2 fakes."""
+        cfg, D = self.cfg, self.D
+        zero = torch.zeros((), device=fake.device)
+        ffg = D.features(self.augment(fake))
+        fake_c, fake_u = D.cond(ffg, c), D.uncond(ffg)
+        adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
+        kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
+        loss = adv + cfg.kl * kl
+        name_g = ms = zero
+        if cfg.name_loss > 0:
+            name_g = name_classification(D.cond_head.name_logits(ffg, c_all), y_fake)
+            loss = loss + cfg.name_loss * name_g
+        if cfg.mode_seeking > 0:
+            ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
+            loss = loss + cfg.mode_seeking * ms
+        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms}

@@ -1,0 +1,136 @@
+"""The loss module: every term against its formula on small hand-made inputs, and StackGAN's two phases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stackgan.models.stackgan import Stage1D
+from stackgan.stackgan_config import StackGANConfig
+from stackgan.train import losses as L
+
+LN2 = math.log(2.0)
+
+
+@pytest.mark.parametrize("kind", ["bce", "hinge", "wgan-gp"])
+def test_adversarial_terms_at_zero_logits_and_their_signs(kind):
+    z = torch.zeros(4)
+    want_d = {"bce": 2 * LN2, "hinge": 2.0, "wgan-gp": 0.0}[kind]
+    want_g = {"bce": LN2, "hinge": 0.0, "wgan-gp": 0.0}[kind]
+    assert L.d_adv(kind, z, z).item() == pytest.approx(want_d)
+    assert L.g_adv(kind, z).item() == pytest.approx(want_g)
+    # D's loss falls as reals score higher and fakes lower; G's falls as fakes score higher
+    assert L.d_adv(kind, z + 0.5, z - 0.5) < L.d_adv(kind, z, z)
+    assert L.g_adv(kind, z + 0.5) < L.g_adv(kind, z)
+
+
+def test_bce_targets_smooth_the_labels():
+    z = torch.zeros(3)
+    soft = L.d_adv("bce", z + 2, z - 2, real_target=torch.full((3,), 0.9))
+    want = F.binary_cross_entropy_with_logits(z + 2, torch.full((3,), 0.9)) + F.softplus(z - 2).mean()
+    assert soft.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_unknown_loss_kinds_are_refused():
+    z = torch.zeros(2)
+    for fn, args in ((L.d_adv, (z, z)), (L.g_adv, (z,)), (L.matching_aware_d, (z, z, z, z, z)),
+                     (L.matching_aware_g, (z, z))):
+        with pytest.raises(ValueError, match="unknown loss"):
+            fn("lsgan", *args)
+    with pytest.raises(ValueError, match="unknown loss"):
+        L.matching_aware_d("wgan-gp", z, z, z, z, z)  # StackGAN has no WGAN loss
+
+
+def test_matching_aware_terms_average_the_real_and_the_fake_sides():
+    z = torch.zeros(5)
+    assert L.matching_aware_d("bce", z, z, z, z, z).item() == pytest.approx(2 * LN2)
+    assert L.matching_aware_d("hinge", z, z, z, z, z).item() == pytest.approx(2.0)
+    # a photo with the wrong name is one of three fake-side terms
+    wrong = L.matching_aware_d("hinge", z, z, z + 1, z, z) - L.matching_aware_d("hinge", z, z, z, z, z)
+    assert wrong.item() == pytest.approx(1 / 3)
+    assert L.matching_aware_g("bce", z, z).item() == pytest.approx(2 * LN2)
+    assert L.matching_aware_g("hinge", z + 1, z + 2).item() == pytest.approx(-3.0)
+
+
+def test_penalties_of_a_linear_critic_are_its_weight_norm():
+    torch.manual_seed(0)
+    w = torch.randn(1, 3, 4, 4)
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731  gradient w everywhere
+    real, fake = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
+    norm = w.norm().item()
+    assert L.wgan_gradient_penalty(critic, real, fake).item() == pytest.approx((norm - 1) ** 2, rel=1e-5)
+    x = real.clone().requires_grad_(True)
+    assert L.r1_penalty(critic(x), x).item() == pytest.approx(norm ** 2, rel=1e-5)
+    v = torch.randn(1, 5)
+    c = torch.randn(6, 5).requires_grad_(True)
+    x = real.clone().requires_grad_(True)
+    joint = (norm ** 2 + v.norm().item() ** 2) ** 0.5
+    got = L.matching_aware_gp(critic(x) + (c * v).sum(1), x, c, power=6.0)
+    assert got.item() == pytest.approx(joint ** 6, rel=1e-4)
+
+
+def test_name_classification_is_cross_entropy_over_the_names():
+    logits, y = torch.randn(4, 7), torch.tensor([0, 3, 6, 2])
+    assert torch.allclose(L.name_classification(logits.bfloat16(), y), F.cross_entropy(logits.bfloat16().float(), y))
+
+
+def _phase_inputs(cfg, b=4, names=5):
+    torch.manual_seed(1)
+    D = Stage1D(c_dim=cfg.c_dim, ndf=8, image_size=16, d_cond=cfg.d_cond)
+    real, fake = torch.rand(b, 3, 16, 16) * 2 - 1, torch.rand(b, 3, 16, 16) * 2 - 1
+    codes = torch.randn(names, cfg.c_dim)
+    y = torch.arange(b) % names
+    return D, real, fake, y, codes
+
+
+@pytest.mark.parametrize("loss", ["bce", "hinge"])
+def test_stackgan_phases_add_each_term_only_when_it_is_on(loss):
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, loss=loss, gp_weight=0.0, d_cond="projection")
+    off = StackGANConfig(**base).validate()
+    D, real, fake, y, codes = _phase_inputs(off)
+    c, c_w, c_r = codes[y], codes[(y + 1) % 5], codes[y]
+    d0, p0 = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c_r, None, step=0)
+    assert p0["gp"].item() == p0["r1"].item() == p0["name_d"].item() == 0.0
+    on = StackGANConfig(**{**base, "gp_weight": 2.0 if loss == "hinge" else 0.0, "r1": 1.0, "r1_every": 4,
+                           "name_loss": 0.5}).validate()
+    phase = L.StackGANLoss(on, D, lambda x: x)
+    d1, p1 = phase.d_phase(real, fake, y, c, c_w, c_r, codes, step=4)
+    assert p1["r1"].item() > 0 and p1["name_d"].item() > 0 and (p1["gp"].item() > 0) == (loss == "hinge")
+    extra = p1["gp"] + (1.0 / 2 * 4) * p1["r1"] + 0.5 * p1["name_d"]
+    assert d1.item() == pytest.approx((d0 + extra).item(), rel=1e-5)
+    _, p2 = phase.d_phase(real, fake, y, c, c_w, c_r, codes, step=5)  # lazy R1: not due at step 5
+    assert p2["r1"].item() == 0.0 and phase.r1_due(8) and not phase.r1_due(9)
+    mu, logvar = torch.randn(4, 8), torch.zeros(4, 8)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, c, mu, logvar, None, torch.randn(4, 3), pairs=2)
+    assert g0.item() == pytest.approx((q0["g_adv"] + off.kl * q0["kl"]).item(), rel=1e-6)
+    assert q0["name_g"].item() == q0["ms"].item() == 0.0
+    ms_cfg = StackGANConfig(**{**base, "name_loss": 0.5, "mode_seeking": 1.0}).validate()
+    g1, q1 = L.StackGANLoss(ms_cfg, D, lambda x: x).g_phase(fake, y, c, mu, logvar, codes, torch.randn(4, 3),
+                                                             pairs=2)
+    assert q1["name_g"].item() > 0 and q1["ms"].item() > 0
+    assert g1.item() == pytest.approx((g0 + 0.5 * q1["name_g"] + q1["ms"]).item(), rel=1e-5)
+
+
+def test_mode_seeking_term_grows_as_the_generator_collapses():
+    za, zb = torch.zeros(3, 5), torch.ones(3, 5)
+    a = torch.zeros(3, 3, 8, 8)
+    far = L.mode_seeking_term(a, a + 1.0, za, zb)
+    near = L.mode_seeking_term(a, a + 0.1, za, zb)
+    assert far.item() == pytest.approx(1.0, rel=1e-3)
+    assert near.item() == pytest.approx(10.0, rel=1e-3)
+    assert L.mode_seeking_term(a, a, za, zb).item() > 1e4  # identical pictures: collapse
+
+
+
+def test_kl_is_zero_at_prior_and_averaged_per_element():
+    assert L.kl_divergence(torch.zeros(5, 7), torch.zeros(5, 7)).item() == 0.0
+    mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    logvar = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    per = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
+    assert L.kl_divergence(mu, logvar).item() == pytest.approx(per.mean().item())
+    # doubling the batch with copies leaves a per-element average unchanged
+    assert L.kl_divergence(mu.repeat(2, 1), logvar.repeat(2, 1)).item() == pytest.approx(per.mean().item())
+    assert L.kl_divergence(mu, logvar) > 0
