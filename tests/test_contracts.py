@@ -39,3 +39,11 @@ def test_the_old_schema_path_still_imports():
     from stackgan.train.stackgan_config import StackGANConfig as Old
 
     assert Old is StackGANConfig
+
+
+def test_the_old_dcgan_schema_path_still_imports():
+    from stackgan.dcgan_config import DCGANConfig
+    from stackgan.train.dcgan import DCGANConfig as FromTrainer
+    from stackgan.train.dcgan_config import DCGANConfig as Old
+
+    assert Old is DCGANConfig and FromTrainer is DCGANConfig

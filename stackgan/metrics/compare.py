@@ -59,7 +59,7 @@ def stackgan_config(base: dict, out: Path, model: str = "stackgan"):
 
 def dcgan_config(base: dict, out: Path):
     """The DCGAN with the StackGAN's data, split, picture size, widths, seed and budget (steps x batch)."""
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
 
     steps = base["max_steps"]
     minutes = base.get("max_minutes", 0.0) or 0.0
@@ -79,7 +79,7 @@ _VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progres
 def _settings(config: dict) -> dict:
     """The training settings of a run's config, with fields added since it was written filled in
     as that run meant them (so a run from an older version still counts as the same)."""
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
     from stackgan.stackgan_config import StackGANConfig
 
     cls = {"StackGANConfig": StackGANConfig, "DCGANConfig": DCGANConfig}.get(config.get("_kind"))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
-from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
+from stackgan.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
