@@ -71,18 +71,6 @@ class Result:
         return self.stage2 if self.stage2 is not None else self.stage1
 
 
-def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: Path) -> nn.Module:
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(v.isfinite().all())]
-    if bad:  # corrupted bytes would otherwise serve black pictures while /api/health says ok
-        raise CheckpointError(f"{where}: the weights hold NaN or infinite values ({', '.join(bad[:3])}"
-                              f"{' and more' if len(bad) > 3 else ''}); the file is damaged")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{where}: the weights do not fit the config beside them: {exc}") from None
-    return model
-
-
 def _check_stages_belong_together(cfg: StackGANConfig, cfg1: StackGANConfig, where: Path) -> None:
     """A stage-II run's ``stage1/`` must be a stage-I run that stage II was trained on (as training checks)."""
     problems = []
@@ -111,19 +99,18 @@ def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu", p
         raise CheckpointError(f"no model at {path}")
     run = RunFolder.open(path)
     cfg = run.require(STACKGAN)
-    state, meta = run.weights()
     folder = run.folder
-
+    # weights with NaN or infinite values are refused: they would serve black pictures while /api/health says ok
     if cfg.stage == 1:
-        g1 = _load_weights(stage1_generator(cfg), state, folder)
+        g1 = run.load_into(stage1_generator(cfg), check_finite=True)
         cfg1, g2 = cfg, None
     else:
         s1 = RunFolder.open(folder / "stage1")
         cfg1 = s1.require(STACKGAN)
         _check_stages_belong_together(cfg, cfg1, s1.folder)
-        s1_state, _ = s1.weights()
-        g1 = _load_weights(stage1_generator(cfg1), s1_state, s1.folder)
-        g2 = _load_weights(stage2_generator(cfg), state, folder)
+        g1 = s1.load_into(stage1_generator(cfg1), check_finite=True)
+        g2 = run.load_into(stage2_generator(cfg), check_finite=True)
+    meta = run.weights()[1]
 
     names: list[str] = []
     emb = None

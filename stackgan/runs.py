@@ -113,6 +113,7 @@ class RunFolder:
         self._raw: dict[str, Any] | None = None
         self._config_source: Path | None = None
         self._typed: Any = None
+        self._weights: tuple[dict[str, Any], dict[str, str]] | None = None
         self._checkpoints: dict[str, tuple[Path, dict[str, Any]] | None] = {}
 
     @classmethod
@@ -273,6 +274,11 @@ class RunFolder:
 
     def weights(self) -> tuple[dict[str, Any], dict[str, str]]:
         """The generator's state dict for inference and its metadata (``step`` at least when known)."""
+        if self._weights is None:
+            self._weights = self._read_weights()
+        return self._weights
+
+    def _read_weights(self) -> tuple[dict[str, Any], dict[str, str]]:
         if self.weights_file is not None:
             return read_safetensors(self.weights_file)
         model = self.model
@@ -286,6 +292,25 @@ class RunFolder:
             raise CheckpointError(f"{ckpt} is not a {LABELS.get(model or '', 'generator')} checkpoint "
                                   f"(no {key or 'generator'} weights in it)")
         return state[key], {"step": str(state.get("step", ""))}
+
+    def load_into(self, model: Any, check_finite: bool = False) -> Any:
+        """``model`` (a generator built from :attr:`config`) with the run's weights loaded, or a clear
+        error when they do not fit it. ``check_finite``: refuse NaN or infinite weights (a damaged
+        file would otherwise give black pictures)."""
+        import torch
+
+        state, _ = self.weights()
+        if check_finite:
+            bad = [k for k, v in state.items()
+                   if torch.is_tensor(v) and v.is_floating_point() and not bool(v.isfinite().all())]
+            if bad:
+                raise CheckpointError(f"{self.path}: the weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                                      f"{' and more' if len(bad) > 3 else ''}); the file is damaged")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.path}: the weights do not fit the config: {exc}") from None
+        return model
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"

@@ -527,13 +527,7 @@ def load_dcgan_generator(path: str | Path, device: str | torch.device = "cpu") -
     ``G.safetensors`` with its ``config.json`` (read as :mod:`stackgan.runs` says)."""
     run = RunFolder.open(path)
     cfg = run.require(DCGAN)
-    state, _ = run.weights()
-    G = build_generator(cfg)
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the weights do not fit the config: {exc}") from None
-    return G.to(device).eval(), cfg
+    return run.load_into(build_generator(cfg)).to(device).eval(), cfg
 
 
 @torch.no_grad()

@@ -313,12 +313,7 @@ def load_stage1(path: str | os.PathLike, device: torch.device | str = "cpu") -> 
     cfg = run.require(STACKGAN, needs="--stage1 needs a `stackgan train --stage 1` run")
     if cfg.stage != 1:
         raise CheckpointError(f"{path} is a stage-{cfg.stage} run; --stage1 needs a stage-I run")
-    state, _ = run.weights()
-    G = stage1_generator(cfg)
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: its weights do not fit its config: {exc}") from None
+    G = run.load_into(stage1_generator(cfg))
     G.to(device).eval().requires_grad_(False)
     return Stage1Ref(cfg, G, path, run.config_file, run.weights_file)
 
