@@ -177,10 +177,9 @@ class RunFolder:
                 found = self.given_checkpoint, io.load_checkpoint(self.given_checkpoint, map_location=map_location)
             elif not self.checkpoint_files:
                 found = None
-            elif warn is None:
-                found = io.latest_intact_checkpoint(self.folder, CHECKPOINTS, map_location=map_location)
-            else:
-                found = io.latest_intact_checkpoint(self.folder, CHECKPOINTS, map_location=map_location, warn=warn)
+            else:  # io's own warning (on stderr) unless the caller has a printer
+                found = io.latest_intact_checkpoint(self.folder, CHECKPOINTS, map_location=map_location,
+                                                    **({"warn": warn} if warn is not None else {}))
             self._checkpoints[key] = found
         return self._checkpoints[key]
 
@@ -233,12 +232,17 @@ class RunFolder:
         """The StackGAN stage (1 or 2); None for a DCGAN or another kind."""
         if self.model != STACKGAN:
             return None
-        return int(self.raw_config.get("stage", 1))
+        stage = self.raw_config.get("stage", 1)
+        if stage not in (1, 2):
+            raise CheckpointError(f"{self.config_source}: stage {stage!r} is not 1 or 2")
+        return int(stage)
 
     @property
     def kind(self) -> str | None:
         """``stackgan-stage1``, ``stackgan-stage2``, ``dcgan``, or None for a config of another kind."""
-        return f"{STACKGAN}-stage{self.stage}" if self.model == STACKGAN else self.model
+        if self.model == STACKGAN:
+            return STACKGAN_STAGE1 if self.stage == 1 else STACKGAN_STAGE2
+        return self.model
 
     @property
     def config(self):

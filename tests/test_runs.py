@@ -15,7 +15,7 @@ from PIL import Image
 
 from stackgan.dcgan_config import DCGANConfig
 from stackgan.errors import CheckpointError
-from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json, typed_config
+from stackgan.runs import DCGAN, STACKGAN, STACKGAN_STAGE1, STACKGAN_STAGE2, RunFolder, read_json, typed_config
 from stackgan.stackgan_config import StackGANConfig
 
 from conftest import TINY_EMB, TINY_NAMES, tiny_data  # noqa: E402
@@ -57,7 +57,8 @@ def same_state(a: dict, b: dict) -> bool:
 def test_a_stage1_run(stackgan_runs):
     s1 = stackgan_runs.s1
     run = RunFolder.open(s1)
-    assert (run.model, run.stage, run.kind, run.config_kind) == (STACKGAN, 1, "stackgan-stage1", "StackGANConfig")
+    assert (run.model, run.stage, run.kind, run.config_kind) == (STACKGAN, 1, STACKGAN_STAGE1, "StackGANConfig")
+    assert run.kind == run.config.kind  # the names StackGANConfig.kind and the checkpoints use
     assert run.folder == s1 and run.path == s1
     assert run.config_file == run.config_source == s1 / "config.json"
     assert run.raw_config == json.loads((s1 / "config.json").read_text(encoding="utf-8"))
@@ -74,7 +75,7 @@ def test_a_stage1_run(stackgan_runs):
 
 def test_a_stage2_run_and_its_stage1(stackgan_runs):
     run = RunFolder.open(stackgan_runs.s2)
-    assert (run.model, run.stage, run.kind) == (STACKGAN, 2, "stackgan-stage2")
+    assert (run.model, run.stage, run.kind) == (STACKGAN, 2, STACKGAN_STAGE2) and run.kind == run.config.kind
     assert run.config.stage1 == str(stackgan_runs.s1)
     inner = RunFolder.open(stackgan_runs.s2 / "stage1")  # stage II's own copy of its stage I: a model folder
     assert inner.kind == "stackgan-stage1" and inner.checkpoint_files == [] and inner.latest_checkpoint() is None
@@ -189,6 +190,9 @@ def test_invalid_json_is_one_clear_error(stackgan_runs, tmp_path):
         RunFolder.open(bad).raw_config
     (bad / "config.json").write_bytes(b'{"stage": "\xe3\x82"}')  # cut UTF-8
     with pytest.raises(CheckpointError, match=r"config.json is not valid JSON"):
+        RunFolder.open(bad).kind
+    (bad / "config.json").write_text(json.dumps({"_kind": "StackGANConfig", "stage": 3}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="stage 3 is not 1 or 2"):
         RunFolder.open(bad).kind
     (bad / "config.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(CheckpointError, match="not a JSON object"):
