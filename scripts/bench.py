@@ -259,7 +259,7 @@ def bench_train_dcgan(args, device) -> dict:
     import torch
 
     from stackgan.train.dcgan import DCGANTrainer
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
 
     opts = dict(ngf=64, ndf=64, batch_size=args.batch(1))
     if args.preset == "shipped":

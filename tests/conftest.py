@@ -48,3 +48,13 @@ def stackgan_runs(tmp_path_factory) -> TinyRuns:
     finally:
         torch.set_num_threads(threads)
     return TinyRuns(root / "s1", root / "s2", list(TINY_NAMES), TINY_EMB)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny nets run faster on one thread, and leave a core to other work: for a module, with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -34,8 +34,23 @@ def test_inference_and_the_web_never_load_training_code(module):
     assert not [m for m in loaded if m.startswith("stackgan.train")], module
 
 
+def test_the_run_folder_reader_loads_neither_training_code_nor_flask_nor_torch():
+    loaded = _loaded_after("stackgan.runs")
+    assert not [m for m in loaded if m.startswith("stackgan.train")]
+    assert "flask" not in loaded and not any(m == "stackgan.web" or m.startswith("stackgan.web.") for m in loaded)
+    assert "torch" not in loaded  # the command line reads a run's kind without loading torch
+
+
 def test_the_old_schema_path_still_imports():
     from stackgan.stackgan_config import StackGANConfig
     from stackgan.train.stackgan_config import StackGANConfig as Old
 
     assert Old is StackGANConfig
+
+
+def test_the_old_dcgan_schema_path_still_imports():
+    from stackgan.dcgan_config import DCGANConfig
+    from stackgan.train.dcgan import DCGANConfig as FromTrainer
+    from stackgan.train.dcgan_config import DCGANConfig as Old
+
+    assert Old is DCGANConfig and FromTrainer is DCGANConfig

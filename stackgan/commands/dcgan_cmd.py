@@ -29,7 +29,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
 
     p = subparsers.add_parser(
         "baseline-dcgan",
@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from stackgan.train.dcgan import train_dcgan
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
 
     apply_trust_argument(args)
     cfg = DCGANConfig.from_args(args)

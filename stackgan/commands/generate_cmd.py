@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from stackgan.commands import add_trust_argument, apply_trust_argument
 from stackgan.config import PRECISIONS, Config, opt
@@ -117,27 +116,12 @@ def run(args: argparse.Namespace) -> int:
 
 def checkpoint_kind(path: str | Path) -> str:
     """The ``_kind`` of the config behind a checkpoint file, run folder or weights file."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    cfg_file = None
-    if path.is_dir():
-        cfg_file = path / "config.json"
-    elif path.suffix == ".safetensors":
-        cfg_file = path.with_name("config.json")
-    if cfg_file is not None and cfg_file.is_file():
-        try:
-            raw: Any = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
-    else:
-        from stackgan.train.dcgan import read_run_config
+    from stackgan.runs import RunFolder
 
-        raw, _ = read_run_config(path)
-    kind = raw.get("_kind") if isinstance(raw, dict) else None
+    kind = RunFolder.open(path).config_kind
     if not kind:
         raise CheckpointError(f"{path}: its config does not say which model it is (no _kind)")
-    return str(kind)
+    return kind
 
 
 def _grid_nrow(groups: int, per_group: int) -> int:

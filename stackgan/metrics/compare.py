@@ -15,7 +15,7 @@ from typing import Callable
 from stackgan.errors import ConfigError
 from stackgan.metrics.config import CompareConfig
 from stackgan.metrics.runs import DCGAN, STACKGAN, make_sampler, read_run
-from stackgan.utils import io
+from stackgan.runs import CONFIG_KINDS, RunFolder, typed_config
 
 # what each StackGAN ablation changes
 ABLATIONS = {"stackgan": {}, "no-diffaugment": {"diffaugment": "none"}, "no-ca": {"ca": False}}
@@ -59,7 +59,7 @@ def stackgan_config(base: dict, out: Path, model: str = "stackgan"):
 
 def dcgan_config(base: dict, out: Path):
     """The DCGAN with the StackGAN's data, split, picture size, widths, seed and budget (steps x batch)."""
-    from stackgan.train.dcgan_config import DCGANConfig
+    from stackgan.dcgan_config import DCGANConfig
 
     steps = base["max_steps"]
     minutes = base.get("max_minutes", 0.0) or 0.0
@@ -79,13 +79,9 @@ _VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progres
 def _settings(config: dict) -> dict:
     """The training settings of a run's config, with fields added since it was written filled in
     as that run meant them (so a run from an older version still counts as the same)."""
-    from stackgan.train.dcgan_config import DCGANConfig
-    from stackgan.stackgan_config import StackGANConfig
-
-    cls = {"StackGANConfig": StackGANConfig, "DCGANConfig": DCGANConfig}.get(config.get("_kind"))
-    if cls is not None:
+    if config.get("_kind") in CONFIG_KINDS:
         try:
-            config = cls.from_dict(config).to_dict()
+            config = typed_config(config, "the run").to_dict()
         except Exception:  # noqa: BLE001 - an unreadable config compares as it is (and differs)
             pass
     return {k: v for k, v in config.items() if k not in _VOLATILE}
@@ -94,7 +90,7 @@ def _settings(config: dict) -> dict:
 def _finished(folder: Path, want: dict) -> bool | str | None:
     """True: a finished run with exactly these settings; "partial": an unfinished one with these
     settings (it is resumed); False: none there; None: a run with other settings."""
-    if not (folder / "config.json").is_file() and io.latest_checkpoint(folder) is None:
+    if not RunFolder(folder).looks_like_run:
         return False
     try:
         info = read_run(folder)

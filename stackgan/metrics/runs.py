@@ -4,7 +4,6 @@ plus what a run folder tells about its training (steps, batch, time, losses) and
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,9 +12,7 @@ import torch
 
 from stackgan.errors import CheckpointError, ConfigError
 from stackgan.metrics.features import Sampler
-from stackgan.utils import io
-
-STACKGAN, DCGAN = "stackgan", "dcgan"
+from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json
 
 
 @dataclasses.dataclass
@@ -41,44 +38,21 @@ class RunInfo:
                 "images_seen": (self.steps * self.batch_size) if self.steps and self.batch_size else None}
 
 
-def _config_of(path: Path) -> tuple[dict, Path]:
-    folder = path if path.is_dir() else path.parent
-    if path.is_file() and path.suffix == ".pt":
-        ck = io.load_checkpoint(path)
-        if isinstance(ck, dict) and isinstance(ck.get("config"), dict):
-            return ck["config"], folder
-    f = folder / "config.json"
-    if not f.is_file():
-        ck = io.latest_checkpoint(folder)
-        if ck is None:
-            raise CheckpointError(f"{path}: not a run folder (no config.json, no ckpt-*.pt)")
-        return _config_of(ck)
-    try:
-        return json.loads(f.read_text(encoding="utf-8")), folder
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{f} is not valid JSON: {exc}") from None
-
-
 def read_run(path: str | Path) -> RunInfo:
     """Kind, config and training budget of a StackGAN or DCGAN run folder / checkpoint."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no run at {path}")
-    cfg, folder = _config_of(path)
-    kind_name = cfg.get("_kind")
-    if kind_name == "StackGANConfig":
-        kind = STACKGAN
-    elif kind_name == "DCGANConfig":
-        kind = DCGAN
-    else:
-        raise CheckpointError(f"{path}: a {kind_name or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
+    run = RunFolder.open(path)
+    cfg, folder, kind = run.raw_config, run.folder, run.model
+    if kind is None:
+        raise CheckpointError(f"{path}: a {run.config_kind or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
     steps, seconds = _log_budget(folder, kind, cfg)
     timing = read_timing(folder)
     if timing.get("train_seconds") is not None:  # written since --max-minutes: the loop's own clock
         seconds = float(timing["train_seconds"])
-    ck = io.latest_checkpoint(folder)
-    if ck is not None:
-        m = [int(s) for s in re.findall(r"\d+", ck.stem)]
+    if run.checkpoint_files:
+        m = [int(s) for s in re.findall(r"\d+", run.checkpoint_files[0].stem)]
         if m:
             steps = max(steps or 0, m[-1])
     return RunInfo(path, folder, kind, cfg, steps, cfg.get("batch_size"), seconds)
@@ -86,15 +60,7 @@ def read_run(path: str | Path) -> RunInfo:
 
 def read_timing(folder: Path) -> dict:
     """A run folder's ``timing.json`` (steps, training seconds, why it stopped), or {} without one."""
-    import json
-
-    f = Path(folder) / "timing.json"
-    if not f.is_file():
-        return {}
-    try:
-        rec = json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
+    rec = read_json(Path(folder) / "timing.json", default={})
     return rec if isinstance(rec, dict) else {}
 
 
@@ -188,10 +154,10 @@ def d_probe(info: RunInfo, names: Sequence[str], out: Path, label: str, steps: i
     from stackgan.stackgan_config import StackGANConfig
     from stackgan.utils.viz import save_grid
 
-    ck_path = info.path if info.path.suffix == ".pt" else io.latest_checkpoint(info.folder)
-    if ck_path is None:
+    found = RunFolder.open(info.path).latest_checkpoint()
+    if found is None:
         return None
-    ck = io.load_checkpoint(ck_path)
+    ck_path, ck = found
     if "D" not in ck or "G_ema" not in ck:
         return None
     cfg = StackGANConfig.from_dict(ck["config"])

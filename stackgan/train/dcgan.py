@@ -31,15 +31,16 @@ import torch
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
+from stackgan.runs import DCGAN, WEIGHTS_FILES, RunFolder
+from stackgan.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.train import losses
-from stackgan.train.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
 
 GRID_SIDE = 8  # the fixed-noise grid is 8 x 8
 MAX_GIF_FRAMES = 100
-WEIGHTS_FILE = "G.safetensors"
+WEIGHTS_FILE = WEIGHTS_FILES[DCGAN]
 
 # -- models -------------------------------------------------------------------------------------
 
@@ -189,13 +190,12 @@ class DCGANTrainer:
     # ---------------------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        ckpt_path = io.latest_checkpoint(self.run_dir)
-        if ckpt_path is not None and not cfg.resume:
-            raise CheckpointError(f"{self.run_dir} already holds checkpoints ({ckpt_path.name}); pick another "
-                                  "--checkpoint-dir, or drop --no-resume to continue that run")
-        ckpt = None
-        if ckpt_path is not None:  # the newest checkpoint that loads (a damaged newer one is passed over)
-            ckpt_path, ckpt = io.latest_intact_checkpoint(self.run_dir, warn=lambda m: print(m, flush=True))
+        run = RunFolder(self.run_dir)
+        if run.checkpoint_files and not cfg.resume:
+            raise CheckpointError(f"{self.run_dir} already holds checkpoints ({run.checkpoint_files[0].name}); "
+                                  "pick another --checkpoint-dir, or drop --no-resume to continue that run")
+        # the newest checkpoint that loads (a damaged newer one is passed over)
+        ckpt_path, ckpt = run.latest_checkpoint(warn=lambda m: print(m, flush=True)) or (None, None)
         if ckpt is not None:
             saved = ckpt.get("config", {})
             if saved.get("_kind") != type(cfg).__name__:
@@ -487,71 +487,12 @@ def train_dcgan(cfg: DCGANConfig, progress: bool = True) -> Path:
 
 # -- inference ----------------------------------------------------------------------------------
 
-def read_run_config(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The config dict of a checkpoint, run folder or weights file, and the checkpoint if one was read.
-
-    A folder means its latest ``ckpt-*.pt``, else its ``config.json`` (+ weights beside it).
-    """
-    import json
-
-    path = Path(path)
-    if path.is_dir():
-        latest = io.latest_checkpoint(path)
-        if latest is not None:
-            path = latest
-        else:
-            cfg_file = path / "config.json"
-            if not cfg_file.is_file():
-                raise CheckpointError(f"{path} holds neither ckpt-*.pt checkpoints nor a config.json")
-            try:
-                return json.loads(cfg_file.read_text(encoding="utf-8")), None
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        cfg_file = path.with_name("config.json")
-        if not cfg_file.is_file():
-            raise CheckpointError(f"{path} needs the config.json of its run beside it")
-        try:
-            return json.loads(cfg_file.read_text(encoding="utf-8")), None
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from None
-    ckpt = io.load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "config" not in ckpt:
-        raise CheckpointError(f"{path} is not a checkpoint of this project (it has no config)")
-    return ckpt["config"], ckpt
-
-
 def load_dcgan_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, DCGANConfig]:
     """G (in eval mode, on ``device``) and its config from a ``ckpt-*.pt``, a run folder, or
-    ``G.safetensors`` with its ``config.json``."""
-    path = Path(path)
-    raw, ckpt = read_run_config(path)
-    if raw.get("_kind") != DCGANConfig.__name__:
-        raise CheckpointError(f"{path} is not a DCGAN run (its config is a {raw.get('_kind')!r})")
-    try:
-        cfg = DCGANConfig.from_dict(raw)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: unusable config: {exc}") from None
-    if ckpt is not None:
-        state = ckpt["G"]
-    else:
-        from safetensors.torch import load_file
-
-        weights = path if path.suffix == ".safetensors" else path / WEIGHTS_FILE
-        if not weights.is_file():
-            raise CheckpointError(f"{path} has a config.json but no {WEIGHTS_FILE}")
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:  # corrupt file
-            raise CheckpointError(f"cannot read {weights}: {exc}") from None
-    G = build_generator(cfg)
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the weights do not fit the config: {exc}") from None
-    return G.to(device).eval(), cfg
+    ``G.safetensors`` with its ``config.json`` (read as :mod:`stackgan.runs` says)."""
+    run = RunFolder.open(path)
+    cfg = run.require(DCGAN)
+    return run.load_into(build_generator(cfg)).to(device).eval(), cfg
 
 
 @torch.no_grad()

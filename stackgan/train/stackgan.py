@@ -38,6 +38,7 @@ from stackgan.augment import AdaController, DiffAugment
 from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
 from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
+from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.train.losses import StackGANLoss
 from stackgan.utils import io, viz
@@ -291,65 +292,22 @@ class Stage1Ref:
     weights_file: Path | None
 
 
-def _read_run_config(path: Path) -> tuple[dict, Path | None]:
-    """The raw config dict of a run folder / checkpoint / weights file, and the config file it came from."""
-    if path.is_dir():
-        f = path / "config.json"
-    elif path.suffix == ".safetensors":
-        f = path.with_name("config.json")
-    else:
-        f = None
-    if f is not None:
-        if not f.is_file():
-            raise CheckpointError(f"{path}: no config.json beside it; not a run folder")
-        try:
-            return json.loads(f.read_text(encoding="utf-8")), f
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{f} is not valid JSON: {exc}") from None
-    ck = io.load_checkpoint(path)
-    if not isinstance(ck, dict) or "config" not in ck:
-        raise CheckpointError(f"{path} is not a StackGAN checkpoint (no config inside)")
-    return ck["config"], None
-
-
 def load_stage1(path: str | os.PathLike, device: torch.device | str = "cpu") -> Stage1Ref:
-    """A stage-I EMA generator from a run folder, a ckpt-*.pt or a G_ema.safetensors, with its config.
+    """A stage-I EMA generator from a run folder, a ckpt-*.pt or a G_ema.safetensors, with its config
+    (read as :mod:`stackgan.runs` says).
 
     A clear :class:`CheckpointError` for anything that is not a stage-I StackGAN run.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"stage-I checkpoint not found: {path}")
-    raw, cfg_file = _read_run_config(path)
-    kind = raw.get("_kind") if isinstance(raw, dict) else None
-    if kind != "StackGANConfig":
-        raise CheckpointError(f"{path} is not a StackGAN run (its config is a {kind or 'unknown kind'}); "
-                              f"--stage1 needs a `stackgan train --stage 1` run")
-    try:
-        cfg = StackGANConfig.from_dict(raw)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: unusable config: {exc}") from None
+    run = RunFolder.open(path)
+    cfg = run.require(STACKGAN, needs="--stage1 needs a `stackgan train --stage 1` run")
     if cfg.stage != 1:
         raise CheckpointError(f"{path} is a stage-{cfg.stage} run; --stage1 needs a stage-I run")
-    if cfg.emb_dim <= 0:
-        raise CheckpointError(f"{path}: its config has no embedding size; was its training finished?")
-    G = stage1_generator(cfg)
-    weights: Path | None = None
-    if path.is_dir() or path.suffix == ".safetensors":
-        weights = path / "G_ema.safetensors" if path.is_dir() else path
-        if not weights.is_file():
-            raise CheckpointError(f"{path}: no G_ema.safetensors (the run wrote no checkpoint yet?)")
-        state = load_file(str(weights))
-    else:
-        state = io.load_checkpoint(path)["G_ema"]
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: its weights do not fit its config: {exc}") from None
+    G = run.load_into(stage1_generator(cfg))
     G.to(device).eval().requires_grad_(False)
-    return Stage1Ref(cfg, G, path, cfg_file, weights)
+    return Stage1Ref(cfg, G, path, run.config_file, run.weights_file)
 
 
 def check_stage1_matches(cfg: StackGANConfig, ref: Stage1Ref) -> None:
@@ -881,7 +839,7 @@ def resumed_config(cfg: StackGANConfig, out: Path, printer: Callable[[str], None
     (--max-steps, --epochs, --max-minutes) is the run's own unless one of them is given. Options of
     ``cfg`` that differ from the run's and from their defaults (so were most likely asked for) are
     named to ``printer``: a resumed run keeps the settings it was trained with."""
-    saved = StackGANConfig.load_json(out / "config.json")
+    saved = RunFolder(out).require(STACKGAN)
     changes = {f: getattr(cfg, f) for f in RESUMABLE_CHANGES}
     defaults = {f.name: f.default for f in dataclasses.fields(StackGANConfig)}
     if all(getattr(cfg, f) == defaults[f] for f in BUDGET_FIELDS):
@@ -912,9 +870,10 @@ def prepare_run(cfg: StackGANConfig, printer: Callable[[str], None] | None = Non
     """Resolve the run folder and, with --resume, the config and checkpoint to continue from.
     Refuses to write into a folder that already holds another run unless --resume."""
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    ckpt = io.latest_checkpoint(out)
+    run = RunFolder(out)
+    ckpt = next(iter(run.checkpoint_files), None)
     if cfg.resume:
-        if ckpt is None or not (out / "config.json").is_file():
+        if ckpt is None or run.config_file is None:
             raise CheckpointError(f"--resume: no checkpoint in {out}; start it without --resume")
         cfg = resumed_config(cfg, out, printer)
     elif ckpt is not None:
@@ -934,18 +893,18 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
         check_stage1_matches(cfg, stage1)
     if data is None:
         grid = None
-        if ckpt is not None and (out / "names.json").is_file():  # a resumed run keeps its grid rows
-            try:
-                grid = json.loads((out / "names.json").read_text(encoding="utf-8")).get("grid_names")
-            except json.JSONDecodeError:
-                grid = None
+        if ckpt is not None:  # a resumed run keeps its grid rows
+            grid = read_json(out / "names.json", default={}).get("grid_names")
         data = load_training_data(cfg, progress=cfg.progress, grid_names=grid)
     if stage1 is not None and stage1.cfg.emb_dim != data.emb.shape[1]:
         raise CheckpointError(f"the stage-I run {stage1.source} used {stage1.cfg.emb_dim}-d sentence vectors, "
                               f"the text encoder {cfg.text_encoder!r} gives {data.emb.shape[1]}")
     trainer = StackGANTrainer(cfg, data, out, stage1=stage1, device=device)
     if ckpt is not None:
-        ckpt, state = io.latest_intact_checkpoint(out, map_location=device, warn=printer)
+        found = RunFolder(out).latest_checkpoint(map_location=device, warn=printer)
+        if found is None:
+            raise CheckpointError(f"--resume: no checkpoint in {out}; start it without --resume")
+        ckpt, state = found
         trainer.load_checkpoint(ckpt, state)
         printer(f"resumed {out} at step {trainer.step}")
     printer(f"stage {cfg.stage}: {data.images.shape[0]} photos of {len(data.names)} names at {data.size} px, "
