@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import pytest
 import torch
@@ -50,11 +52,44 @@ def stackgan_runs(tmp_path_factory) -> TinyRuns:
     return TinyRuns(root / "s1", root / "s2", list(TINY_NAMES), TINY_EMB)
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny nets run faster on one thread, and leave a core to other work: for a module, with
-    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a while: tiny nets run faster so, and leave a core to other work."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """:func:`one_thread` for a whole module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    with one_thread():
+        yield
+
+
+class HashEncoder:
+    """A stand-in text encoder: a fixed random vector per name, from its hash (no model to load)."""
+
+    spec = "e5"
+
+    def __init__(self, dim: int = TINY_EMB):
+        self.dim = dim
+
+    def encode(self, names) -> torch.Tensor:
+        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(
+            int(hashlib.sha1(n.encode()).hexdigest()[:8], 16))) for n in names])
+
+
+def use_hash_encoder(monkeypatch: pytest.MonkeyPatch, cache: str | Path, dim: int = TINY_EMB) -> HashEncoder:
+    """Every text-encoder entry point of ``stackgan.text`` answers with a :class:`HashEncoder`; the
+    project's caches go to ``cache``."""
+    import stackgan.text
+
+    enc = HashEncoder(dim)
+    monkeypatch.setattr(stackgan.text, "embed_names", lambda names, spec="e5", **kw: enc.encode(names))
+    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
+    monkeypatch.setenv("STACKGAN_CACHE", str(cache))
+    return enc

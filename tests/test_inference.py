@@ -14,12 +14,7 @@ from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline
 from conftest import TINY_EMB as EMB, TINY_NAMES as NAMES  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: one thread is faster
 
 
 @pytest.fixture(scope="module")

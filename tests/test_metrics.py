@@ -16,6 +16,7 @@ from stackgan.metrics.dprobe import maximise_score
 from stackgan.metrics.faithfulness import attribute_faithfulness, class_faithfulness
 from stackgan.metrics.memorisation import memorisation, nearest, public, save_closest_pairs
 from stackgan.metrics.rprecision import r_precision
+from conftest import one_thread, use_hash_encoder  # noqa: E402
 
 
 # -- synthetic "renders": base = background colour, topping = colour of a centre square ---------
@@ -356,31 +357,10 @@ def write_menu_folder(folder, per=6, size=24):
     return folder, data.names
 
 
-class HashEncoder:
-    """A stand-in text encoder: a fixed vector per name (no model to load)."""
-
-    dim = 12
-    spec = "e5"
-
-    def encode(self, names):
-        import hashlib
-
-        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(
-            int(hashlib.sha1(n.encode()).hexdigest()[:8], 16))) for n in names])
-
-
 @pytest.fixture
 def offline_text(monkeypatch, tmp_path):
-    import stackgan.text
-
-    enc = HashEncoder()
-    monkeypatch.setattr(stackgan.text, "embed_names", lambda names, spec="e5", **kw: enc.encode(names))
-    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
-    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared machine: threads only add contention
-    yield enc
-    torch.set_num_threads(threads)
+    with one_thread():  # tiny models on a shared machine: threads only add contention
+        yield use_hash_encoder(monkeypatch, tmp_path / "cache")
 
 
 SMALL = ["--clf-size", "16", "--clf-width", "8", "--clf-epochs", "3", "--n-per-name", "2", "--kid-subsets", "5",

@@ -11,6 +11,7 @@ import torch
 from stackgan.metrics.reader import (ReaderConfig, all_combos, combo_targets, reader_path, render_combos,
                                      train_reader, vocabulary)
 from stackgan.metrics.realdata import read_name_list
+from conftest import one_thread, use_hash_encoder  # noqa: E402
 
 # the reader the CLI builds from the TINY_CLI options below (evaluate at --image-size 16)
 TINY = ReaderConfig(renders=2, heldout=1, draw_size=16, image_size=16, input_size=16, width=8, epochs=2)
@@ -22,12 +23,8 @@ TINY_CLI = ["--reader-renders", "2", "--reader-heldout", "1", "--reader-draw-siz
 def tiny_reader(tmp_path_factory):
     """The reader trained on 700 x 2 tiny renders (held out: 700 x 1), cached in a folder of its own."""
     cache = tmp_path_factory.mktemp("cache")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         reader = train_reader(TINY, cache=cache, progress=False)
-    finally:
-        torch.set_num_threads(threads)
     return reader, cache
 
 
@@ -130,31 +127,10 @@ def test_name_list_sorts_scorable_from_not_scorable_names_with_reasons(tmp_path)
 
 
 # -- end to end: `stackgan evaluate --invented` and `stackgan compare --invented` on a tiny menu -------------
-class HashEncoder:
-    """A stand-in text encoder: a fixed vector per name (no model to load)."""
-
-    dim = 12
-    spec = "e5"
-
-    def encode(self, names):
-        import hashlib
-
-        return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(
-            int(hashlib.sha1(n.encode()).hexdigest()[:8], 16))) for n in names])
-
-
 @pytest.fixture
 def offline(monkeypatch, tiny_reader):
-    import stackgan.text
-
-    enc = HashEncoder()
-    monkeypatch.setattr(stackgan.text, "embed_names", lambda names, spec="e5", **kw: enc.encode(names))
-    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
-    monkeypatch.setenv("STACKGAN_CACHE", str(tiny_reader[1]))  # the tiny reader's cache: it is reused
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield enc
-    torch.set_num_threads(threads)
+    with one_thread():
+        yield use_hash_encoder(monkeypatch, tiny_reader[1])  # the tiny reader's cache: it is reused
 
 
 SMALL = ["--clf-size", "16", "--clf-width", "8", "--clf-epochs", "2", "--n-per-name", "2", "--kid-subsets", "5",

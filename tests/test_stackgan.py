@@ -16,18 +16,13 @@ from stackgan.models.stackgan import CondAugment, FusedUpBlock, ProjectionLogits
 from stackgan.train import stackgan as tr
 from stackgan.stackgan_config import StackGANConfig
 from stackgan.utils.runlog import read_jsonl
+from conftest import use_hash_encoder  # noqa: E402
 
 EMB = 12
 NAMES = ["カツカレー", "きつねうどん", "ピリ辛サーモン丼", "味噌ラーメン"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models on a shared 2-core machine: threads only add contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: one thread is faster
 
 
 def make_data(size: int = 16, n: int = 24, seed: int = 0, grid: list[str] | None = None) -> tr.TrainData:
@@ -504,9 +499,6 @@ def test_config_checks():
 def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
     """`stackgan train` end to end: a real photo folder through the data loader; the text encoder is
     replaced by a fixed hash embedding so the test needs no model."""
-    import hashlib
-
-    import stackgan.text
     from PIL import Image
 
     from stackgan.cli import main
@@ -520,15 +512,7 @@ def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
             Image.fromarray(arr).save(data / name / f"{i}.png")
     (data / "invented.tsv").write_text("name\n焦がし醤油ラーメン\n", encoding="utf-8")
 
-    def fake_embed(names, spec="e5", cache_path=None, device="cpu"):
-        rows = []
-        for n in names:
-            seed = int(hashlib.sha1(n.encode()).hexdigest()[:8], 16)
-            rows.append(torch.randn(EMB, generator=torch.Generator().manual_seed(seed)))
-        return torch.stack(rows)
-
-    monkeypatch.setattr(stackgan.text, "embed_names", fake_embed)
-    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--image-size", "16", "--ngf", "8", "--ndf", "8",
             "--c-dim", "8", "--batch-size", "4", "--max-steps", "2", "--no-progress", "--grid-rows", "4",
