@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from stackgan.errors import UserError
@@ -52,7 +53,10 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    # the command line as typed, for the reports that record how they were made
+    args.command_line = "stackgan " + " ".join(shlex.quote(a) for a in argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -398,6 +398,26 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     assert "FID in-domain" in out.out
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["fid_samples"]["heldout"] == res["data"]["heldout"]
+    assert res["command"].startswith(f"stackgan evaluate {run} --out")  # from the CLI, not from sys.argv
+    lines = [json.loads(x) for x in (tmp_path / "ev" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [x["metric"] for x in lines] == ["faithfulness", "fid_in_domain", "diversity", "memorisation",
+                                            "rprecision", "dprobe"]  # no fid_inception without --inception
+    assert lines[1]["results"]["fid"]["fid"] == pytest.approx(r["fid"]["fid"]) and lines[1]["model"] == label
+
+    # --metrics: a subset gives the same numbers as the full run (the picture sets are the same draws)
+    rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev-sub"), "--metrics", "diversity,fid_in_domain",
+               "--checkpoints", "0", *SMALL])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    sub = json.loads((tmp_path / "ev-sub" / "eval.json").read_text(encoding="utf-8"))
+    (_, rs), = sub["models"].items()
+    assert sub["metrics"] == ["fid_in_domain", "diversity"] and "faithfulness_train" not in rs
+    assert rs["fid"] == r["fid"] and rs["fid_floor"] == r["fid_floor"] and rs["diversity"] == r["diversity"]
+    assert "metrics.json not written" in out.out and "faithfulness" in out.out
+    assert json.loads((run / "metrics.json").read_text(encoding="utf-8")) == metrics  # kept as it was
+    assert main(["evaluate", str(run), "--metrics", "fid,faithfulness", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric(s) fid" in err and "fid_in_domain" in err
 
     # --truncation 0: z and the CA noise at their mean, so every picture of a name is the same one
     rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev0"), "--truncation", "0", "--checkpoints", "0",

@@ -40,7 +40,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     apply_trust_argument(args)
     cfg = EvaluateConfig.from_args(args, run=args.run)
-    res = evaluate_run(cfg)
+    res = evaluate_run(cfg, command=getattr(args, "command_line", None))
     print(summary_lines(res))
     print(f"report: {res['_files']['report']}")
     return 0
@@ -52,7 +52,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     apply_trust_argument(args)
     cfg = CompareConfig.from_args(args)
-    res = compare(cfg)
+    res = compare(cfg, command=getattr(args, "command_line", None))
     print(summary_lines(res))
     print(f"report: {res['_files']['report']}")
     return 0

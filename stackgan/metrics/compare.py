@@ -5,9 +5,7 @@ seed, scored on one protocol, one report."""
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -167,14 +165,17 @@ def side_by_side(samplers: dict, names: list[str], path: Path, n: int = 4, seed:
     return save_grid(torch.cat(rows), path, nrow=n * len(samplers))
 
 
-def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
+def compare(cfg: CompareConfig, printer: Callable[[str], None] = print, command: str | None = None) -> dict:
+    """``command``: the command line that asked for it, recorded in the report (the CLI passes it)."""
     from stackgan.metrics.evaluate import evaluate_sampler, fit_classifier
+    from stackgan.metrics.registry import parse_metrics
     from stackgan.metrics.report import write_report
     from stackgan.metrics.runeval import (apply_invented, check_invented_file, classifier_config, data_summary,
                                           fit_reader, prepare_real, protocol_of, say_not_scorable, summaries)
     from stackgan.metrics.runs import loss_plot
     from stackgan.utils.device import resolve_device
 
+    metrics = parse_metrics(cfg.metrics)  # a bad name fails before any training
     device = resolve_device(cfg.device)
     check_invented_file(cfg)
     root = Path(cfg.out)
@@ -201,7 +202,8 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
         sampler, desc = make_sampler(path, info.kind, device, "1")
         samplers[model] = sampler
         printer(f"scoring {model}")
-        res = evaluate_sampler(sampler, data, clf, proto, root / "report", model, progress=printer, reader=reader)
+        res = evaluate_sampler(sampler, data, clf, proto, root / "report", model, progress=printer, reader=reader,
+                               metrics=metrics, jsonl=root / "report" / "metrics.jsonl")
         res["training"] = training
         res["model"] = {k: v for k, v in desc.items() if k != "pipeline"}
         res["run"] = str(path)
@@ -219,10 +221,9 @@ def compare(cfg: CompareConfig, printer: Callable[[str], None] = print) -> dict:
     if DCGAN in models or any(read_run(p).kind == DCGAN for p, _ in runs.values()):
         notes.append("the DCGAN is unconditional: its pictures ignore the name, so its faithfulness is what "
                      "chance and the data's name balance give; that is the point of the comparison.")
-    side = side_by_side(samplers, models[next(iter(models))]["grid_names"]["train"], root / "report" / "side-by-side.png",
-                        n=4, seed=cfg.seed)
-    results = {"side_by_side": side.name, "command": "stackgan compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-               if sys.argv[1:2] == ["compare"] else None,
+    grid_names = models[next(iter(models))].get("grid_names", {}).get("train") or list(data.names[:8])
+    side = side_by_side(samplers, grid_names, root / "report" / "side-by-side.png", n=4, seed=cfg.seed)
+    results = {"side_by_side": side.name, "command": command, "metrics": metrics,
                "data": data_summary(data, data_notes), **summaries(clf, reader, data, invented),
                "protocol": vars(proto), "config": cfg.to_dict(), "notes": notes, "models": models}
     js, md = write_report(results, root / "report", f"StackGAN vs baselines on {base['data']}", stem="compare")

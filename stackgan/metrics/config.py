@@ -43,6 +43,9 @@ class ProtocolOptions(Config):
                                          "Inception FID/KID as well; never downloaded. These are torchvision's "
                                          "ImageNet weights, not the TF FID-Inception weights of published FIDs, "
                                          "so the numbers compare only with each other, not with papers")
+    metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
+                              "fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
+                              "applies (see stackgan.metrics.registry)")
     seed: int = opt(0, "seed of the generated pictures", min=0)
     device: str = opt("auto", "auto, cpu, cuda, ...")
     progress: bool = opt(True, "show progress")

@@ -42,6 +42,7 @@ from stackgan.metrics.faithfulness import attribute_faithfulness, class_faithful
 from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
 from stackgan.metrics.realdata import PART_KEYS, RealData
+from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
 
 
 @dataclasses.dataclass
@@ -129,86 +130,138 @@ def fid_set(sampler: Sampler, data: RealData, seed: int, per_photo: int = 1) -> 
     return torch.cat(imgs), torch.cat(idx)
 
 
-def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: Protocol | None = None,
-                     out_dir: str | Path | None = None, label: str = "model",
-                     inception: torch.nn.Module | None = None, progress: Callable[[str], None] | None = None,
-                     reader: Classifier | None = None) -> dict:
-    """Score ``sampler`` on ``data`` with ``clf``; pictures go to ``out_dir`` (prefixed by ``label``).
+# -- the metrics of any sampler (registered by name; see stackgan.metrics.registry) --------------------------
+def _train_set(ctx: MetricContext) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The pictures of the training names scored: ``n_per_name`` each (faithfulness, diversity, memorisation)."""
+    def make():
+        names = pick_names(ctx.data.names, ctx.proto.max_names, ctx.proto.seed)
+        ctx.say(f"{ctx.label}: generating {ctx.proto.n_per_name} pictures for {len(names)} training names")
+        gen, idx = sample_names(ctx.sampler, names, ctx.proto.n_per_name, ctx.proto.seed)
+        return gen, idx, names
+    return ctx.shared("train_set", make)
 
-    ``reader``: the classifier that reads faithfulness (the attribute reader of the menu); ``clf``
-    when None. ``clf`` always gives the features of FID/KID, diversity and memorisation.
-    """
-    proto = proto or Protocol()
-    say = progress or (lambda s: None)
-    t0 = time.perf_counter()
-    res: dict = {"label": label}
-    out = Path(out_dir) if out_dir else None
 
-    # 1. pictures for the faithfulness / diversity names
-    train_names = pick_names(data.names, proto.max_names, proto.seed)
-    say(f"{label}: generating {proto.n_per_name} pictures for {len(train_names)} training names")
-    gen, gen_idx = sample_names(sampler, train_names, proto.n_per_name, proto.seed)
-    faith_clf = reader if reader is not None else clf
-    res["faithfulness_train"] = faithfulness(faith_clf, data, gen, gen_idx, train_names)
+def _fid_set(ctx: MetricContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(generated, their names, the name-matched draw of training photos that gives the floor)."""
+    def make():
+        data, proto = ctx.data, ctx.proto
+        ctx.say(f"{ctx.label}: generating {len(data.test_labels) * proto.fid_per_photo} name-matched pictures "
+                "for FID/KID")
+        fgen, fidx = fid_set(ctx.sampler, data, proto.seed, proto.fid_per_photo)
+        floor = name_matched_real(data.train_images, data.train_labels, fidx, proto.seed)
+        return fgen, fidx, floor
+    return ctx.shared("fid_set", make)
+
+
+@register_metric("faithfulness", "the share of pictures whose name (photo sets) or parts (the menu) are read "
+                                 "right, for training and invented names; grids of both")
+def faithfulness_metric(ctx: MetricContext) -> dict:
+    data, proto = ctx.data, ctx.proto
+    gen, gen_idx, train_names = _train_set(ctx)
+    faith_clf = ctx.reader if ctx.reader is not None else ctx.clf
+    res: dict = {"faithfulness_train": faithfulness(faith_clf, data, gen, gen_idx, train_names)}
     inv_names = [n for n, _ in data.invented][: proto.max_names or None]
+    inv = inv_idx = None
     if inv_names and data.has_attributes:
-        say(f"{label}: generating {proto.n_per_name} pictures for {len(inv_names)} invented names")
-        inv, inv_idx = sample_names(sampler, inv_names, proto.n_per_name, proto.seed + 77)
+        def make():
+            ctx.say(f"{ctx.label}: generating {proto.n_per_name} pictures for {len(inv_names)} invented names")
+            return sample_names(ctx.sampler, inv_names, proto.n_per_name, proto.seed + 77)
+        inv, inv_idx = ctx.shared("invented_set", make)
         res["faithfulness_invented"] = faithfulness(faith_clf, data, inv, inv_idx, inv_names)
     else:
-        inv, inv_idx = None, None
         res["faithfulness_invented"] = None
+    if ctx.out is not None:
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        k = min(proto.grid_names, len(train_names))
+        files = {"grid_train": _grid(gen, gen_idx, k, proto.n_per_name, ctx.out / f"{ctx.label}-train-names.png")}
+        if inv is not None:
+            files["grid_invented"] = _grid(inv, inv_idx, min(proto.grid_names, len(inv_names)), proto.n_per_name,
+                                           ctx.out / f"{ctx.label}-invented-names.png")
+        res["files"] = files
+        res["grid_names"] = {"train": train_names[:k], "invented": inv_names[: proto.grid_names]}
+    return res
 
-    # 2. distribution distances, name-matched
-    say(f"{label}: generating {len(data.test_labels) * proto.fid_per_photo} name-matched pictures for FID/KID")
-    fgen, fidx = fid_set(sampler, data, proto.seed, proto.fid_per_photo)
-    res["fid"] = distances(clf, fgen, data.test_images, proto.kid_subsets, proto.seed)
-    floor = name_matched_real(data.train_images, data.train_labels, fidx, proto.seed)
-    res["fid_floor"] = distances(clf, floor, data.test_images, proto.kid_subsets, proto.seed)
-    if inception is not None:
-        fa = fidm.inception_features(inception, fgen)
-        fb = fidm.inception_features(inception, data.test_images)
-        ff = fidm.inception_features(inception, floor)
-        k, ks = fidm.kernel_inception_distance(fa, fb, subsets=proto.kid_subsets, seed=proto.seed)
-        kf, kfs = fidm.kernel_inception_distance(ff, fb, subsets=proto.kid_subsets, seed=proto.seed)
-        res["inception"] = {"fid": fidm.frechet_distance(fa, fb), "kid": k, "kid_std": ks,
-                            "floor_fid": fidm.frechet_distance(ff, fb), "floor_kid": kf, "floor_kid_std": kfs,
-                            "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff)),
-                            "weights": "torchvision inception_v3 (ImageNet), not the FID-Inception weights: not "
-                                       "comparable with published FIDs"}
 
-    # 3. diversity within a name (generated pictures of training names vs all real photos of them)
+@register_metric("fid_in_domain", "FID and KID between generated pictures (one per held-out photo, of its name) and "
+                                  "the held-out photos on in-domain classifier features, with the floor of training "
+                                  "photos")
+def fid_in_domain(ctx: MetricContext) -> dict:
+    fgen, _, floor = _fid_set(ctx)
+    return {"fid": distances(ctx.clf, fgen, ctx.data.test_images, ctx.proto.kid_subsets, ctx.proto.seed),
+            "fid_floor": distances(ctx.clf, floor, ctx.data.test_images, ctx.proto.kid_subsets, ctx.proto.seed)}
+
+
+@register_metric("fid_inception", "the same on Inception features (only with --inception: local torchvision weights)")
+def fid_inception(ctx: MetricContext) -> dict | None:
+    if ctx.inception is None:
+        return None
+    fgen, _, floor = _fid_set(ctx)
+    proto = ctx.proto
+    fa = fidm.inception_features(ctx.inception, fgen)
+    fb = fidm.inception_features(ctx.inception, ctx.data.test_images)
+    ff = fidm.inception_features(ctx.inception, floor)
+    k, ks = fidm.kernel_inception_distance(fa, fb, subsets=proto.kid_subsets, seed=proto.seed)
+    kf, kfs = fidm.kernel_inception_distance(ff, fb, subsets=proto.kid_subsets, seed=proto.seed)
+    return {"inception": {"fid": fidm.frechet_distance(fa, fb), "kid": k, "kid_std": ks,
+                          "floor_fid": fidm.frechet_distance(ff, fb), "floor_kid": kf, "floor_kid_std": kfs,
+                          "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff)),
+                          "weights": "torchvision inception_v3 (ImageNet), not the FID-Inception weights: not "
+                                     "comparable with published FIDs"}}
+
+
+@register_metric("diversity", "mean pairwise feature distance within a name, generated vs real photos, and the ratio")
+def diversity_metric(ctx: MetricContext) -> dict:
+    data, clf = ctx.data, ctx.clf
+    gen, gen_idx, train_names = _train_set(ctx)
     real_imgs = torch.cat([data.train_images, data.test_images])
     real_lab = torch.cat([data.train_labels, data.test_labels])
     pos = {n: i for i, n in enumerate(train_names)}
     keep = torch.tensor([data.names[int(c)] in pos for c in real_lab], dtype=torch.bool)
     real_idx = torch.tensor([pos[data.names[int(c)]] for c in real_lab[keep]], dtype=torch.long)
-    gen_feats = clf.features(gen)
-    res["diversity"] = div.diversity(gen_feats, gen_idx, clf.features(real_imgs[keep]), real_idx, train_names)
+    gen_feats = ctx.shared("train_feats", lambda: clf.features(gen))
+    return {"diversity": div.diversity(gen_feats, gen_idx, clf.features(real_imgs[keep]), real_idx, train_names)}
 
-    # 4. memorisation
-    train_feats = clf.features(data.train_images)
-    mem = memorisation(gen, gen_feats, data.train_images, train_feats, ref_images=data.test_images,
-                       ref_feats=clf.features(data.test_images), pixel_size=proto.pixel_size)
-    res["memorisation"] = public(mem)
 
-    # 5. pictures
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        files = {}
-        k = min(proto.grid_names, len(train_names))
-        files["grid_train"] = _grid(gen, gen_idx, k, proto.n_per_name, out / f"{label}-train-names.png")
-        if inv is not None:
-            files["grid_invented"] = _grid(inv, inv_idx, min(proto.grid_names, len(inv_names)), proto.n_per_name,
-                                           out / f"{label}-invented-names.png")
-        files["closest_feature"] = save_closest_pairs(gen, data.train_images, mem["_feature_dist"],
-                                                      mem["_feature_idx"], out / f"{label}-closest-feature.png").name
-        files["closest_pixel"] = save_closest_pairs(gen, data.train_images, mem["_pixel_dist"], mem["_pixel_idx"],
-                                                    out / f"{label}-closest-pixel.png").name
-        res["files"] = files
-        res["grid_names"] = {"train": train_names[:k], "invented": inv_names[: proto.grid_names]}
+@register_metric("memorisation", "distance from each generated picture to its nearest training photo (features and "
+                                 "32 px pixels) against the same for held-out photos; the closest pairs")
+def memorisation_metric(ctx: MetricContext) -> dict:
+    data, clf, proto = ctx.data, ctx.clf, ctx.proto
+    gen, _, _ = _train_set(ctx)
+    gen_feats = ctx.shared("train_feats", lambda: clf.features(gen))
+    mem = memorisation(gen, gen_feats, data.train_images, clf.features(data.train_images),
+                       ref_images=data.test_images, ref_feats=clf.features(data.test_images),
+                       pixel_size=proto.pixel_size)
+    res: dict = {"memorisation": public(mem)}
+    if ctx.out is not None:
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        res["files"] = {
+            "closest_feature": save_closest_pairs(gen, data.train_images, mem["_feature_dist"], mem["_feature_idx"],
+                                                  ctx.out / f"{ctx.label}-closest-feature.png").name,
+            "closest_pixel": save_closest_pairs(gen, data.train_images, mem["_pixel_dist"], mem["_pixel_idx"],
+                                                ctx.out / f"{ctx.label}-closest-pixel.png").name}
+    return res
+
+
+def evaluate_sampler(sampler: Sampler, data: RealData, clf: Classifier, proto: Protocol | None = None,
+                     out_dir: str | Path | None = None, label: str = "model",
+                     inception: torch.nn.Module | None = None, progress: Callable[[str], None] | None = None,
+                     reader: Classifier | None = None, metrics: list[str] | None = None,
+                     run: RunContext | None = None, jsonl: str | Path | None = None) -> dict:
+    """Score ``sampler`` on ``data`` with ``clf`` by the registered ``metrics`` (all when None); pictures
+    go to ``out_dir`` (prefixed by ``label``), one JSON line per metric to ``jsonl`` when given.
+
+    ``reader``: the classifier that reads faithfulness (the attribute reader of the menu); ``clf``
+    when None. ``clf`` always gives the features of FID/KID, diversity and memorisation. ``run``: what
+    the run-level metrics (R-precision, D probe) need; they are skipped without it.
+    """
+    t0 = time.perf_counter()
+    ctx = MetricContext(sampler=sampler, data=data, clf=clf, proto=proto or Protocol(), reader=reader,
+                        inception=inception, out=Path(out_dir) if out_dir else None, label=label,
+                        say=progress or (lambda s: None), run=run)
+    res: dict = {"label": label, **run_metrics(ctx, metrics, jsonl=jsonl)}
+    res["generated_images"] = sum(int(len(ctx.cache[k][0])) for k in ("train_set", "invented_set", "fid_set")
+                                  if k in ctx.cache)
     res["seconds"] = round(time.perf_counter() - t0, 2)
-    res["generated_images"] = int(len(gen) + len(fgen) + (len(inv) if inv is not None else 0))
     return res
 
 

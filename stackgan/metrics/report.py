@@ -22,11 +22,11 @@ def protocol_text() -> str:
     return doc[i:].split(":", 1)[1].strip() if i >= 0 else doc.strip()
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, Path):
@@ -39,7 +39,7 @@ def _jsonable(x: Any) -> Any:
 def write_json(results: dict, path: str | os.PathLike) -> Path:
     from stackgan.utils.io import atomic_write_text
 
-    return atomic_write_text(path, json.dumps(_jsonable(results), ensure_ascii=False, indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(results), ensure_ascii=False, indent=2) + "\n")
 
 
 def _f(v: Any, nd: int = 3) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +14,7 @@ from stackgan.metrics.config import EvaluateConfig, ProtocolOptions
 from stackgan.metrics.evaluate import (Protocol, distances, evaluate_sampler, faithfulness, fid_set, fit_classifier,
                                       pick_names)
 from stackgan.metrics.features import sample_names
+from stackgan.metrics.registry import MetricContext, RunContext, parse_metrics, register_metric
 from stackgan.metrics.reader import HELDOUT_SEED, TRAIN_SEED, ReaderConfig, is_menu_data, train_reader
 from stackgan.metrics.realdata import PART_KEYS, RealData, invented_renders, load_real_data, read_name_list
 from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_plot, make_sampler, read_run
@@ -198,6 +197,25 @@ def rprecision(desc: dict, data: RealData, clf: Classifier, proto: Protocol, pri
     return res
 
 
+@register_metric("rprecision", "R-precision: each picture's image embedding ranks its own name among 1 true + "
+                               "99 other names (StackGAN runs)", needs_run=True)
+def rprecision_metric(ctx: MetricContext) -> dict | None:
+    rp = rprecision(ctx.run.desc, ctx.data, ctx.clf, ctx.proto, ctx.say)
+    return {"rprecision": rp} if rp else None
+
+
+@register_metric("dprobe", "D probe: a picture optimised from noise to maximise D's match score for a few names "
+                           "(StackGAN runs; --dprobe-steps 0 skips it)", needs_run=True)
+def dprobe_metric(ctx: MetricContext) -> dict | None:
+    run = ctx.run
+    if not run.dprobe_steps or ctx.out is None:
+        return None
+    ctx.say("D probe: activation maximisation of D's match score")
+    names = pick_names(ctx.data.names, run.dprobe_names, ctx.proto.seed)
+    dp = d_probe(run.info, names, ctx.out, ctx.label, steps=run.dprobe_steps, seed=ctx.proto.seed, device=run.device)
+    return {"dprobe": dp} if dp else None
+
+
 def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Protocol, k: int, device,
                       stage: str, printer, truncation: float = 1.0, reader: Classifier | None = None) -> list[dict]:
     """FID, KID and faithfulness of up to ``k`` checkpoints (evenly spaced, the last one included)."""
@@ -223,10 +241,12 @@ def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Pro
     return out
 
 
-def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) -> dict:
+def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print, command: str | None = None) -> dict:
+    """``command``: the command line that asked for it, recorded in the report (the CLI passes it)."""
     from stackgan.metrics.report import plot_series, write_report
     from stackgan.utils.device import resolve_device
 
+    metrics = parse_metrics(cfg.metrics)  # a bad name fails before any work
     device = resolve_device(cfg.device)
     info = read_run(cfg.run)
     sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)  # bad options fail first
@@ -251,27 +271,18 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     label = "stackgan" if info.kind == STACKGAN else "dcgan"
     if info.kind == STACKGAN:
         label += f"-stage{desc['stage']}" + (f"-truncation{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
+    run = RunContext(info=info, desc=desc, device=device, dprobe_steps=cfg.dprobe_steps,
+                     dprobe_names=cfg.dprobe_names) if info.kind == STACKGAN else None
     res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer,
-                           reader=reader)
+                           reader=reader, metrics=metrics, run=run, jsonl=out / "metrics.jsonl")
     res["training"] = info.training()
     res["model"] = {k: v for k, v in desc.items() if k not in ("pipeline", "sampler")}
     lp = loss_plot(info, out, label)
     if lp:
         res.setdefault("files", {})["losses"] = lp
-    if info.kind == STACKGAN:
-        rp = rprecision(desc, data, clf, proto, printer)
-        if rp:
-            res["rprecision"] = rp
-        if cfg.dprobe_steps:
-            printer("D probe: activation maximisation of D's match score")
-            probe_names = pick_names(data.names, cfg.dprobe_names, cfg.seed)
-            dp = d_probe(info, probe_names, out, label, steps=cfg.dprobe_steps, seed=cfg.seed, device=device)
-            if dp:
-                res["dprobe"] = dp
-    results = {"command": "stackgan evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-               if sys.argv[1:2] == ["evaluate"] else None,
-               "run": str(info.path), "data": data_summary(data, notes),
-               **summaries(clf, reader, data, invented), "protocol": vars(proto), "models": {label: res}}
+    results = {"command": command, "run": str(info.path), "data": data_summary(data, notes),
+               **summaries(clf, reader, data, invented), "protocol": vars(proto), "metrics": metrics,
+               "models": {label: res}}
     if cfg.checkpoints and info.path.is_dir():
         series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer,
                                    cfg.truncation, reader)
@@ -283,7 +294,11 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print) ->
     if cfg.write_run_metrics and info.path.is_dir():
         from stackgan.metrics.report import write_json
 
-        write_json(compact(results, label), info.folder / "metrics.json")
+        missing = [m for m in COMPACT_METRICS if m not in metrics]
+        if missing:
+            printer(f"metrics.json not written: it needs the metrics {', '.join(missing)} (--metrics)")
+        else:
+            write_json(compact(results, label), info.folder / "metrics.json")
     results["_files"] = {"json": str(js), "report": str(md)}
     return results
 
@@ -308,6 +323,9 @@ def say_not_scorable(invented: dict, printer: Callable[[str], None]) -> None:
         printer(f"{len(bad)} of the names in {invented['source']} are not scorable:")
         for b in bad:
             printer(f"  line {b['line']}: {b['name'] or '(empty)'}: {b['reason']}")
+
+
+COMPACT_METRICS = ("faithfulness", "fid_in_domain", "diversity")  # what metrics.json (and /api/model) shows
 
 
 def compact(results: dict, label: str) -> dict:
