@@ -11,8 +11,9 @@ import argparse
 import importlib
 import shlex
 import sys
+import warnings
 
-from stackgan.errors import UserError
+from stackgan.errors import ProjectWarning, UserError
 
 # Command modules, in the order of the data flow.
 COMMANDS = [
@@ -51,6 +52,15 @@ def _version() -> str:
     return f"stackgan {__version__}"
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    """The project's own warnings as one plain line (``warning: skipping x.jpg: truncated``); others as Python
+    prints them."""
+    if issubclass(category, ProjectWarning):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -61,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        rc = args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", ProjectWarning)  # each different message once
+            warnings.showwarning = _show_warning
+            rc = args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,3 +15,8 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt or does not fit what was asked."""
+
+
+class ProjectWarning(UserWarning):
+    """Something a user should know that does not stop the command (a skipped photo, an ignored
+    option); the command line prints it as one ``warning: ...`` line on stderr."""

@@ -431,6 +431,43 @@ def test_empty_or_unusable_data_sets_are_clear_errors(tmp_path):
         load_dataset(loose, progress=False)
 
 
+def test_training_on_a_folder_of_every_bad_kind_uses_the_good_photos_and_names_each_bad_one(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """`stackgan train` and `stackgan baseline-dcgan` on one folder with every kind of bad file at once
+    (truncated, not a picture, too small, unlisted, missing, a folder, a decompression bomb): both train
+    on the good photos, name each bad file with its reason, and exit 0. A folder with no usable photo
+    is exit 2 with the loader's message."""
+    from conftest import use_hash_encoder
+
+    root = tmp_path / "ds"
+    expected = broken_set(root)
+    bomb_png(root / "bomb.png")
+    rows = (root / "names.tsv").read_text(encoding="utf-8") + "bomb.png\tカツ丼\t\n"
+    (root / "names.tsv").write_text(rows, encoding="utf-8")
+    expected["bomb.png"] = TOO_LARGE
+    use_hash_encoder(monkeypatch, tmp_path / "cache")
+    tiny = ["--image-size", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "2", "--max-steps", "1", "--device", "cpu",
+            "--no-progress"]
+    # the command line prints each skipped file itself, whatever the warning filters around it
+    for cmd in (["train", "--data", str(root), "--out", str(tmp_path / "sg"), "--c-dim", "8", "--grid-rows", "2",
+                 "--grid-cols", "2", *tiny],
+                ["baseline-dcgan", "--data", str(root), "--checkpoint-dir", str(tmp_path / "dc"), *tiny]):
+        rc = cli_main(cmd)
+        said = capsys.readouterr()
+        assert rc == 0, said.err
+        for file, reason in expected.items():
+            assert f"warning: skipping {file}: {reason}" in said.err, (cmd[0], file, said.err)
+    names = json.loads((tmp_path / "sg" / "names.json").read_text(encoding="utf-8"))
+    assert names["n_images"] == 3
+    all_bad = tmp_path / "all_bad"
+    all_bad.mkdir()
+    (all_bad / "a.jpg").write_text("text", encoding="utf-8")
+    names_tsv(all_bad, [("a.jpg", "x"), ("b.jpg", "x")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli_main(["train", "--data", str(all_bad), "--out", str(tmp_path / "none"), *tiny]) == 2
+    assert "none of the 2" in capsys.readouterr().err
+
 # -- the dataset object ------------------------------------------------------------------------------
 
 def _counts_set(root: Path, counts: dict[str, int]) -> ImageDataset:

@@ -24,13 +24,13 @@ from stackgan.data.decode import (CHANNELS, CROPS, TOO_LARGE, TOO_SMALL, ImagePr
                                   read_bytes)
 from stackgan.data.names import read_attributes_tsv
 from stackgan.data.scan import ATTRIBUTES_FILE, list_dataset, resolve_listed
-from stackgan.errors import ConfigError, DataError, UserError
+from stackgan.errors import ConfigError, DataError, ProjectWarning, UserError
 
 CACHE_VERSION = 1
 _MAX_WARNINGS = 20
 
 
-class DataWarning(UserWarning):
+class DataWarning(ProjectWarning):
     """A photo was skipped (named in the message), or a side file could not be used."""
 
 
