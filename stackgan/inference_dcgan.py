@@ -18,7 +18,6 @@ The free functions :func:`load_dcgan_generator`, :func:`generate_images` and :fu
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
