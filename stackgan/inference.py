@@ -1,4 +1,5 @@
-"""The small inference API: a trained StackGAN run folder (or checkpoint) -> pictures of dish names.
+"""The small inference API: a trained StackGAN run folder (or checkpoint) -> pictures of dish names,
+and the one sampler interface over StackGAN and the DCGAN baseline.
 
 Used by ``stackgan generate``, the web page and evaluation::
 
@@ -13,6 +14,16 @@ Image ``i`` of ``generate(name, n, seed)`` is drawn from seed ``seed + i`` alone
 conditioning noise of stage I, then of stage II, from a CPU generator), so it is the same picture
 for any ``n`` and on any device. Names the run was trained on use the stored sentence vectors;
 new names are encoded with the run's text encoder, loaded lazily once, and cached.
+
+Any run, StackGAN or DCGAN, as a sampler (:class:`ImageSampler`)::
+
+    s = load_sampler("runs/dcgan/menu-64x64")        # a DCGANPipeline (stackgan.inference_dcgan)
+    s = load_sampler("runs/stage2-menu")             # a Pipeline, as load_pipeline gives
+    s.kind, s.image_size                             # "dcgan" / "stackgan-stage1" / "stackgan-stage2", (H, W)
+    s.sample([1, 2, 3], name=None, truncation=1.0)   # float32 [3, C, H, W] in [-1, 1], on the CPU
+
+``sample(seeds)`` draws the pictures ``generate`` draws for those seeds: a StackGAN needs a name, a
+DCGAN refuses one.
 """
 
 from __future__ import annotations
@@ -23,16 +34,19 @@ import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
 
 from stackgan.errors import CheckpointError, UserError
 from stackgan.models.stackgan import Stage1G, Stage2G, stage1_generator, stage2_generator
-from stackgan.runs import STACKGAN, RunFolder, read_json, read_safetensors
+from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json, read_safetensors
 from stackgan.stackgan_config import StackGANConfig
 from stackgan.utils import io
+
+if TYPE_CHECKING:
+    from stackgan.inference_dcgan import DCGANPipeline
 
 EXPLORE_DIRECTIONS = 4
 MAX_N = 1024
@@ -53,6 +67,28 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     wa = torch.where(so > 1e-6, torch.sin((1 - tt) * omega) / so, 1 - tt)
     wb = torch.where(so > 1e-6, torch.sin(tt * omega) / so, tt)
     return wa[:, :, None] * a[:, None] + wb[:, :, None] * b[:, None]
+
+
+@runtime_checkable
+class ImageSampler(Protocol):
+    """What every trained generator offers, whatever the model: :class:`Pipeline` (StackGAN) and
+    :class:`stackgan.inference_dcgan.DCGANPipeline` (the DCGAN baseline)."""
+
+    @property
+    def kind(self) -> str:
+        """``stackgan-stage1``, ``stackgan-stage2`` or ``dcgan`` (the kinds of :mod:`stackgan.runs`)."""
+        ...
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the pictures :meth:`sample` draws."""
+        ...
+
+    def sample(self, seeds: Iterable[int], name: str | None = None, truncation: float = 1.0) -> torch.Tensor:
+        """One picture per seed, the picture of that seed alone: **float32** [len(seeds), C, H, W] in
+        [-1, 1], on the CPU. ``name``: the dish name (StackGAN: required; DCGAN: must be None, it is
+        unconditional). ``truncation`` scales the noise towards its mean."""
+        ...
 
 
 @dataclass
@@ -91,13 +127,20 @@ def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu", p
     :mod:`stackgan.runs` says. Stage-II runs carry their stage-I generator in ``stage1/``. ``precision``: ``fp32`` (exact, what evaluation scores),
     ``bf16`` (autocast: 1.6x faster for 8 pictures on a CPU with native bf16, PSNR about 55 dB against
     fp32) or ``auto`` (bf16 where the device runs it natively)."""
-    from stackgan.utils.device import resolve_device
-
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    device = _device(device)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no model at {path}")
-    run = RunFolder.open(path)
+    return _load_stackgan(RunFolder.open(path), path, device, precision)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    from stackgan.utils.device import resolve_device
+
+    return resolve_device(device) if isinstance(device, str) else torch.device(device)
+
+
+def _load_stackgan(run: RunFolder, path: Path, device: torch.device, precision: str) -> "Pipeline":
     cfg = run.require(STACKGAN)
     folder = run.folder
     # weights with NaN or infinite values are refused: they would serve black pictures while /api/health says ok
@@ -130,6 +173,25 @@ def load_pipeline(path: str | os.PathLike, device: str | torch.device = "cpu", p
     return Pipeline(cfg, g1, g2, cfg1, names, emb, folder=folder, device=device,
                     extra={"step": meta.get("step"), "train": train_info, "metrics": metrics,
                            "source": str(path)}, precision=precision)
+
+
+def load_sampler(path: str | os.PathLike, device: str | torch.device = "cpu", precision: str = "fp32"
+                 ) -> "Pipeline | DCGANPipeline":
+    """The sampler of any trained run: a :class:`Pipeline` for a StackGAN run (as :func:`load_pipeline`
+    gives, with its errors), a :class:`~stackgan.inference_dcgan.DCGANPipeline` for a DCGAN run
+    (always fp32: ``precision`` is StackGAN's), decided by the run's config (``RunFolder.kind``)."""
+    device = _device(device)
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no model at {path}")
+    run = RunFolder.open(path)
+    if run.model == DCGAN:
+        from stackgan.inference_dcgan import DCGANPipeline
+        from stackgan.utils.device import resolve_precision
+
+        resolve_precision(precision, device)  # a bad value is refused as for a StackGAN
+        return DCGANPipeline.from_run(run, device)
+    return _load_stackgan(run, path, device, precision)
 
 
 class Pipeline:
@@ -225,6 +287,18 @@ class Pipeline:
             raise UserError(f"seed must be an integer from 0 to {MAX_SEED - n}, got {seed!r}")
         return seed
 
+    @staticmethod
+    def _check_truncation(truncation: float) -> float:
+        if not 0.0 <= float(truncation) <= 2.0:
+            raise UserError(f"truncation must be in [0, 2], got {truncation}")
+        return float(truncation)
+
+    def _seeded(self, name: str, seeds: list[int], truncation: float) -> Result:
+        """The pictures of ``name`` for ``seeds``, picture i from seed ``seeds[i]`` alone."""
+        zs, e1s, e2s = zip(*(self._noise(s) for s in seeds))
+        t = float(truncation)
+        return self._draw(name, torch.stack(zs) * t, torch.stack(e1s) * t, torch.stack(e2s) * t, seeds)
+
     # -- the API -------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, name: str, n: int = 1, seed: int | None = None, truncation: float = 1.0) -> Result:
@@ -234,12 +308,39 @@ class Pipeline:
         if seed is None:
             seed = random.SystemRandom().randrange(0, MAX_SEED - n)
         seed = self._check_seed(seed, n)
-        if not 0.0 <= float(truncation) <= 2.0:
-            raise UserError(f"truncation must be in [0, 2], got {truncation}")
-        seeds = [seed + i for i in range(n)]
-        zs, e1s, e2s = zip(*(self._noise(s) for s in seeds))
-        t = float(truncation)
-        return self._draw(name, torch.stack(zs) * t, torch.stack(e1s) * t, torch.stack(e2s) * t, seeds)
+        truncation = self._check_truncation(truncation)
+        return self._seeded(name, [seed + i for i in range(n)], truncation)
+
+    # -- the sampler interface (ImageSampler, shared with the DCGAN) -----------------------------
+    @property
+    def kind(self) -> str:
+        """``stackgan-stage1`` or ``stackgan-stage2``."""
+        return self.cfg.kind
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the final pictures (stage II's when there is one)."""
+        size = self.cfg.out_size if self.g2 is not None else self.cfg1.image_size
+        return size, size
+
+    @torch.inference_mode()
+    def sample(self, seeds: Iterable[int], name: str | None = None, truncation: float = 1.0,
+               stage: int | None = None) -> torch.Tensor:
+        """The pictures of ``name``, one per seed: float32 [len(seeds), 3, S, S] in [-1, 1] on the CPU,
+        the final ones (stage II when there is one) or those of ``stage`` (1 or 2). For seeds
+        ``seed .. seed + n - 1`` they are ``generate(name, n, seed, truncation)``'s."""
+        if name is None:
+            raise UserError("a StackGAN draws dish names: give one")
+        seeds = list(seeds)
+        self._check_n(len(seeds))
+        seeds = [self._check_seed(s) for s in seeds]
+        truncation = self._check_truncation(truncation)
+        if stage not in (None, 1, 2):
+            raise UserError(f"stage must be 1 or 2, got {stage!r}")
+        if stage == 2 and self.g2 is None:
+            raise UserError("this is a stage-I model: it has no stage-II pictures")
+        res = self._seeded(name, seeds, truncation)
+        return res.stage1 if stage == 1 else res.images
 
     @torch.inference_mode()
     def variations(self, name: str, seed: int, n: int = 8, sigma: float = 0.5) -> Result:

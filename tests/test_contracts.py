@@ -34,6 +34,12 @@ def test_inference_and_the_web_never_load_training_code(module):
     assert not [m for m in loaded if m.startswith("stackgan.train")], module
 
 
+def test_dcgan_inference_loads_neither_training_code_nor_flask():
+    loaded = _loaded_after("stackgan.inference_dcgan")
+    assert not [m for m in loaded if m.startswith("stackgan.train")]
+    assert "flask" not in loaded and not any(m == "stackgan.web" or m.startswith("stackgan.web.") for m in loaded)
+
+
 def test_the_run_folder_reader_loads_neither_training_code_nor_flask_nor_torch():
     loaded = _loaded_after("stackgan.runs")
     assert not [m for m in loaded if m.startswith("stackgan.train")]

@@ -106,31 +106,32 @@ def test_generate_errors(run, tmp_path, capsys):
 
 @pytest.fixture
 def stackgan_run(tmp_path, monkeypatch):
-    """A StackGAN run folder and a stand-in for stackgan.inference following the design contract."""
+    """A StackGAN run folder and a stand-in for stackgan.inference following the design contract
+    (load_sampler, and a sampler with sample and variations)."""
     folder = tmp_path / "sg"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"_kind": "StackGANConfig"}))
     calls = []
 
     class Pipeline:
-        def generate(self, name, n, seed, truncation=1.0):
-            calls.append(("generate", name, n, seed, truncation))
-            g = torch.Generator().manual_seed(seed)
-            return types.SimpleNamespace(stage1=torch.rand(n, 3, 64, 64, generator=g) * 2 - 1,
-                                         stage2=torch.rand(n, 3, 128, 128, generator=g) * 2 - 1,
-                                         seeds=[seed + i for i in range(n)], z=None)
+        kind, image_size = "stackgan-stage2", (128, 128)
+
+        def sample(self, seeds, name=None, truncation=1.0):  # the final (stage-II) pictures
+            calls.append(("sample", name, list(seeds), truncation))
+            g = torch.Generator().manual_seed(seeds[0])
+            return torch.rand(len(seeds), 3, 128, 128, generator=g) * 2 - 1
 
         def variations(self, name, seed, n, sigma):
             calls.append(("variations", name, seed, n, sigma))
             return types.SimpleNamespace(stage1=torch.zeros(n, 3, 64, 64), stage2=None, seeds=[seed] * n, z=None)
 
-    def load_pipeline(path, device="cpu", precision="fp32"):
+    def load_sampler(path, device="cpu", precision="fp32"):
         calls.append(("load", Path(path), str(device)))
         assert precision == "fp32"  # generate draws the exact pictures unless told otherwise
         return Pipeline()
 
     fake = types.ModuleType("stackgan.inference")
-    fake.load_pipeline = load_pipeline
+    fake.load_sampler = load_sampler
     monkeypatch.setitem(sys.modules, "stackgan.inference", fake)
     return folder, calls
 
@@ -142,7 +143,8 @@ def test_stackgan_checkpoints_delegate_to_the_pipeline(stackgan_run, tmp_path, c
     out = tmp_path / "menu.png"
     assert gen("--checkpoint", folder, "月見うどん", "カツカレー", "-n", 3, "--seed", 5, "--truncation", 0.7,
                "--out", out) == 0
-    assert calls == [("load", folder, "cpu"), ("generate", "月見うどん", 3, 5, 0.7), ("generate", "カツカレー", 3, 5, 0.7)]
+    assert calls == [("load", folder, "cpu"), ("sample", "月見うどん", [5, 6, 7], 0.7),
+                     ("sample", "カツカレー", [5, 6, 7], 0.7)]
     with Image.open(out) as grid:  # one row per name, stage-II pictures
         assert grid.size == (3 * 128 + 4 * 2, 2 * 128 + 3 * 2)
     rows = (tmp_path / "menu" / "samples.tsv").read_text(encoding="utf-8").splitlines()
@@ -163,4 +165,4 @@ def test_without_checkpoint_generate_uses_the_default_model(stackgan_run, tmp_pa
     assert default_model() == DEFAULT_MODEL and (DEFAULT_MODEL / "config.json").is_file()  # the shipped model
     monkeypatch.setenv("STACKGAN_CHECKPOINT", str(folder))  # as `stackgan serve` takes it
     assert gen("月見うどん", "-n", 2, "--seed", 1, "--out", tmp_path / "d.png") == 0
-    assert calls[0] == ("load", folder, "cpu") and calls[1] == ("generate", "月見うどん", 2, 1, 1.0)
+    assert calls[0] == ("load", folder, "cpu") and calls[1] == ("sample", "月見うどん", [1, 2], 1.0)

@@ -274,6 +274,51 @@ def test_pipeline_is_the_public_type(runs):
     assert isinstance(load_pipeline(runs[0]), Pipeline)
 
 
+def test_sample_draws_the_pictures_generate_draws(runs):
+    from stackgan.inference import ImageSampler
+
+    s1, s2 = load_pipeline(runs[0]), load_pipeline(runs[1])
+    assert isinstance(s1, ImageSampler) and isinstance(s2, ImageSampler)
+    assert (s1.kind, s1.image_size) == ("stackgan-stage1", (16, 16))
+    assert (s2.kind, s2.image_size) == ("stackgan-stage2", (32, 32))
+    ref = s2.generate(NAMES[1], 3, seed=4, truncation=0.7)
+    got = s2.sample([4, 5, 6], NAMES[1], truncation=0.7)
+    assert got.dtype == torch.float32 and got.device.type == "cpu"
+    assert torch.equal(got, ref.stage2)
+    assert torch.equal(s2.sample(range(4, 7), NAMES[1], 0.7, stage=1), ref.stage1)
+    assert torch.equal(s2.sample([4, 5, 6], NAMES[1], 0.7, stage=2), ref.stage2)
+    assert torch.equal(s1.sample([9, 10], NAMES[0]), s1.generate(NAMES[0], 2, seed=9).stage1)
+    # any seeds, not only consecutive ones: each picture is its seed's
+    torch.testing.assert_close(s1.sample([12, 3], NAMES[0])[1], s1.generate(NAMES[0], 1, seed=3).stage1[0],
+                               atol=1e-6, rtol=0)
+    with pytest.raises(UserError, match="give one"):
+        s1.sample([1])  # a StackGAN needs a name
+    with pytest.raises(UserError, match="no stage-II"):
+        s1.sample([1], NAMES[0], stage=2)
+    for bad in ({"seeds": []}, {"seeds": [-1]}, {"seeds": [1], "truncation": 3.0}):
+        with pytest.raises(UserError):
+            s1.sample(**{"name": NAMES[0], **bad})
+
+
+def test_load_sampler_gives_the_stackgan_pipeline_with_its_errors(runs, tmp_path):
+    from stackgan.inference import load_sampler
+
+    pipe = load_sampler(runs[1], precision="bf16")
+    assert isinstance(pipe, Pipeline) and pipe.kind == "stackgan-stage2" and pipe.precision == "bf16"
+    ref = load_pipeline(runs[1]).generate(NAMES[2], 2, seed=1).stage2
+    assert torch.equal(load_sampler(runs[1]).sample([1, 2], NAMES[2]), ref)
+    with pytest.raises(CheckpointError, match="no model"):
+        load_sampler(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="neither"):
+        load_sampler(tmp_path / "empty")
+    s2 = tmp_path / "s2_without_stage1"
+    shutil.copytree(runs[1], s2)
+    shutil.rmtree(s2 / "stage1")
+    with pytest.raises(CheckpointError, match="stage1"):
+        load_sampler(s2)
+
+
 def test_generate_interpolate_writes_a_looping_gif(runs, tmp_path, capsys):
     from PIL import Image
 

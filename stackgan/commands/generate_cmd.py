@@ -104,12 +104,9 @@ def run(args: argparse.Namespace) -> int:
         frames = interpolate_stackgan(cfg)
         print(f"wrote {cfg.out} ({frames} frames)")
         return 0
-    if kind == "DCGANConfig":
-        written = generate_dcgan(cfg)
-    elif kind.startswith("StackGAN"):
-        written = generate_stackgan(cfg)
-    else:
+    if kind != "DCGANConfig" and not kind.startswith("StackGAN"):
         raise CheckpointError(f"{cfg.checkpoint} holds a {kind}, not a DCGAN or StackGAN generator")
+    written = generate_samples(cfg, dcgan=kind == "DCGANConfig")
     print(f"wrote {written} samples to {cfg.sample_dir} and the grid {cfg.out}")
     return 0
 
@@ -147,61 +144,38 @@ def _write(images, seeds: list[int], names: list[str], cfg: GenerateConfig, grou
     return len(seeds)
 
 
-def generate_dcgan(cfg: GenerateConfig) -> int:
-    from stackgan.models.dcgan import make_z
-    from stackgan.train.dcgan import generate_images, load_dcgan_generator
-    from stackgan.utils.device import resolve_device
-
-    if cfg.names:
-        raise ConfigError(f"{cfg.checkpoint} is an unconditional DCGAN: it takes no dish names "
-                          f"(got {', '.join(cfg.names)}); drop them, or use a StackGAN checkpoint")
-    G, dcfg = load_dcgan_generator(cfg.checkpoint, device=resolve_device(cfg.device))
-    seeds = [cfg.seed + i for i in range(cfg.num)]
-    if cfg.variations_of is None:
-        z = make_z(seeds, dcfg.z_dim, dcfg.z_dist, truncation=cfg.truncation)
-        seed_col = seeds
-    else:
-        # image 0 is the original; image i > 0 adds sigma x N(0, 1) noise drawn with seed --seed + i
-        z0 = make_z([cfg.variations_of], dcfg.z_dim, dcfg.z_dist, truncation=cfg.truncation)
-        eps = make_z(seeds, dcfg.z_dim, "normal")
-        eps[0] = 0
-        z = z0 + cfg.sigma * eps
-        if dcfg.z_dist == "uniform":
-            z = z.clamp(-1, 1)
-        seed_col = [cfg.variations_of] * cfg.num
-    images = generate_images(G, z)
-    return _write(images, seed_col, [""] * cfg.num, cfg, groups=1)
-
-
-def generate_stackgan(cfg: GenerateConfig) -> int:
+def generate_samples(cfg: GenerateConfig, dcgan: bool) -> int:
+    """N pictures (of each name for a StackGAN) from the sampler of :func:`stackgan.inference.load_sampler`:
+    sample i from seed --seed + i, or variations of the picture of seed --variations-of."""
     import torch
 
-    if not cfg.names:
+    if dcgan and cfg.names:
+        raise ConfigError(f"{cfg.checkpoint} is an unconditional DCGAN: it takes no dish names "
+                          f"(got {', '.join(cfg.names)}); drop them, or use a StackGAN checkpoint")
+    if not dcgan and not cfg.names:
         raise ConfigError("a StackGAN checkpoint draws dish names: give at least one NAME "
                           "(e.g. stackgan generate --checkpoint RUN ピリ辛サーモン丼)")
-    try:
-        from stackgan.inference import load_pipeline
-    except ImportError as exc:
-        raise CheckpointError(f"{cfg.checkpoint} is not a DCGAN checkpoint, and the StackGAN inference "
-                              f"module cannot be imported: {exc}") from None
+    from stackgan.inference import load_sampler
     from stackgan.utils.device import resolve_device
 
-    pipe = load_pipeline(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
+    sampler = load_sampler(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
+    seeds = [cfg.seed + i for i in range(cfg.num)]
     all_images, all_seeds, all_names = [], [], []
-    for name in cfg.names:
+    for name in cfg.names or (None,):
         if cfg.variations_of is None:
-            res = pipe.generate(name, cfg.num, cfg.seed, cfg.truncation)
+            images, used = sampler.sample(seeds, name, cfg.truncation), seeds
+        elif dcgan:  # image 0 is the original; image i > 0 adds sigma x N(0, 1) noise drawn with seed --seed + i
+            images = sampler.variations(cfg.variations_of, cfg.num, cfg.sigma, truncation=cfg.truncation,
+                                        noise_seed=cfg.seed)
+            used = [cfg.variations_of] * cfg.num
         else:
-            res = pipe.variations(name, cfg.variations_of, cfg.num, cfg.sigma)
-        imgs = res.stage2 if getattr(res, "stage2", None) is not None else res.stage1
-        imgs = imgs.detach().cpu()
-        if imgs.dtype == torch.uint8:
-            imgs = imgs.float() / 127.5 - 1
-        seeds = list(getattr(res, "seeds", None) or [cfg.seed + i for i in range(imgs.shape[0])])
-        all_images.append(imgs)
-        all_seeds += [int(s) for s in seeds]
-        all_names += [name] * imgs.shape[0]
-    return _write(torch.cat(all_images), all_seeds, all_names, cfg, groups=len(cfg.names))
+            res = sampler.variations(name, cfg.variations_of, cfg.num, cfg.sigma)
+            images = res.stage2 if res.stage2 is not None else res.stage1
+            used = list(res.seeds)
+        all_images.append(images)
+        all_seeds += [int(s) for s in used]
+        all_names += [name or ""] * images.shape[0]
+    return _write(torch.cat(all_images), all_seeds, all_names, cfg, groups=max(1, len(cfg.names)))
 
 
 def interpolate_stackgan(cfg: GenerateConfig) -> int:

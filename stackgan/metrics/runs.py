@@ -97,32 +97,32 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu", stage: str = "auto",
                  truncation: float = 1.0) -> tuple[Sampler, dict]:
-    """A sampler ``(name, n, seed) -> images`` for a run or checkpoint, and a description of it.
+    """A sampler ``(name, n, seed) -> images`` for a run or checkpoint, and a description of it: the
+    ``sample`` of :func:`stackgan.inference.load_sampler` on seeds ``seed .. seed + n - 1``.
 
     The DCGAN ignores the name (it is unconditional): it is scored the same way, which is the point.
-    ``truncation`` (StackGAN only) is passed to :meth:`Pipeline.generate`.
+    ``truncation`` (StackGAN only) scales z and the conditioning noise.
     """
     if kind == DCGAN and truncation != 1.0:
         raise ConfigError("--truncation applies to StackGAN runs; the DCGAN samples z as it was trained")
+    from stackgan.inference import load_sampler
+
+    sampler = load_sampler(path, device)
+    family = DCGAN if sampler.kind == DCGAN else STACKGAN
+    if family != kind:
+        raise CheckpointError(f"{path} is a {sampler.kind} run, not a {kind} run")
     if kind == DCGAN:
-        from stackgan.train.dcgan import load_dcgan_generator, sample_dcgan
-
-        G, cfg = load_dcgan_generator(path, device)
-
         def dcgan(name: str, n: int, seed: int) -> torch.Tensor:
-            return sample_dcgan(G, cfg, list(range(seed, seed + n)))
+            return sampler.sample(range(seed, seed + n))
 
-        return dcgan, {"kind": DCGAN, "conditional": False, "size": list(cfg.size)}
-    from stackgan.inference import load_pipeline
-
-    pipe = load_pipeline(path, device)
+        return dcgan, {"kind": DCGAN, "conditional": False, "size": list(sampler.image_size)}
+    pipe = sampler
     use2 = pipe.g2 is not None and stage != "1"
     if stage == "2" and pipe.g2 is None:
         raise CheckpointError(f"{path} is a stage-I run; --stage 2 needs a stage-II run")
 
     def stackgan(name: str, n: int, seed: int) -> torch.Tensor:
-        res = pipe.generate(name, n, seed, truncation=truncation)
-        return res.stage2 if use2 else res.stage1
+        return pipe.sample(range(seed, seed + n), name, truncation, stage=2 if use2 else 1)
 
     return stackgan, {"kind": STACKGAN, "conditional": True, "stage": 2 if use2 else 1, "truncation": truncation,
                       "pipeline": pipe}

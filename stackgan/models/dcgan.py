@@ -146,6 +146,13 @@ class Discriminator(nn.Module):
         return self.main(x).view(x.shape[0])
 
 
+def generator(cfg) -> Generator:
+    """The generator a DCGAN run's config (:class:`~stackgan.dcgan_config.DCGANConfig`) describes,
+    for inference (the trainer builds the same one)."""
+    h, w = cfg.size
+    return Generator(z_dim=cfg.z_dim, channels=cfg.channels, height=h, width=w, ngf=cfg.ngf, kernel=cfg.kernel_size)
+
+
 def make_z(seeds: Sequence[int], z_dim: int, dist: str = "uniform",
            device: str | torch.device = "cpu", truncation: float = 1.0) -> torch.Tensor:
     """One latent vector per seed, drawn on the CPU so that a seed gives the same ``z`` on any device.

@@ -24,7 +24,7 @@ import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 
@@ -33,6 +33,7 @@ from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
 from stackgan.runs import DCGAN, WEIGHTS_FILES, RunFolder
 from stackgan.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
+from stackgan.inference_dcgan import generate_images, load_dcgan_generator, sample_dcgan  # noqa: F401 (re-exported)
 from stackgan.train import losses
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_precision, to_channels_last
@@ -484,31 +485,3 @@ def train_dcgan(cfg: DCGANConfig, progress: bool = True) -> Path:
     cfg = cfg.validate()
     return DCGANTrainer(cfg, progress=progress).run()
 
-
-# -- inference ----------------------------------------------------------------------------------
-
-def load_dcgan_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, DCGANConfig]:
-    """G (in eval mode, on ``device``) and its config from a ``ckpt-*.pt``, a run folder, or
-    ``G.safetensors`` with its ``config.json`` (read as :mod:`stackgan.runs` says)."""
-    run = RunFolder.open(path)
-    cfg = run.require(DCGAN)
-    return run.load_into(build_generator(cfg)).to(device).eval(), cfg
-
-
-@torch.no_grad()
-def generate_images(G: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Images in [-1, 1] (CPU) for the latents ``z``, with G in eval mode (BatchNorm's running
-    statistics), restoring G's mode afterwards."""
-    was_training = G.training
-    G.eval()
-    device = next(G.parameters()).device
-    try:
-        out = [G(z[i:i + batch_size].to(device)).float().cpu() for i in range(0, z.shape[0], batch_size)]
-    finally:
-        G.train(was_training)
-    return torch.cat(out)
-
-
-def sample_dcgan(G: Generator, cfg: DCGANConfig, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
-    """One image per seed (the same seed gives the same image on any device)."""
-    return generate_images(G, make_z(list(seeds), cfg.z_dim, cfg.z_dist, truncation=truncation))
