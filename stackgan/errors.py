@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt or does not fit what was asked."""
+
+
+class RunFolderInUse(ConfigError, CheckpointError):
+    """Training was pointed at a run folder that holds checkpoints, without --resume."""
