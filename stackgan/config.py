@@ -150,7 +150,7 @@ class Config:
             if "choices" in fields[new[0]].metadata:
                 kw["choices"] = fields[new[0]].metadata["choices"]
             parser.add_argument(f"--{_opt(old)}", action=_RenamedOption, new=new, dest=f"_renamed_{old}",
-                                default=argparse.SUPPRESS, metavar=_opt(new[0]).upper(),
+                                default=argparse.SUPPRESS, metavar=old.upper(),
                                 help=f"deprecated spelling of {_new_options(new)}", **kw)
 
     @classmethod
