@@ -33,7 +33,7 @@ menu: install
 
 # Watch the DCGAN baseline train on the embedded menu set.
 dcgan: install
-	$(BIN)/stackgan baseline-dcgan --data data/menu --epochs 25
+	$(BIN)/stackgan baseline-dcgan --data data/menu --epochs 25 --out runs/dcgan-menu $(if $(wildcard runs/dcgan-menu/ckpt-*.pt),--resume,)
 
 clean-venv:
 	rm -rf $(VENV)

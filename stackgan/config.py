@@ -4,6 +4,10 @@ A command's config is a dataclass deriving from :class:`Config`. Its fields beco
 line options (``field_name`` -> ``--field-name``; help from ``field(metadata={"help": ...})``),
 ``validate()`` checks ranges, and ``save_json`` / ``load_json`` round-trip it, so that a
 checkpoint alone is enough to rebuild the model that wrote it.
+
+A field that was renamed keeps its old name in ``RENAMED`` (old name -> the new field or fields it
+sets): the old ``--option`` still parses (with a one-line note on stderr naming the new one), and
+``from_dict`` reads config files written under the old name.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from stackgan.errors import ConfigError
 
@@ -25,6 +30,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 (exact; a resumed run "
                   "continues bit for bit on the CPU) or bf16 (autocast + channels_last; weights, optimiser "
                   "state and EMA stay fp32)")
+# --lr of both trainers: the one-rate spelling, setting --lr-g and --lr-d (see Config.RENAMED)
+LR_RENAMED = {"lr": ("lr_g", "lr_d")}
 MAX_MINUTES_HELP = ("a time budget: stop at the first step after this many minutes of training (summed over "
                     "resumptions), checkpoint and draw the final grid; 0: no time limit")
 
@@ -32,6 +39,9 @@ MAX_MINUTES_HELP = ("a time budget: stop at the first step after this many minut
 @dataclasses.dataclass
 class Config:
     """Base class: subclasses add fields and override :meth:`check`."""
+
+    # old field name -> the field(s) it became; the old --option and the old config key keep working
+    RENAMED: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def check(self) -> None:  # pragma: no cover - overridden
         """Raise :class:`ConfigError` on a bad value. Subclasses call ``super().check()``."""
@@ -66,8 +76,20 @@ class Config:
         return atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
-    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+    def renamed_dict(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """``d`` with the old names of renamed fields (``RENAMED``) replaced by the new ones (a new
+        name given beside its old one wins)."""
         d = dict(d)
+        for old, new in cls.RENAMED.items():
+            if old in d:
+                value = d.pop(old)
+                for name in new:
+                    d.setdefault(name, value)
+        return d
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        d = cls.renamed_dict(d)
         kind = d.pop("_kind", cls.__name__)
         if kind != cls.__name__:
             raise ConfigError(f"this config is a {kind}, not a {cls.__name__}")
@@ -117,6 +139,19 @@ class Config:
             else:
                 kw["type"] = base
             parser.add_argument(f"--{_opt(f.name)}", **kw)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for old, new in cls.RENAMED.items():
+            if any(n in skip or n not in fields or fields[n].metadata.get("cli") is False for n in new):
+                continue
+            base = _strip_optional(hints[new[0]])
+            if base is bool or _is_tuple(base):
+                raise TypeError(f"{cls.__name__}.RENAMED: only plain valued options can be renamed ({old})")
+            kw = {"type": base}
+            if "choices" in fields[new[0]].metadata:
+                kw["choices"] = fields[new[0]].metadata["choices"]
+            parser.add_argument(f"--{_opt(old)}", action=_RenamedOption, new=new, dest=f"_renamed_{old}",
+                                default=argparse.SUPPRESS, metavar=old.upper(),
+                                help=f"deprecated spelling of {_new_options(new)}", **kw)
 
     @classmethod
     def from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -132,6 +167,23 @@ class Config:
 
 def _opt(name: str) -> str:
     return name.replace("_", "-")
+
+
+def _new_options(new: tuple[str, ...]) -> str:
+    return " and ".join(f"--{_opt(n)}" for n in new)
+
+
+class _RenamedOption(argparse.Action):
+    """An option's old spelling: sets the new field(s) and says, on stderr, what to write instead."""
+
+    def __init__(self, option_strings, dest, new: tuple[str, ...] = (), **kw):
+        self.new = tuple(new)
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated; use {_new_options(self.new)}", file=sys.stderr)
+        for name in self.new:
+            setattr(namespace, name, values)
 
 
 def _strip_optional(typ: Any) -> Any:

@@ -1,8 +1,11 @@
 """The configuration of `stackgan baseline-dcgan` (kept free of torch so that `--help` is fast).
 
 Options mirror DCGAN-tensorflow (``--epochs 25 --lr 0.0002 --beta1 0.5 --batch-size 64 --z-dim 100
---image-size 64``) plus the baseline's extras. The config is saved as ``config.json`` in the run
-folder and inside every checkpoint; :func:`stackgan.train.dcgan.train_dcgan` runs it.
+--image-size 64``) plus the baseline's extras; the run-folder options are those of `stackgan train`
+(``--out``, ``--resume``, ``--ckpt-every``, ``--keep-ckpts``, ``--sample-every``, ``--log-every``,
+``--lr-g`` / ``--lr-d``). The config is saved as ``config.json`` in the run folder and inside every
+checkpoint; :func:`stackgan.train.dcgan.train_dcgan` runs it. Config files written under the old
+names (``checkpoint_dir``, ``checkpoint_every``, ``keep_checkpoints``, ``lr``) still load.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import dataclasses
 import re
 from typing import Optional
 
-from stackgan.config import MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
+from stackgan.config import LR_RENAMED, MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
 from stackgan.errors import ConfigError
 
 LOSSES = ("bce", "hinge", "wgan-gp")
@@ -19,9 +22,14 @@ MIN_SIDE = 8  # 2 x the smallest first map (4): one up-convolution at least, see
 
 # Fields that may differ between a run and its resumption (the rest must match the checkpoint).
 RESUMABLE_CHANGES = frozenset({
-    "data", "pattern", "checkpoint_dir", "sample_dir", "epochs", "max_steps", "max_minutes", "device", "precision",
-    "checkpoint_every", "keep_checkpoints", "resume",
+    "data", "pattern", "out", "sample_dir", "epochs", "max_steps", "max_minutes", "device", "precision",
+    "ckpt_every", "keep_ckpts", "sample_every", "log_every", "resume",
 })
+
+# Old field (and option) names -> the names shared with `stackgan train`; run folders and command
+# lines written with the old ones still work.
+RENAMED = {"checkpoint_dir": ("out",), "checkpoint_every": ("ckpt_every",), "keep_checkpoints": ("keep_ckpts",),
+           **LR_RENAMED}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -38,6 +46,8 @@ def parse_size(text: str) -> tuple[int, int]:
 class DCGANConfig(Config):
     """`stackgan baseline-dcgan`: an unconditional DCGAN, options as in DCGAN-tensorflow."""
 
+    RENAMED = RENAMED
+
     data: str = opt("data/menu", "data set folder: any folder of pictures (no names needed: the DCGAN is "
                                  "unconditional), a names.tsv set or one folder per name")
     pattern: Optional[str] = opt(None, "only pictures whose file name matches this glob, e.g. '*.png' "
@@ -46,14 +56,16 @@ class DCGANConfig(Config):
     held_out: float = opt(0.0, "fraction of each name's photos held out of training (the same split as "
                                "`stackgan train --held-out` and `stackgan evaluate`)", min=0.0, max=0.9)
     split_seed: int = opt(0, "seed of the train / held-out split", min=0)
-    checkpoint_dir: Optional[str] = opt(None, "run folder for checkpoints, config, log and pictures "
-                                              "[runs/dcgan/<data>-<H>x<W>]")
-    sample_dir: Optional[str] = opt(None, "folder for the fixed-noise grids [<checkpoint-dir>/samples]")
+    out: Optional[str] = opt(None, "run folder for checkpoints, config, log and pictures [runs/dcgan/<data>-<H>x<W>]")
+    resume: bool = opt(False, "continue from the latest checkpoint in --out (without it, a folder that holds "
+                              "checkpoints is refused)")
+    sample_dir: Optional[str] = opt(None, "folder for the fixed-noise grids [<out>/samples]")
     epochs: int = opt(25, "passes over the data set", min=1)
     max_steps: int = opt(0, "stop after this many steps (G updates) at the latest; 0: no limit. "
                             "Match a StackGAN run's steps x batch size to compare", min=0)
     max_minutes: float = opt(0.0, MAX_MINUTES_HELP, min=0.0)
-    lr: float = opt(0.0002, "Adam learning rate (G and D)", min=0.0)
+    lr_g: float = opt(0.0002, "G learning rate (Adam); --lr sets both", min=0.0)
+    lr_d: float = opt(0.0002, "D learning rate (Adam); --lr sets both", min=0.0)
     beta1: float = opt(0.5, "Adam beta1", min=0.0, max=1.0)
     beta2: float = opt(0.999, "Adam beta2", min=0.0, max=1.0)
     weight_decay: float = opt(0.0, "Adam L2 weight decay (G and D)", min=0.0)
@@ -84,9 +96,10 @@ class DCGANConfig(Config):
     seed: int = opt(0, "random seed (init, noise, data order)", min=0)
     device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
     precision: str = opt("auto", PRECISION_HELP + "; a resumed run takes the precision given now", choices=PRECISIONS)
-    checkpoint_every: int = opt(0, "write a checkpoint every N steps; 0: after every epoch", min=0)
-    keep_checkpoints: int = opt(3, "keep the newest N checkpoints", min=1)
-    resume: bool = opt(True, "resume from the latest checkpoint in --checkpoint-dir when there is one")
+    sample_every: int = opt(0, "write the fixed-noise grid every N steps; 0: after every epoch", min=0)
+    ckpt_every: int = opt(0, "write a checkpoint every N steps; 0: after every epoch (and at the end)", min=0)
+    keep_ckpts: int = opt(3, "keep the newest N checkpoints", min=1)
+    log_every: int = opt(1, "write losses to log.jsonl every N steps", min=1)
 
     def check(self) -> None:
         h, w = self.size

@@ -17,6 +17,10 @@ class CheckpointError(UserError):
     """A checkpoint is missing, corrupt or does not fit what was asked."""
 
 
+class RunFolderInUse(ConfigError, CheckpointError):
+    """Training was pointed at a run folder that holds checkpoints, without --resume."""
+
+
 class ProjectWarning(UserWarning):
     """Something a user should know that does not stop the command (a skipped photo, an ignored
     option); the command line prints it as one ``warning: ...`` line on stderr."""

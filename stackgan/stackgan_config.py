@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from stackgan.config import MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
+from stackgan.config import LR_RENAMED, MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
 from stackgan.errors import ConfigError
 
 STAGE1_SIZES = (16, 32, 64)
@@ -32,6 +32,8 @@ RESUMABLE_CHANGES = frozenset({
 @dataclasses.dataclass
 class StackGANConfig(Config):
     """`stackgan train`: one StackGAN stage."""
+
+    RENAMED = LR_RENAMED  # --lr X sets both rates, as in `stackgan baseline-dcgan`
 
     stage: int = opt(1, "which stage to train: 1 (text -> low-res) or 2 (stage-I picture + text -> high-res)",
                      choices=(1, 2))

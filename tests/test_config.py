@@ -65,3 +65,39 @@ def test_load_rejects_unknown_keys_wrong_kind_and_bad_json(tmp_path):
         DemoConfig.load_json(p)
     with pytest.raises(ConfigError, match="not found"):
         DemoConfig.load_json(tmp_path / "missing.json")
+
+
+@dataclasses.dataclass
+class RenamedConfig(Config):
+    """A config whose fields were renamed: ``folder`` -> ``out``, ``lr`` -> ``lr_g`` and ``lr_d``."""
+
+    RENAMED = {"folder": ("out",), "lr": ("lr_g", "lr_d")}
+
+    out: str = opt("runs/x", "run folder")
+    lr_g: float = opt(2e-4, "G rate", min=0.0)
+    lr_d: float = opt(2e-4, "D rate", min=0.0)
+
+
+def test_renamed_fields_keep_their_old_option_and_config_key(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    RenamedConfig.add_arguments(p)
+    assert "deprecated spelling of --lr-g and --lr-d" in p.format_help()
+    new = RenamedConfig.from_args(p.parse_args(["--out", "r", "--lr-g", "0.1", "--lr-d", "0.1"]))
+    assert capsys.readouterr().err == ""
+    old = RenamedConfig.from_args(p.parse_args(["--folder", "r", "--lr", "0.1"]))
+    assert old == new and "folder" not in vars(p.parse_args([]))
+    assert capsys.readouterr().err.splitlines() == ["note: --folder is deprecated; use --out",
+                                                    "note: --lr is deprecated; use --lr-g and --lr-d"]
+    # with both spellings, the later one wins (as for any repeated option)
+    assert RenamedConfig.from_args(p.parse_args(["--lr", "0.1", "--lr-d", "0.3"])).lr_d == 0.3
+    assert RenamedConfig.from_args(p.parse_args(["--lr-d", "0.3", "--lr", "0.1"])).lr_d == 0.1
+    with pytest.raises(SystemExit):  # the old option keeps its type
+        p.parse_args(["--lr", "fast"])
+    # a config file written under the old names loads; it is saved under the new ones
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"_kind": "RenamedConfig", "folder": "r", "lr": 0.1}))
+    assert RenamedConfig.load_json(path) == new
+    assert RenamedConfig.renamed_dict({"folder": "a", "out": "b"}) == {"out": "b"}  # the new name wins
+    assert "folder" not in new.to_dict() and new.to_dict()["out"] == "r"
+    with pytest.raises(ConfigError, match="--lr-g must be >= 0"):
+        RenamedConfig.from_dict({"lr": -1.0})

@@ -451,7 +451,7 @@ def test_training_on_a_folder_of_every_bad_kind_uses_the_good_photos_and_names_e
     # the command line prints each skipped file itself, whatever the warning filters around it
     for cmd in (["train", "--data", str(root), "--out", str(tmp_path / "sg"), "--c-dim", "8", "--grid-rows", "2",
                  "--grid-cols", "2", *tiny],
-                ["baseline-dcgan", "--data", str(root), "--checkpoint-dir", str(tmp_path / "dc"), *tiny]):
+                ["baseline-dcgan", "--data", str(root), "--out", str(tmp_path / "dc"), *tiny]):
         rc = cli_main(cmd)
         said = capsys.readouterr()
         assert rc == 0, said.err

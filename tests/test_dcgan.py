@@ -58,7 +58,7 @@ def photos(tmp_path_factory, image_cache):
 
 
 def tiny(data, run, **kw) -> DCGANConfig:
-    opts = dict(data=str(data), checkpoint_dir=str(run), image_size="16", batch_size=4, ngf=8, ndf=8,
+    opts = dict(data=str(data), out=str(run), image_size="16", batch_size=4, ngf=8, ndf=8,
                 z_dim=16, epochs=1, device="cpu", seed=3)
     opts.update(kw)
     return DCGANConfig(**opts).validate()
@@ -145,7 +145,9 @@ def test_config_sizes():
     assert dataclasses.replace(cfg, image_size="32", image_width=None).validate().size == (32, 32)
     # DCGAN-tensorflow's defaults
     d = DCGANConfig().validate()
-    assert (d.epochs, d.lr, d.beta1, d.batch_size, d.z_dim, d.size) == (25, 0.0002, 0.5, 64, 100, (64, 64))
+    assert (d.epochs, d.lr_g, d.lr_d, d.beta1, d.batch_size, d.z_dim, d.size) == (25, 0.0002, 0.0002, 0.5, 64, 100,
+                                                                               (64, 64))
+    assert d.resume is False  # as `stackgan train`: a run folder is continued only with --resume
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -156,7 +158,8 @@ def test_config_sizes():
     (dict(loss="hinge", label_noise=0.1), "bce only"),
     (dict(loss="wgan-gp", d_norm="batch"), "wgan-gp"),
     (dict(label_flip=0.9), "--label-flip must be <= 0.5"),
-    (dict(lr=-1.0), "--lr must be >= 0"),
+    (dict(lr_g=-1.0), "--lr-g must be >= 0"),
+    (dict(lr_d=-1.0), "--lr-d must be >= 0"),
 ])
 def test_config_errors(kw, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -182,7 +185,9 @@ def test_one_epoch_writes_run_folder(photos, tmp_path, capsys):
     assert all(math.isfinite(r["d_loss"]) and math.isfinite(r["g_loss"]) and r["img_s"] > 0 for r in records)
     ck = load_checkpoint(run / "ckpt-000003.pt")
     assert ck["step"] == 3 and ck["epoch"] == 1 and ck["config"]["_kind"] == "DCGANConfig"
-    assert {"G", "D", "opt_G", "opt_D", "rng", "fixed_z"} <= set(ck)
+    # the checkpoint keys of `stackgan train`, then the DCGAN's own
+    assert {"kind", "config", "step", "G", "D", "opt_g", "opt_d", "rng", "train_seconds", "precision"} <= set(ck)
+    assert {"epoch", "fixed_z", "lr_scale", "nan_events"} <= set(ck) and ck["kind"] == "dcgan"
     assert json.loads((run / "config.json").read_text())["image_size"] == "16"
     text = capsys.readouterr().out
     assert "epoch 1/1" in text and "step 3/3" in text and "resuming" not in text
@@ -193,7 +198,7 @@ def test_resume_matches_uninterrupted_run(photos, tmp_path, capsys):
     train_dcgan(tiny(photos, full, epochs=2), progress=False)
     train_dcgan(tiny(photos, part, epochs=1), progress=False)  # "killed" after epoch 1
     capsys.readouterr()
-    train_dcgan(tiny(photos, part, epochs=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, resume=True), progress=False)
     assert "resuming from ckpt-000003.pt at epoch 1, step 3" in capsys.readouterr().out
     a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
@@ -202,17 +207,17 @@ def test_resume_matches_uninterrupted_run(photos, tmp_path, capsys):
     ga, gb = load_checkpoint(full / "ckpt-000006.pt")["G"], load_checkpoint(part / "ckpt-000006.pt")["G"]
     assert all(torch.equal(ga[k], gb[k]) for k in ga)
     # a finished run resumed again has nothing left to do
-    train_dcgan(tiny(photos, part, epochs=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, resume=True), progress=False)
     assert "nothing to train" in capsys.readouterr().out
     assert len(read_jsonl(part / "log.jsonl")) == 6
 
 
 def test_resume_mid_epoch_with_step_checkpoints(photos, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
-    train_dcgan(tiny(photos, full, epochs=2, checkpoint_every=2), progress=False)
-    train_dcgan(tiny(photos, part, epochs=2, checkpoint_every=2, max_steps=4), progress=False)
+    train_dcgan(tiny(photos, full, epochs=2, ckpt_every=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, ckpt_every=2, max_steps=4), progress=False)
     capsys.readouterr()
-    train_dcgan(tiny(photos, part, epochs=2, checkpoint_every=2), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, ckpt_every=2, resume=True), progress=False)
     assert "resuming from ckpt-000004.pt at epoch 1, step 4 (batch 1/3 of epoch 2)" in capsys.readouterr().out
     a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
     assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
@@ -221,7 +226,7 @@ def test_resume_mid_epoch_with_step_checkpoints(photos, tmp_path, capsys):
 @pytest.mark.parametrize("kw", [
     dict(loss="bce", label_noise=0.1, label_flip=0.2, flip=True),
     dict(loss="hinge", z_dist="normal", weight_decay=1e-4, kernel_size=5),
-    dict(loss="wgan-gp", n_critic=2, beta1=0.0, beta2=0.9, lr=1e-4, epochs=2),
+    dict(loss="wgan-gp", n_critic=2, beta1=0.0, beta2=0.9, lr_g=1e-4, lr_d=1e-4, epochs=2),
     dict(loss="bce", diffaugment="color,translation,cutout"),
 ])
 def test_losses_are_finite(photos, tmp_path, kw):
@@ -229,8 +234,13 @@ def test_losses_are_finite(photos, tmp_path, kw):
     train_dcgan(tiny(photos, run, max_steps=2, **kw), progress=False)
     records = read_jsonl(run / "log.jsonl")
     assert [r["step"] for r in records] == [1, 2]
-    keys = ["d_loss", "g_loss", "d_real", "d_fake"] + (["gp"] if kw["loss"] == "wgan-gp" else [])
+    keys = ["d_loss", "g_loss", "d_real", "d_fake", "d_real_logit", "d_fake_logit", "img_s", "sec_step",
+            "train_seconds", "lr_g", "lr_d"] + (["gp"] if kw["loss"] == "wgan-gp" else [])
     assert all(math.isfinite(r[k]) for r in records for k in keys)
+    # d_real / d_fake mean what `stackgan train` logs: D's mean probability of "real"
+    for r in records:
+        assert 0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1
+        assert r["lr_g"] == r["lr_d"] == kw.get("lr_g", 2e-4)
 
 
 def test_non_square_rgba(tmp_path, image_cache):
@@ -302,13 +312,20 @@ def test_training_errors(photos, tmp_path):
     run = tmp_path / "run"
     train_dcgan(tiny(photos, run, max_steps=1), progress=False)
     with pytest.raises(CheckpointError, match=r"--ngf 8 \(checkpoint\) vs 16"):
-        train_dcgan(tiny(photos, run, ngf=16), progress=False)
+        train_dcgan(tiny(photos, run, ngf=16, resume=True), progress=False)
     with pytest.raises(CheckpointError, match=r"image size \(16, 16\) \(checkpoint\) vs \(16, 24\)"):
-        train_dcgan(tiny(photos, run, image_width=24), progress=False)
+        train_dcgan(tiny(photos, run, image_width=24, resume=True), progress=False)
+    with pytest.raises(CheckpointError, match=r"--lr-g 0.0002 \(checkpoint\) vs 0.001"):
+        train_dcgan(tiny(photos, run, lr_g=1e-3, resume=True), progress=False)
     # the same size said another way resumes
-    train_dcgan(tiny(photos, run, image_size="16x16", max_steps=2), progress=False)
-    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+    train_dcgan(tiny(photos, run, image_size="16x16", max_steps=2, resume=True), progress=False)
+    # as `stackgan train`: never silently continue (or overwrite) a run; --resume needs a checkpoint
+    with pytest.raises(CheckpointError, match="already holds checkpoints.*--resume"):
         train_dcgan(tiny(photos, run, resume=False), progress=False)
+    with pytest.raises(ConfigError, match="already holds checkpoints.*--resume"):
+        train_dcgan(tiny(photos, run), progress=False)
+    with pytest.raises(CheckpointError, match="--resume: no checkpoint"):
+        train_dcgan(tiny(photos, tmp_path / "fresh", resume=True), progress=False)
     with pytest.raises(CheckpointError, match="not a DCGAN run"):
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "config.json").write_text('{"_kind": "StackGANConfig"}')
@@ -324,10 +341,21 @@ def test_cli(photos, tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["flip"] is True and cfg["loss"] == "hinge" and cfg["batch_size"] == 6
     assert (run / "ckpt-000002.pt").is_file()
-    capsys.readouterr()
+    # the old spelling still works, with a one-line note naming the new one
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "deprecated" in ln]
+    assert notes == ["note: --checkpoint-dir is deprecated; use --out"]
     assert main(["baseline-dcgan", "--image-size", "64y"]) == 2
     assert "--image-size must be N or HxW" in capsys.readouterr().err
-    assert main(["baseline-dcgan", "--data", str(tmp_path / "nowhere"), "--checkpoint-dir", str(tmp_path / "x"),
+    # the same command again: refused (exit 2) and told to pass --resume, as `stackgan train`
+    again = ["baseline-dcgan", "--data", str(photos), "--out", str(run), "--image-size", "16", "--batch-size", "6",
+             "--ngf", "8", "--ndf", "8", "--epochs", "2", "--device", "cpu", "--no-progress", "--flip", "--loss",
+             "hinge"]
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert "already holds checkpoints" in err and "--resume" in err and "Traceback" not in err
+    assert main(again + ["--resume"]) == 0
+    assert (run / "ckpt-000004.pt").is_file() and "resuming from ckpt-000002.pt" in capsys.readouterr().out
+    assert main(["baseline-dcgan", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"),
                  "--device", "cpu", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nowhere" in err and "Traceback" not in err
@@ -363,7 +391,7 @@ def test_max_minutes_stops_after_the_first_step_with_a_checkpoint(photos, tmp_pa
     assert (run / "ckpt-000001.pt").is_file() and (run / "samples" / "000001.png").is_file()
     assert load_checkpoint(run / "ckpt-000001.pt")["train_seconds"] > 0
     # the budget is summed over resumptions: raising it lets the run go on from its checkpoint
-    train_dcgan(tiny(photos, run, epochs=1, max_minutes=0.0), progress=False)
+    train_dcgan(tiny(photos, run, epochs=1, max_minutes=0.0, resume=True), progress=False)
     timing = json.loads((run / "timing.json").read_text())
     assert timing["step"] == 3 and timing["stopped_by"] == "epochs"
     assert [r["step"] for r in read_jsonl(run / "log.jsonl")] == [1, 2, 3]
@@ -373,7 +401,7 @@ def test_bf16_trains_and_resumes_without_a_jump(photos, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
     train_dcgan(tiny(photos, full, epochs=2, precision="bf16"), progress=False)
     train_dcgan(tiny(photos, part, epochs=1, precision="bf16"), progress=False)
-    train_dcgan(tiny(photos, part, epochs=2, precision="bf16"), progress=False)
+    train_dcgan(tiny(photos, part, epochs=2, precision="bf16", resume=True), progress=False)
     assert "bf16" in capsys.readouterr().out
     a, b = read_jsonl(full / "log.jsonl"), read_jsonl(part / "log.jsonl")
     assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
@@ -382,11 +410,167 @@ def test_bf16_trains_and_resumes_without_a_jump(photos, tmp_path, capsys):
 
 def test_a_damaged_newest_checkpoint_is_passed_over(photos, tmp_path, capsys):
     run = tmp_path / "run"
-    train_dcgan(tiny(photos, run, epochs=2, checkpoint_every=2, keep_checkpoints=5), progress=False)
+    train_dcgan(tiny(photos, run, epochs=2, ckpt_every=2, keep_ckpts=5), progress=False)
     ref = [(r["d_loss"], r["g_loss"]) for r in read_jsonl(run / "log.jsonl")]
     (run / "ckpt-000006.pt").write_bytes(b"not a checkpoint")
     capsys.readouterr()
-    train_dcgan(tiny(photos, run, epochs=2, checkpoint_every=2, keep_checkpoints=5), progress=False)
+    train_dcgan(tiny(photos, run, epochs=2, ckpt_every=2, keep_ckpts=5, resume=True), progress=False)
     out = capsys.readouterr().out
     assert "cannot read checkpoint" in out and "resuming from ckpt-000004.pt" in out
     assert [(r["d_loss"], r["g_loss"]) for r in read_jsonl(run / "log.jsonl")] == ref
+
+
+# -- the run-folder rules shared with `stackgan train` ------------------------------------------
+
+def test_old_and_new_option_spellings_give_the_same_config(capsys):
+    """--out / --ckpt-every / --keep-ckpts / --lr-g --lr-d, as `stackgan train`; the old spellings
+    still parse, each with a one-line note on stderr naming the new one."""
+    import argparse
+
+    def parse(argv):
+        p = argparse.ArgumentParser()
+        DCGANConfig.add_arguments(p)
+        return DCGANConfig.from_args(p.parse_args(argv))
+
+    new = parse(["--out", "r", "--ckpt-every", "5", "--keep-ckpts", "2", "--lr-g", "0.001", "--lr-d", "0.001",
+                 "--sample-every", "7", "--log-every", "3"])
+    assert capsys.readouterr().err == ""
+    old = parse(["--checkpoint-dir", "r", "--checkpoint-every", "5", "--keep-checkpoints", "2", "--lr", "0.001",
+                 "--sample-every", "7", "--log-every", "3"])
+    assert old == new
+    assert (new.out, new.ckpt_every, new.keep_ckpts, new.lr_g, new.lr_d, new.sample_every, new.log_every) == (
+        "r", 5, 2, 0.001, 0.001, 7, 3)
+    assert capsys.readouterr().err.splitlines() == [
+        "note: --checkpoint-dir is deprecated; use --out",
+        "note: --checkpoint-every is deprecated; use --ckpt-every",
+        "note: --keep-checkpoints is deprecated; use --keep-ckpts",
+        "note: --lr is deprecated; use --lr-g and --lr-d",
+    ]
+    # the later option wins, whichever its spelling
+    assert parse(["--lr", "0.1", "--lr-d", "0.2"]).lr_d == 0.2
+    assert parse(["--lr-d", "0.2", "--lr", "0.1"]).lr_d == 0.1
+    with pytest.raises(ConfigError, match="--lr-g must be >= 0"):
+        parse(["--lr", "-1"])
+
+
+def test_a_run_folder_written_with_the_old_names_resumes_generates_and_evaluates(photos, tmp_path, capsys):
+    """A DCGAN run folder as written before the options were shared with `stackgan train`: config.json
+    and the checkpoints' config with checkpoint_dir / checkpoint_every / keep_checkpoints / lr, and
+    checkpoints with opt_G / opt_D and without lr_scale / nan_events."""
+    from stackgan.metrics.runs import make_sampler, read_run
+    from stackgan.runs import RunFolder
+
+    full, run = tmp_path / "full", tmp_path / "run"
+    train_dcgan(tiny(photos, full, epochs=2, ckpt_every=2), progress=False)
+    train_dcgan(tiny(photos, run, epochs=2, ckpt_every=2, max_steps=4), progress=False)
+
+    def old_config(d):
+        d = dict(d)
+        d["checkpoint_dir"], d["checkpoint_every"] = d.pop("out"), d.pop("ckpt_every")
+        d["keep_checkpoints"], d["lr"] = d.pop("keep_ckpts"), d.pop("lr_g")
+        for k in ("lr_d", "sample_every", "log_every"):
+            d.pop(k)
+        d["resume"] = True  # the old default
+        return d
+
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(old_config(config), indent=2))
+    for ck_path in run.glob("ckpt-*.pt"):
+        ck = torch.load(ck_path, weights_only=False)
+        ck["config"] = old_config(ck["config"])
+        ck["opt_G"], ck["opt_D"] = ck.pop("opt_g"), ck.pop("opt_d")
+        del ck["lr_scale"], ck["nan_events"]
+        torch.save(ck, ck_path)
+    assert "checkpoint_dir" in json.loads((run / "config.json").read_text())
+
+    # it reads as today's config, generates and evaluates (a sampler as `stackgan evaluate` makes it)
+    cfg = RunFolder.open(run).config
+    assert (cfg.out, cfg.ckpt_every, cfg.keep_ckpts, cfg.lr_g, cfg.lr_d) == (str(run), 2, 3, 2e-4, 2e-4)
+    G, loaded = load_dcgan_generator(run / "ckpt-000004.pt")
+    assert loaded == cfg and sample_dcgan(G, cfg, [1, 2]).shape == (2, 3, 16, 16)
+    out = tmp_path / "grid.png"
+    assert main(["generate", "--checkpoint", str(run), "-n", "4", "--out", str(out), "--device", "cpu"]) == 0
+    assert out.is_file()
+    assert read_run(run).steps == 4
+    sampler, _ = make_sampler(run, "dcgan")
+    assert sampler(None, 3, 0).shape[0] == 3
+
+    # and it resumes, through the command line with the old spellings, to the uninterrupted run
+    capsys.readouterr()
+    assert main(["baseline-dcgan", "--data", str(photos), "--checkpoint-dir", str(run), "--image-size", "16",
+                 "--batch-size", "4", "--ngf", "8", "--ndf", "8", "--z-dim", "16", "--epochs", "2", "--seed", "3",
+                 "--checkpoint-every", "2", "--lr", "0.0002", "--device", "cpu", "--no-progress", "--resume"]) == 0
+    said = capsys.readouterr()
+    assert "resuming from ckpt-000004.pt" in said.out and "--checkpoint-dir is deprecated" in said.err
+    a, b = read_jsonl(full / "log.jsonl"), read_jsonl(run / "log.jsonl")
+    assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]
+    assert "out" in json.loads((run / "config.json").read_text())  # written back under today's names
+    assert {"opt_g", "opt_d"} <= set(load_checkpoint(run / "ckpt-000006.pt"))
+
+
+def test_nan_loss_restores_last_good_state_and_lowers_lr(photos, tmp_path, capsys):
+    """As `stackgan train`: a non-finite loss skips the step, brings back the last good state, halves
+    the learning rates and writes a log record; it gives up after MAX_NAN_EVENTS."""
+    from stackgan.train import dcgan as dc
+
+    t = dc.DCGANTrainer(tiny(photos, tmp_path / "a", epochs=20), progress=False)
+    t.prepare()
+    assert t.train_step() is not None
+    good = {k: v.clone() for k, v in t.D.state_dict().items()}
+    step = t.step
+    with torch.no_grad():
+        next(t.D.parameters()).fill_(float("nan"))
+    assert t.train_step() is None
+    assert t.step == step and t.lr_scale == 0.5 and t.nan_events == 1
+    for k, v in t.D.state_dict().items():
+        assert torch.equal(v, good[k]), k
+    assert "non-finite D loss" in capsys.readouterr().out
+    rec = read_jsonl(tmp_path / "a" / "log.jsonl")[-1]
+    assert rec["event"] == "nan" and rec["lr_scale"] == 0.5
+    s = t.train_step()
+    assert s is not None and all(math.isfinite(v) for v in s.values()) and s["lr_g"] == pytest.approx(1e-4)
+    assert all(g["lr"] == pytest.approx(1e-4) for g in t.opt_d.param_groups)
+    # NaN weights in G are caught too (by D's loss on its fakes), and G comes back as well
+    with torch.no_grad():
+        for p in t.G.parameters():
+            p.fill_(float("nan"))
+    assert t.train_step() is None and t.nan_events == 2 and all(torch.isfinite(p).all() for p in t.G.parameters())
+    # the checkpoint keeps the lowered rate, and a resumed run goes on with it
+    t._checkpoint()
+    ck = load_checkpoint(tmp_path / "a" / dc.ckpt_name(t.step))
+    assert ck["lr_scale"] == 0.25 and ck["nan_events"] == 2
+    # it gives up after repeated failures instead of looping
+    with pytest.raises(dc.TrainingDiverged):
+        for _ in range(dc.MAX_NAN_EVENTS + 1):
+            with torch.no_grad():
+                next(t.D.parameters()).fill_(float("inf"))
+            t.train_step()
+
+
+def test_ctrl_c_finishes_the_step_checkpoints_and_stops(photos, tmp_path, monkeypatch):
+    """The first Ctrl-C (the handler shared with `stackgan train`) lets the step finish; the run then
+    writes a checkpoint, its grid and timing.json and returns; --resume continues it."""
+    import os
+    import signal
+
+    from stackgan.train import dcgan as dc
+
+    real_step = dc.DCGANTrainer._step
+
+    def step_then_ctrl_c(self, order, b):
+        rec = real_step(self, order, b)
+        if self.step == 1:  # during the second step
+            os.kill(os.getpid(), signal.SIGINT)
+        return rec
+
+    monkeypatch.setattr(dc.DCGANTrainer, "_step", step_then_ctrl_c)
+    run = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)
+    train_dcgan(tiny(photos, run, epochs=3), progress=False)
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["step"] == 2 and timing["stopped_by"] == "interrupt"
+    assert (run / "ckpt-000002.pt").is_file() and (run / "samples" / "000002.png").is_file()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+    monkeypatch.setattr(dc.DCGANTrainer, "_step", real_step)
+    train_dcgan(tiny(photos, run, epochs=3, resume=True), progress=False)
+    assert [r["step"] for r in read_jsonl(run / "log.jsonl")] == list(range(1, 10))

@@ -38,7 +38,7 @@ def run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("dcgan-infer")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STACKGAN_CACHE", str(base / "cache"))
-        cfg = DCGANConfig(data=str(make_photos(base / "photos")), checkpoint_dir=str(base / "run"),
+        cfg = DCGANConfig(data=str(make_photos(base / "photos")), out=str(base / "run"),
                           image_size="16x20", batch_size=4, ngf=8, ndf=8, z_dim=12, epochs=1,
                           device="cpu").validate()
         return train_dcgan(cfg, progress=False)

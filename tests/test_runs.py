@@ -33,8 +33,8 @@ def dcgan_cfg(base: Path, run: Path, **kw) -> DCGANConfig:
         for i in range(8):
             pixels = torch.randint(0, 256, (20, 20, 3), dtype=torch.uint8, generator=g).numpy()
             Image.fromarray(pixels).save(photos / f"p{i}.png")
-    opts = dict(data=str(photos), checkpoint_dir=str(run), image_size="16", batch_size=4, ngf=8, ndf=8, z_dim=8,
-                max_steps=2, checkpoint_every=1, device="cpu")
+    opts = dict(data=str(photos), out=str(run), image_size="16", batch_size=4, ngf=8, ndf=8, z_dim=8,
+                max_steps=2, ckpt_every=1, device="cpu")
     return DCGANConfig(**{**opts, **kw}).validate()
 
 
@@ -280,8 +280,8 @@ def test_todays_dcgan_run_generates_and_resumes(dcgan_run, tmp_path, monkeypatch
     assert main(["generate", "--checkpoint", str(run_dir), "-n", "4", "--out", str(out), "--device", "cpu"]) == 0
     assert out.is_file()
     cfg = RunFolder.open(run_dir).config
-    train_dcgan(dataclasses.replace(cfg, data=str(dcgan_run.parent / "photos"), checkpoint_dir=str(run_dir),
-                                    max_steps=3), progress=False)
+    train_dcgan(dataclasses.replace(cfg, data=str(dcgan_run.parent / "photos"), out=str(run_dir),
+                                    max_steps=3, resume=True), progress=False)
     run = RunFolder.open(run_dir)
     ckpt, state = run.latest_checkpoint()
     assert ckpt.name == "ckpt-000003.pt" and state["step"] == 3

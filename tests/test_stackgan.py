@@ -778,3 +778,49 @@ def test_sigkill_during_training_and_checkpoint_writes_loses_at_most_one_interva
     for g in grids:
         assert (run / "samples" / g).read_bytes() == (ref / "samples" / g).read_bytes(), g
     assert not list(run.glob(".*.tmp")) and len(list(run.glob("ckpt-*.pt"))) == 2
+
+
+# -- the run-folder rules shared with `stackgan baseline-dcgan` ----------------------------------------
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch):
+    """The Ctrl-C handler shared with the DCGAN (stackgan.train.interrupt): the first one lets the step
+    finish, then the run checkpoints and stops; a second one interrupts at once."""
+    import os
+    import signal
+
+    from stackgan.train.interrupt import MESSAGE, graceful_interrupt
+
+    real_step = tr.StackGANTrainer.train_step
+
+    def step_then_ctrl_c(self):
+        stats = real_step(self)
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return stats
+
+    monkeypatch.setattr(tr.StackGANTrainer, "train_step", step_then_ctrl_c)
+    said: list[str] = []
+    before = signal.getsignal(signal.SIGINT)
+    summary = tr.train(tiny_cfg(tmp_path, max_steps=5), data=make_data(), printer=said.append)
+    assert summary["stopped_by"] == "interrupt" and summary["step"] == 1 and MESSAGE in said
+    assert (tmp_path / "run" / "ckpt-000001.pt").is_file()
+    assert signal.getsignal(signal.SIGINT) is before
+    # the second Ctrl-C does not wait for the step
+    with pytest.raises(KeyboardInterrupt):
+        with graceful_interrupt(said.append) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_lr_sets_both_rates_as_in_the_dcgan(capsys):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    StackGANConfig.add_arguments(p)
+    cfg = StackGANConfig.from_args(p.parse_args(["--lr", "0.001"]))
+    assert (cfg.lr_g, cfg.lr_d) == (0.001, 0.001)
+    assert "note: --lr is deprecated; use --lr-g and --lr-d" in capsys.readouterr().err
+    assert StackGANConfig.from_args(p.parse_args(["--lr-g", "0.003"])).lr_g == 0.003

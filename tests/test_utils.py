@@ -70,7 +70,7 @@ def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path, capsys):
     for argv in (["generate", "--checkpoint", str(evil), "カツ丼", "-n", "1", "--out", str(tmp_path / "g.png")],
                  ["generate", "--checkpoint", str(run), "カツ丼", "-n", "1", "--out", str(tmp_path / "g.png")],
                  ["evaluate", str(run), "--out", str(tmp_path / "ev")],
-                 ["baseline-dcgan", "--checkpoint-dir", str(run), "--data", str(tmp_path / "nodata")]):
+                 ["baseline-dcgan", "--checkpoint-dir", str(run), "--resume", "--data", str(tmp_path / "nodata")]):
         assert cli_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "refused" in err.lower() and "--trust-checkpoint" in err and "Traceback" not in err, (argv, err)

@@ -12,10 +12,13 @@ StackGAN must beat. Options mirror DCGAN-tensorflow (--epochs 25 --lr 0.0002 --b
 --batch-size 64 --z-dim 100 --image-size 64). Sizes need not be powers of two or square
 (--image-size 96, --image-size 64x74).
 
-The run folder (--checkpoint-dir) gets config.json, atomic checkpoints ckpt-STEP.pt, log.jsonl, a
-fixed-noise 8x8 grid after every epoch (samples/STEP.png), losses.png, progress.gif and
-G.safetensors. Running the same command again resumes from the latest checkpoint; Ctrl-C stops
-after the current step and writes a checkpoint first.
+The run folder (--out) gets config.json, atomic checkpoints ckpt-STEP.pt (after every epoch, or
+every --ckpt-every steps), log.jsonl, a fixed-noise 8x8 grid after every epoch or every
+--sample-every steps (samples/STEP.png), losses.png, progress.gif and G.safetensors. The run-folder
+options are those of `stackgan train`: --resume continues the latest checkpoint (a folder that holds
+one is refused without it); Ctrl-C stops after the current step and writes a checkpoint first; a
+NaN loss brings back the last good state at half the learning rates. The old spellings
+--checkpoint-dir, --checkpoint-every, --keep-checkpoints and --lr still work.
 """
 
 EPILOG = """\
@@ -24,6 +27,7 @@ examples:
   stackgan baseline-dcgan --data photos/ --image-size 96 --flip --label-noise 0.1
   stackgan baseline-dcgan --loss wgan-gp --n-critic 5 --lr 0.0001 --beta1 0 --beta2 0.9
   stackgan baseline-dcgan --max-steps 6000 --diffaugment color,translation,cutout
+  stackgan baseline-dcgan --out runs/dcgan/menu-64x64 --resume --epochs 50
   stackgan generate --checkpoint runs/dcgan/menu-64x64 -n 64 --out dcgan.png
 """
 
@@ -33,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = subparsers.add_parser(
         "baseline-dcgan",
-        help="train the unconditional DCGAN baseline (resumes automatically)",
+        help="train the unconditional DCGAN baseline (run folder, checkpoints, grids, --resume)",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

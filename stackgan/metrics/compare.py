@@ -61,12 +61,12 @@ def dcgan_config(base: dict, out: Path):
 
     steps = base["max_steps"]
     minutes = base.get("max_minutes", 0.0) or 0.0
-    return DCGANConfig(data=base["data"], checkpoint_dir=str(out), image_size=str(base["image_size"]),
+    return DCGANConfig(data=base["data"], out=str(out), image_size=str(base["image_size"]),
                        ngf=base["ngf"], ndf=base["ndf"], batch_size=base["batch_size"], max_steps=steps,
                        max_minutes=minutes, epochs=10**6, seed=base["seed"], held_out=base["held_out"],
                        split_seed=base["split_seed"], device=base["device"],
-                       checkpoint_every=max(1, steps // 4) if steps else base.get("ckpt_every", 500),
-                       precision=base.get("precision", "auto"), resume=True).validate()
+                       ckpt_every=max(1, steps // 4) if steps else base.get("ckpt_every", 500),
+                       precision=base.get("precision", "auto")).validate()
 
 
 # where a run is, on what, how it shows progress and how fast it computes: not what it trains
@@ -129,8 +129,8 @@ def train_or_load(model: str, cfg: CompareConfig, root: Path, printer: Callable[
         shutil.rmtree(folder)
     if state == "partial" and not cfg.retrain:
         printer(f"{model}: resuming the unfinished run in {folder}")
-        if model != "dcgan":
-            run_cfg = dataclasses.replace(run_cfg, resume=True)
+        # continued from its checkpoint (one stopped before its first checkpoint starts again)
+        run_cfg = dataclasses.replace(run_cfg, resume=bool(RunFolder(folder).checkpoint_files))
     elif state == "partial":
         shutil.rmtree(folder)
     budget = (f"{want['max_minutes']:g} min" if want.get("max_minutes") and not want.get("max_steps")

@@ -75,7 +75,8 @@ def _log_budget(folder: Path, kind: str, cfg: dict) -> tuple[int | None, float |
         return None, None
     steps = max(r["step"] for r in recs)
     seconds = None
-    if kind == DCGAN:
+    if kind == DCGAN and not any(r.get("sec_step") for r in recs):
+        # a DCGAN log written before it had sec_step: a record every step, img_s of that step alone
         per = cfg.get("batch_size", 0) * cfg.get("n_critic", 1)
         ts = [per / r["img_s"] for r in recs if r.get("img_s")]
         seconds = sum(ts) if ts else None

@@ -1,14 +1,19 @@
 """Training the DCGAN baseline: the loop, its run folder, resuming, and loading a trained G.
 
-A run folder (``--checkpoint-dir``, default ``runs/dcgan/<data>-<H>x<W>``) holds ``config.json``,
-``ckpt-STEP.pt`` (config, G, D, both optimisers, step, epoch, fixed noise, RNG state; written
-atomically), ``log.jsonl`` (losses per step), ``samples/STEP.png`` (the fixed-noise 8x8 grid after
-every epoch), ``losses.png``, ``progress.gif`` and, for inference, ``G.safetensors``.
+A run folder (``--out``, default ``runs/dcgan/<data>-<H>x<W>``) holds ``config.json``,
+``ckpt-STEP.pt`` (written atomically, with the keys of `stackgan train`'s checkpoints: kind, config,
+step, G, D, opt_g, opt_d, rng, train_seconds, precision, lr_scale, nan_events; plus the DCGAN's
+epoch, fixed noise and data fingerprint), ``log.jsonl`` (losses every ``--log-every`` steps, with the
+log keys of `stackgan train`), ``samples/STEP.png`` (the fixed-noise 8x8 grid after every epoch, or
+every ``--sample-every`` steps), ``losses.png``, ``progress.gif`` and, for inference,
+``G.safetensors``.
 
-Starting a run in a folder that holds checkpoints resumes from the latest one. Every source of
-randomness is either restored from the checkpoint (the global RNGs) or derived from the seed and
-the position (the data order of each epoch), so on the CPU a resumed run reproduces the steps
-of an uninterrupted one bit for bit.
+The two trainers share their run-folder rules: a folder that holds checkpoints is continued only
+with ``--resume`` (:mod:`stackgan.train.resume`), Ctrl-C stops after the step with a checkpoint
+(:mod:`stackgan.train.interrupt`) and a non-finite loss brings back the last good state at half the
+learning rate (:mod:`stackgan.train.recovery`). Every source of randomness is either restored from
+the checkpoint (the global RNGs) or derived from the seed and the position (the data order of each
+epoch), so on the CPU a resumed run reproduces the steps of an uninterrupted one bit for bit.
 
 Python API (used by ``compare`` in the metrics): :func:`train_dcgan` and
 :func:`load_dcgan_generator`, plus :func:`generate_images` to sample a loaded G by seeds.
@@ -18,23 +23,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
+from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.dcgan import Discriminator, Generator, make_z, sample_z
 from stackgan.models.init import init_weights
 from stackgan.runs import DCGAN, WEIGHTS_FILES, RunFolder
 from stackgan.dcgan_config import RESUMABLE_CHANGES, DCGANConfig, parse_size  # noqa: F401 (re-exported)
 from stackgan.inference_dcgan import generate_images, load_dcgan_generator, sample_dcgan  # noqa: F401 (re-exported)
 from stackgan.train import losses
+from stackgan.train.interrupt import StopRequest, graceful_interrupt
+from stackgan.train.recovery import MAX_NAN_EVENTS, NanGuard, TrainingDiverged  # noqa: F401 (re-exported)
+from stackgan.train.resume import checkpoint_to_resume
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
@@ -94,8 +99,8 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 # -- run folder ---------------------------------------------------------------------------------
 
 def run_dir_for(cfg: DCGANConfig) -> Path:
-    if cfg.checkpoint_dir:
-        return Path(cfg.checkpoint_dir)
+    if cfg.out:
+        return Path(cfg.out)
     h, w = cfg.size
     name = Path(str(cfg.data).rstrip("/\\")).name or "data"
     suffix = "" if cfg.channels == 3 else f"-c{cfg.channels}"
@@ -107,6 +112,10 @@ def ckpt_name(step: int) -> str:
 
 
 def _config_mismatch(saved: dict[str, Any], cfg: DCGANConfig) -> list[str]:
+    try:  # a config written under older field names, or before a field existed, reads as it meant
+        saved = DCGANConfig.from_dict(saved).to_dict()
+    except (ConfigError, TypeError):
+        saved = DCGANConfig.renamed_dict(saved)
     now = cfg.to_dict()
     diffs = []
     size_keys = ("image_size", "image_height", "image_width")
@@ -124,29 +133,6 @@ def _config_mismatch(saved: dict[str, Any], cfg: DCGANConfig) -> list[str]:
     return diffs
 
 
-@contextmanager
-def _graceful_interrupt() -> Iterator[dict[str, bool]]:
-    """The first Ctrl-C asks the loop to stop after the current step (and checkpoint); a second one
-    interrupts at once."""
-    flag = {"stop": False}
-
-    def handler(signum, frame):  # noqa: ARG001
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-        print("\nstopping after this step (Ctrl-C again to stop at once) ...", flush=True)
-
-    try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
 def _sample_frames(sample_dir: Path, limit: int | None = MAX_GIF_FRAMES) -> list[Path]:
     """The fixed-noise grids ``STEP.png`` in step order, at most ``limit`` of them spread evenly."""
     frames = sorted(p for p in sample_dir.glob("*.png") if re.fullmatch(r"\d{6,}", p.stem))
@@ -157,9 +143,17 @@ def _sample_frames(sample_dir: Path, limit: int | None = MAX_GIF_FRAMES) -> list
     return [frames[i] for i in idx]
 
 
+def _due(step: int, every: int, epoch_end: bool) -> bool:
+    """Whether a grid or checkpoint is due: every ``every`` steps, or at the end of an epoch for 0."""
+    return step % every == 0 if every else epoch_end
+
+
 # -- training -----------------------------------------------------------------------------------
 
 class DCGANTrainer:
+    """The DCGAN's models, optimisers, step, checkpoints and run folder. :meth:`run` does it all;
+    :meth:`prepare` then :meth:`train_step` train step by step (as tests do)."""
+
     def __init__(self, cfg: DCGANConfig, progress: bool = True):
         from stackgan.utils.device import resolve_device
 
@@ -170,6 +164,7 @@ class DCGANTrainer:
         self.sample_dir = Path(cfg.sample_dir) if cfg.sample_dir else self.run_dir / "samples"
         self.log = JsonlLog(self.run_dir / "log.jsonl")
         self.aug = self._make_augment()
+        self._order_epoch, self._order = -1, None
 
     def _make_augment(self):
         policy = self.cfg.diffaugment.strip()
@@ -188,16 +183,41 @@ class DCGANTrainer:
                               "use translation,cutout")
         return aug.to(self.device)
 
+    def _print(self, msg: str) -> None:
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+        else:
+            print(msg, flush=True)
+
     # ---------------------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
-        run = RunFolder(self.run_dir)
-        if run.checkpoint_files and not cfg.resume:
-            raise CheckpointError(f"{self.run_dir} already holds checkpoints ({run.checkpoint_files[0].name}); "
-                                  "pick another --checkpoint-dir, or drop --no-resume to continue that run")
-        # the newest checkpoint that loads (a damaged newer one is passed over)
-        ckpt_path, ckpt = run.latest_checkpoint(warn=lambda m: print(m, flush=True)) or (None, None)
-        if ckpt is not None:
+        self.prepare()
+        if self.step >= self.total:
+            print(f"already trained to step {self.step} (of {self.total}); nothing to train", flush=True)
+        elif self.out_of_time():
+            print(f"already trained {self.train_seconds / 60:.1f} of --max-minutes {cfg.max_minutes:g}; "
+                  "nothing to train", flush=True)
+        else:
+            with graceful_interrupt(self._print) as stop:  # Ctrl-C: checkpoint and stop after this step
+                self._loop(stop)
+        self._finish()
+        return self.run_dir
+
+    def prepare(self) -> None:
+        """Check the run folder (a run there is continued only with --resume, and only with its own
+        settings), load the data, build the models and restore the checkpoint when resuming."""
+        cfg = self.cfg
+        ckpt_path = ckpt = None
+        if checkpoint_to_resume(self.run_dir, cfg.resume) is not None:
+            # the newest checkpoint that loads (a damaged newer one is passed over)
+            found = RunFolder(self.run_dir).latest_checkpoint(warn=lambda m: print(m, flush=True))
+            if found is None:
+                raise CheckpointError(f"--resume: no checkpoint in {self.run_dir} can be read; start it without "
+                                      "--resume in another --out")
+            ckpt_path, ckpt = found
             saved = ckpt.get("config", {})
             if saved.get("_kind") != type(cfg).__name__:
                 raise CheckpointError(f"{ckpt_path} is not a DCGAN checkpoint (kind {saved.get('_kind')!r})")
@@ -205,7 +225,7 @@ class DCGANTrainer:
             if diffs:
                 raise CheckpointError(
                     f"{self.run_dir} holds a run with other settings, so it cannot be resumed with these:\n  "
-                    + "\n  ".join(diffs) + "\nuse another --checkpoint-dir, or the run's own settings")
+                    + "\n  ".join(diffs) + "\nuse another --out, or the run's own settings")
 
         images, fingerprint = load_images(cfg, progress=self.progress)
         n = images.shape[0]
@@ -242,19 +262,8 @@ class DCGANTrainer:
             self.log.truncate_after(0)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save_json(self.run_dir / "config.json")
-
         if self.step == 0:
             self._save_grid()  # the untrained G: first frame of the GIF
-        if self.step >= total:
-            print(f"already trained to step {self.step} (of {total}); nothing to train", flush=True)
-        elif self.out_of_time():
-            print(f"already trained {self.train_seconds / 60:.1f} of --max-minutes {cfg.max_minutes:g}; "
-                  "nothing to train", flush=True)
-        else:
-            with _graceful_interrupt() as flag:
-                self._loop(flag)
-        self._finish()
-        return self.run_dir
 
     def build_models(self) -> None:
         """G, D (DCGAN init from the seed), their Adam optimisers and the precision settings."""
@@ -271,18 +280,33 @@ class DCGANTrainer:
         if self.use_amp:
             to_channels_last(self.G, self.D)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas, weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas, weight_decay=cfg.weight_decay)
+        # the last good state, and the learning-rate scale lowered after a NaN (recovery.py)
+        self.nan_guard = NanGuard({"G": self.G, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d})
+
+    @property
+    def lr_scale(self) -> float:
+        """The factor on the learning rates: 1, halved at every recovery from a NaN."""
+        return self.nan_guard.lr_scale
+
+    @property
+    def nan_events(self) -> int:
+        return self.nan_guard.events
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> None:
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
-        self.opt_g.load_state_dict(ckpt["opt_G"])
-        self.opt_d.load_state_dict(ckpt["opt_D"])
+        # checkpoints written before the keys were shared with StackGAN's say opt_G / opt_D
+        self.opt_g.load_state_dict(ckpt["opt_g"] if "opt_g" in ckpt else ckpt["opt_G"])
+        self.opt_d.load_state_dict(ckpt["opt_d"] if "opt_d" in ckpt else ckpt["opt_D"])
         self.fixed_z = ckpt["fixed_z"]
         self.step = self.last_ckpt_step = int(ckpt["step"])
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.nan_guard.lr_scale = float(ckpt.get("lr_scale", 1.0))
+        self.nan_guard.events = int(ckpt.get("nan_events", 0))
         io.restore_rng(ckpt["rng"])
+        self.nan_guard.snapshot(self.step)
         self.log.truncate_after(self.step)
         for frame in _sample_frames(self.sample_dir, limit=None):  # grids drawn after the checkpoint
             if int(frame.stem) > self.step:
@@ -302,60 +326,88 @@ class DCGANTrainer:
         return bool(self.cfg.max_minutes) and self.train_seconds >= self.cfg.max_minutes * 60.0
 
     # ---------------------------------------------------------------------------------------
-    def _loop(self, flag: dict[str, bool]) -> None:
+    def _loop(self, stop: StopRequest) -> None:
+        """Train until the budget, a Ctrl-C (``stop``) or --max-minutes. The log gets a record every
+        --log-every steps (and at the last one), the grid comes every --sample-every steps and a
+        checkpoint every --ckpt-every steps (0: after every epoch)."""
         from tqdm import tqdm
 
         cfg = self.cfg
         spe, total = self.steps_per_epoch, self.total
-        while self.step < total and not self.out_of_time():
-            epoch, first = divmod(self.step, spe)
-            order = epoch_order(cfg.seed, epoch, self.images.shape[0]).to(self.device)
-            last = min(spe, total - epoch * spe)
-            bar = tqdm(total=last, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                       leave=False, disable=not self.progress, dynamic_ncols=True)
-            t_epoch, imgs_epoch = time.perf_counter(), 0
-            sums = {"d_loss": 0.0, "g_loss": 0.0}
-            with bar:
-                for b in range(first, last):
-                    t0 = time.perf_counter()
-                    rec = self._step(order, b)
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize(self.device)
-                    dt = time.perf_counter() - t0
-                    self.train_seconds += dt
-                    n_img = cfg.batch_size * cfg.n_critic
-                    imgs_epoch += n_img
-                    self.step += 1
-                    img_s = n_img / max(dt, 1e-9)
-                    self.log.write(step=self.step, epoch=epoch + 1, **rec, img_s=round(img_s, 1),
-                                   time=round(time.time(), 3))
-                    for k in sums:
-                        sums[k] += rec[k]
-                    bar.set_postfix(d_loss=f"{rec['d_loss']:.3f}", g_loss=f"{rec['g_loss']:.3f}",
-                                    img_s=f"{img_s:.0f}", refresh=False)
-                    bar.update(1)
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                        self._timed(self._checkpoint)
-                    if flag["stop"]:
-                        self.stopped_by = "interrupt"
-                        self._checkpoint()
-                        raise KeyboardInterrupt
-                    if self.out_of_time():
-                        self.stopped_by = "max_minutes"
-                        print(f"\n--max-minutes {cfg.max_minutes:g}: stopping at step {self.step} after "
-                              f"{self.train_seconds / 60:.2f} min of training", flush=True)
-                        break
-            done = last - first
-            took = time.perf_counter() - t_epoch
-            print(f"epoch {epoch + 1}/{cfg.epochs}  step {self.step}/{total}  "
-                  f"d_loss {sums['d_loss'] / max(done, 1):.4f}  g_loss {sums['g_loss'] / max(done, 1):.4f}  "
-                  f"{imgs_epoch / max(took, 1e-9):.0f} img/s", flush=True)
-            if last == spe and self.step == (epoch + 1) * spe:  # a whole epoch: its grid, and a checkpoint
-                self._timed(self._save_grid)                      # unless they go by steps
-                if not cfg.checkpoint_every:
-                    self._timed(self._checkpoint)
-        if self.step >= total:
+        n_img = cfg.batch_size * cfg.n_critic  # the real images one step takes
+        bar, bar_epoch = None, -1
+        last: dict[str, float] = {}
+        window_t, window_imgs = time.perf_counter(), 0
+        t_mark = time.perf_counter()  # training time counts the steps, grids and checkpoints of the loop
+        try:
+            while self.step < total and not stop.requested and not self.out_of_time():
+                epoch, first = divmod(self.step, spe)
+                if epoch != bar_epoch:  # a new epoch (or the epoch of the state a NaN went back to)
+                    if bar is not None:
+                        bar.close()
+                    bar_epoch = epoch
+                    bar = tqdm(total=min(spe, total - epoch * spe), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                               unit="step", leave=False, disable=not self.progress, dynamic_ncols=True)
+                    t_epoch, imgs_epoch, done = time.perf_counter(), 0, 0
+                    sums = {"d_loss": 0.0, "g_loss": 0.0}
+                t0 = time.perf_counter()
+                rec = self.train_step()
+                if rec is None:  # a non-finite loss: the last good state is back, go on from its step
+                    bar_epoch = -1
+                    continue
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                dt = time.perf_counter() - t0
+                self.train_seconds += time.perf_counter() - t_mark
+                t_mark = time.perf_counter()
+                imgs_epoch += n_img
+                window_imgs += n_img
+                done += 1
+                last = rec
+                for k in sums:
+                    sums[k] += rec[k]
+                bar.set_postfix(d_loss=f"{rec['d_loss']:.3f}", g_loss=f"{rec['g_loss']:.3f}", refresh=False)
+                bar.update(1)
+                epoch_end = self.step == (epoch + 1) * spe
+                final = self.step >= total or self.out_of_time()
+                if self.step % cfg.log_every == 0 or final:
+                    now = time.perf_counter()
+                    rec["img_s"] = window_imgs / max(now - window_t, 1e-9)
+                    window_t, window_imgs = now, 0
+                    self._log(rec, dt)
+                if epoch_end or final or stop.requested:
+                    took = time.perf_counter() - t_epoch
+                    self._print(f"epoch {epoch + 1}/{cfg.epochs}  step {self.step}/{total}  "
+                                f"d_loss {sums['d_loss'] / max(done, 1):.4f}  g_loss {sums['g_loss'] / max(done, 1):.4f}  "
+                                f"{imgs_epoch / max(took, 1e-9):.0f} img/s")
+                if _due(self.step, cfg.sample_every, epoch_end):
+                    self._save_grid()
+                if _due(self.step, cfg.ckpt_every, epoch_end):
+                    self.train_seconds += time.perf_counter() - t_mark  # the checkpoint records its own time
+                    t_mark = time.perf_counter()
+                    self._checkpoint()
+                self.train_seconds += time.perf_counter() - t_mark
+                t_mark = time.perf_counter()
+        finally:
+            if bar is not None:
+                bar.close()
+        if stop.requested:
+            self.stopped_by = "interrupt"
+            self._print(f"stopped at step {self.step}: writing a checkpoint")
+            if last and self.step % cfg.log_every:
+                self._log(last)
+        elif self.step >= total:
             self.stopped_by = "max_steps" if cfg.max_steps and total == cfg.max_steps else "epochs"
+        elif self.out_of_time():
+            self.stopped_by = "max_minutes"
+            self._print(f"--max-minutes {cfg.max_minutes:g}: stopping at step {self.step} after "
+                        f"{self.train_seconds / 60:.2f} min of training")
+
+    def _log(self, rec: dict[str, float], sec_step: float | None = None) -> None:
+        """One log.jsonl record: the keys and meanings of `stackgan train`'s (plus the wall-clock time)."""
+        extra = {"sec_step": sec_step} if sec_step is not None else {}
+        self.log.write(step=self.step, epoch=round(self.step / self.steps_per_epoch, 3), **extra,
+                       train_seconds=round(self.train_seconds, 2), **rec, time=round(time.time(), 3))
 
     def _timed(self, fn) -> Any:
         """Run ``fn``, counting its time as training time (grids and checkpoints are part of a run's cost)."""
@@ -378,9 +430,45 @@ class DCGANTrainer:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return self.aug(x) if self.aug is not None else x
 
-    def _step(self, order: torch.Tensor, b: int) -> dict[str, float]:
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._order_epoch:
+            self._order = epoch_order(self.cfg.seed, epoch, self.images.shape[0]).to(self.device)
+            self._order_epoch = epoch
+        return self._order
+
+    def _set_lr(self) -> tuple[float, float]:
+        lr_g, lr_d = self.cfg.lr_g * self.lr_scale, self.cfg.lr_d * self.lr_scale
+        for g in self.opt_g.param_groups:
+            g["lr"] = lr_g
+        for g in self.opt_d.param_groups:
+            g["lr"] = lr_d
+        return lr_g, lr_d
+
+    def train_step(self) -> dict[str, float] | None:
+        """The next step (``--n-critic`` D updates, one G update) of the data order. Returns its numbers,
+        or None when it was skipped: a non-finite loss, after which the last good state is restored and
+        the learning rates halved (as in `stackgan train`)."""
+        epoch, b = divmod(self.step, self.steps_per_epoch)
+        rec = self._step(self._epoch_order(epoch), b)
+        if rec is None:
+            return None
+        self.step += 1
+        self.nan_guard.after_step(self.step)
+        return rec
+
+    def _recover(self, where: str, loss: torch.Tensor) -> None:
+        self.step = self.nan_guard.recover(
+            where, loss, self.step, printer=self._print, log=self.log,
+            advice=f"Try a lower --lr-g/--lr-d, another --loss or another --seed; the checkpoints in "
+                   f"{self.run_dir} are intact")
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_d.zero_grad(set_to_none=True)
+        return None
+
+    def _step(self, order: torch.Tensor, b: int) -> dict[str, float] | None:
         cfg, G, D = self.cfg, self.G, self.D
         bs = cfg.batch_size
+        lr_g, lr_d = self._set_lr()
         fake = None
         for c in range(cfg.n_critic):
             real = self._real_batch(order, b * cfg.n_critic + c)
@@ -407,6 +495,8 @@ class DCGANTrainer:
             if cfg.loss == "wgan-gp":  # the penalty's double backward stays in fp32
                 gp = losses.wgan_gradient_penalty(D, real_a.float(), fake_a.float())
                 d_loss = d_loss + cfg.gp_weight * gp
+            if not torch.isfinite(d_loss):
+                return self._recover("D", d_loss)
             d_loss.backward()
             self.opt_d.step()
 
@@ -416,19 +506,21 @@ class DCGANTrainer:
             with autocast(self.device, self.use_amp):
                 g_logits = D(self._augment(fake)).float()
             g_loss = losses.g_adv(cfg.loss, g_logits)
+            if not torch.isfinite(g_loss):
+                return self._recover("G", g_loss)
             g_loss.backward()
         finally:
             D.requires_grad_(True)
         self.opt_g.step()
 
-        rec = {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
-               "d_real": real_logits.detach().mean().item(), "d_fake": fake_logits.detach().mean().item()}
+        with torch.no_grad():  # the keys and meanings of `stackgan train`'s log (d_real / d_fake: D's mean
+            real_l, fake_l = real_logits.detach(), fake_logits.detach()  # probability of "real")
+            rec = {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                   "d_real": float(torch.sigmoid(real_l).mean()), "d_fake": float(torch.sigmoid(fake_l).mean()),
+                   "d_real_logit": float(real_l.mean()), "d_fake_logit": float(fake_l.mean()),
+                   "lr_g": lr_g, "lr_d": lr_d}
         if gp is not None:
             rec["gp"] = gp.item()
-        for k, v in rec.items():
-            if not math.isfinite(v):
-                raise UserError(f"{k} became {v} at step {self.step + 1} (the last checkpoint is kept); "
-                                "lower --lr, or try another --loss")
         return rec
 
     # ---------------------------------------------------------------------------------------
@@ -440,25 +532,27 @@ class DCGANTrainer:
         if self.step == self.last_ckpt_step:
             return
         cfg = self.cfg
-        state = {
+        state = {  # the keys of `stackgan train`'s checkpoints, then the DCGAN's own
             "kind": "dcgan",
             "config": cfg.to_dict(),
+            "step": self.step,
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
-            "opt_G": self.opt_g.state_dict(),
-            "opt_D": self.opt_d.state_dict(),
-            "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
-            "fixed_z": self.fixed_z,
-            "data": self.fingerprint,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
             "rng": io.capture_rng(),
             "train_seconds": self.train_seconds,
             "precision": self.precision,
+            "lr_scale": self.lr_scale,
+            "nan_events": self.nan_events,
+            "epoch": self.step // self.steps_per_epoch,
+            "fixed_z": self.fixed_z,
+            "data": self.fingerprint,
         }
         io.atomic_torch_save(state, self.run_dir / ckpt_name(self.step))
         io.atomic_save_safetensors(self.G.state_dict(), self.run_dir / WEIGHTS_FILE,
                                    metadata={"kind": type(cfg).__name__, "step": str(self.step)})
-        io.prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
+        io.prune_checkpoints(self.run_dir, cfg.keep_ckpts)
         self.last_ckpt_step = self.step
 
     def _finish(self) -> None:
@@ -471,7 +565,7 @@ class DCGANTrainer:
                   "precision": self.precision, "device": str(self.device), "threads": torch.get_num_threads(),
                   "batch_size": self.cfg.batch_size}
         io.atomic_write_text(self.run_dir / "timing.json", json.dumps(timing, indent=1) + "\n")
-        records = read_jsonl(self.log.path) if self.log.path.exists() else []
+        records = [r for r in read_jsonl(self.log.path) if "d_loss" in r] if self.log.path.exists() else []
         if records:
             viz.plot_losses(records, self.run_dir / "losses.png", keys=["d_loss", "g_loss"],
                             title=f"DCGAN ({self.cfg.loss})")

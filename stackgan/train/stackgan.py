@@ -35,23 +35,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.augment import AdaController, DiffAugment
-from stackgan.errors import CheckpointError, ConfigError, DataError, UserError
+from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
 from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+from stackgan.train.interrupt import graceful_interrupt
 from stackgan.train.losses import StackGANLoss
+from stackgan.train.recovery import GOOD_STATE_EVERY, MAX_NAN_EVENTS, NanGuard, TrainingDiverged  # noqa: F401
+from stackgan.train.resume import checkpoint_to_resume
 from stackgan.utils import io, viz
 from stackgan.utils.device import autocast, resolve_device, resolve_precision, to_channels_last
 from stackgan.utils.runlog import JsonlLog, read_jsonl
 
-MAX_NAN_EVENTS = 5
-GOOD_STATE_EVERY = 25  # steps between in-memory snapshots used to recover from a NaN
 DIVERSITY_SIZE = 32
-
-
-class TrainingDiverged(UserError):
-    """The losses kept turning NaN/inf even after lowering the learning rate."""
 
 
 @dataclass
@@ -388,9 +385,9 @@ class StackGANTrainer:
         self.step = 0
         self.train_seconds = 0.0  # training time of this run, summed over resumptions (--max-minutes)
         self._bn_fresh_step = -1  # the step at which G_ema's BatchNorm statistics were last recomputed
-        self.lr_scale = 1.0  # lowered after a NaN
-        self.nan_events = 0
-        self._good: dict[str, Any] | None = None
+        # the last good state, and the learning-rate scale lowered after a NaN (recovery.py)
+        self.nan_guard = NanGuard({"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_g": self.opt_g,
+                                   "opt_d": self.opt_d})
         self._last_t = time.perf_counter()
         self.log = JsonlLog(self.out / "log.jsonl")
         self._printer: Callable[[str], None] = print
@@ -404,6 +401,23 @@ class StackGANTrainer:
         self.div_real = real_diversity(data, data.grid_names)
 
     # -- bookkeeping -----------------------------------------------------------------------------
+    @property
+    def lr_scale(self) -> float:
+        """The factor on the learning rates: 1, halved at every recovery from a NaN."""
+        return self.nan_guard.lr_scale
+
+    @lr_scale.setter
+    def lr_scale(self, value: float) -> None:
+        self.nan_guard.lr_scale = value
+
+    @property
+    def nan_events(self) -> int:
+        return self.nan_guard.events
+
+    @nan_events.setter
+    def nan_events(self, value: int) -> None:
+        self.nan_guard.events = value
+
     @property
     def steps_per_epoch(self) -> float:
         return self.images.shape[0] / self.cfg.batch_size
@@ -511,8 +525,7 @@ class StackGANTrainer:
         self.opt_g.step()
         ema_update(self.G_ema, self.G, ema_decay(cfg.ema, self.step))
         self.step += 1
-        if self._good is None or self.step % GOOD_STATE_EVERY == 0:
-            self._snapshot()
+        self.nan_guard.after_step(self.step)
 
         with torch.no_grad():
             prob = torch.sigmoid
@@ -529,35 +542,16 @@ class StackGANTrainer:
 
     # -- NaN recovery -------------------------------------------------------------------------------
     def _snapshot(self) -> None:
-        self._good = {
-            "G": copy.deepcopy(self.G.state_dict()), "D": copy.deepcopy(self.D.state_dict()),
-            "G_ema": copy.deepcopy(self.G_ema.state_dict()),
-            "opt_g": copy.deepcopy(self.opt_g.state_dict()), "opt_d": copy.deepcopy(self.opt_d.state_dict()),
-            "step": self.step,
-        }
+        self.nan_guard.snapshot(self.step)
 
     def _recover(self, where: str, loss: torch.Tensor) -> None:
-        loss = loss.detach()
-        self.nan_events += 1
-        if self.nan_events > MAX_NAN_EVENTS:
-            raise TrainingDiverged(f"the {where} loss was {float(loss)} again at step {self.step} after "
-                                   f"{MAX_NAN_EVENTS} recoveries; giving up. Try a lower --lr-g/--lr-d, "
-                                   f"--loss hinge or another --seed; the checkpoints in {self.out} are intact")
-        if self._good is not None:
-            self.G.load_state_dict(self._good["G"])
-            self.D.load_state_dict(self._good["D"])
-            self.G_ema.load_state_dict(self._good["G_ema"])
-            self.opt_g.load_state_dict(self._good["opt_g"])
-            self.opt_d.load_state_dict(self._good["opt_d"])
-            self.step = self._good["step"]
+        self.step = self.nan_guard.recover(
+            where, loss, self.step, printer=self._printer, log=self.log,
+            advice=f"Try a lower --lr-g/--lr-d, --loss hinge or another --seed; the checkpoints in {self.out} "
+                   "are intact")
         self._bn_fresh_step = -1
-        self.lr_scale *= 0.5
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
-        msg = (f"non-finite {where} loss ({float(loss)}) at step {self.step + 1}: skipped the step, "
-               f"restored the state of step {self.step}, learning rates x{self.lr_scale:g} from now on")
-        self._printer(msg)
-        self.log.write(step=self.step, event="nan", where=where, lr_scale=self.lr_scale, message=msg)
         return None
 
     # -- sampling ----------------------------------------------------------------------------------------
@@ -698,24 +692,6 @@ class StackGANTrainer:
         if frames:
             viz.make_gif(frames, self.out / "progress.gif")
 
-    def _install_sigint(self) -> Callable[[], None]:
-        """Ctrl-C: finish the current step, checkpoint, stop; a second Ctrl-C interrupts at once."""
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        old = signal.getsignal(signal.SIGINT)
-
-        def handler(signum, frame):
-            if self._stop:
-                raise KeyboardInterrupt
-            self._stop = True
-            self._printer("Ctrl-C: stopping after this step (again to interrupt at once)")
-
-        signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, old)
-
     def fit(self, printer: Callable[[str], None] = print) -> dict[str, Any]:
         """Train until the budget (steps, epochs and/or --max-minutes); returns a summary (steps,
         img/s, last losses, diversity, why it stopped)."""
@@ -744,58 +720,56 @@ class StackGANTrainer:
         if self.step == 0:
             div = self.write_samples()
             self.log.write(step=0, **div)
-        self._stop = False
         stopped_by = "max_steps"
-        restore = self._install_sigint()
         t_mark = time.perf_counter()  # training time counts the steps, grids and checkpoints of the loop
-        try:
-            while (total is None or self.step < total) and not self._stop and not self.out_of_time():
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                if stats is None:
-                    bar.n = self.step
-                    bar.refresh()
-                    continue
-                dt = time.perf_counter() - t0
-                self.train_seconds += time.perf_counter() - t_mark
-                t_mark = time.perf_counter()
-                window_imgs += cfg.batch_size
-                last = stats
-                bar.update(1)
-                final = self.step == total or self.out_of_time()
-                if self.step % cfg.log_every == 0 or final:
-                    now = time.perf_counter()
-                    ips = window_imgs / max(now - window_t, 1e-9)
-                    window_t, window_imgs = now, 0
-                    stats["img_s"] = ips
-                    self.log.write(step=self.step, epoch=round(self.epoch, 3), sec_step=dt,
-                                   train_seconds=round(self.train_seconds, 2), **stats)
-                    bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_adv']:.3f}", kl=f"{stats['kl']:.3f}",
-                                    ips=f"{ips:.1f}")
-                if self.step % cfg.sample_every == 0 or final:
+        with graceful_interrupt(self._printer) as interrupt:  # Ctrl-C: stop after this step
+            try:
+                while (total is None or self.step < total) and not interrupt.requested and not self.out_of_time():
+                    t0 = time.perf_counter()
+                    stats = self.train_step()
+                    if stats is None:
+                        bar.n = self.step
+                        bar.refresh()
+                        continue
+                    dt = time.perf_counter() - t0
+                    self.train_seconds += time.perf_counter() - t_mark
+                    t_mark = time.perf_counter()
+                    window_imgs += cfg.batch_size
+                    last = stats
+                    bar.update(1)
+                    final = self.step == total or self.out_of_time()
+                    if self.step % cfg.log_every == 0 or final:
+                        now = time.perf_counter()
+                        ips = window_imgs / max(now - window_t, 1e-9)
+                        window_t, window_imgs = now, 0
+                        stats["img_s"] = ips
+                        self.log.write(step=self.step, epoch=round(self.epoch, 3), sec_step=dt,
+                                       train_seconds=round(self.train_seconds, 2), **stats)
+                        bar.set_postfix(d=f"{stats['d_loss']:.3f}", g=f"{stats['g_adv']:.3f}", kl=f"{stats['kl']:.3f}",
+                                        ips=f"{ips:.1f}")
+                    if self.step % cfg.sample_every == 0 or final:
+                        div = self.write_samples()
+                        self.log.write(step=self.step, **div)
+                    if self.step % cfg.ckpt_every == 0 or final:
+                        self.train_seconds += time.perf_counter() - t_mark  # the checkpoint records its own time
+                        t_mark = time.perf_counter()
+                        self.save_checkpoint()
+                    self.train_seconds += time.perf_counter() - t_mark
+                    t_mark = time.perf_counter()
+                if interrupt.requested:
+                    stopped_by = "interrupt"
+                    self._printer(f"stopped at step {self.step}: writing a checkpoint")
+                    if last and self.step % cfg.log_every:
+                        self.log.write(step=self.step, epoch=round(self.epoch, 3), **last)
                     div = self.write_samples()
                     self.log.write(step=self.step, **div)
-                if self.step % cfg.ckpt_every == 0 or final:
-                    self.train_seconds += time.perf_counter() - t_mark  # the checkpoint records its own time
-                    t_mark = time.perf_counter()
                     self.save_checkpoint()
-                self.train_seconds += time.perf_counter() - t_mark
-                t_mark = time.perf_counter()
-            if self._stop:
-                stopped_by = "interrupt"
-                self._printer(f"stopped at step {self.step}: writing a checkpoint")
-                if last and self.step % cfg.log_every:
-                    self.log.write(step=self.step, epoch=round(self.epoch, 3), **last)
-                div = self.write_samples()
-                self.log.write(step=self.step, **div)
-                self.save_checkpoint()
-            elif self.out_of_time() and (total is None or self.step < total):
-                stopped_by = "max_minutes"
-                self._printer(f"--max-minutes {cfg.max_minutes:g}: stopped at step {self.step} after "
-                              f"{self.train_seconds / 60:.2f} min of training")
-        finally:
-            restore()
-            bar.close()
+                elif self.out_of_time() and (total is None or self.step < total):
+                    stopped_by = "max_minutes"
+                    self._printer(f"--max-minutes {cfg.max_minutes:g}: stopped at step {self.step} after "
+                                  f"{self.train_seconds / 60:.2f} min of training")
+            finally:
+                bar.close()
         elapsed = time.perf_counter() - t_start
         self.finish_pictures()
         steps = self.step - start_step
@@ -870,16 +844,12 @@ def prepare_run(cfg: StackGANConfig, printer: Callable[[str], None] | None = Non
     """Resolve the run folder and, with --resume, the config and checkpoint to continue from.
     Refuses to write into a folder that already holds another run unless --resume."""
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    run = RunFolder(out)
-    ckpt = next(iter(run.checkpoint_files), None)
+    ckpt = checkpoint_to_resume(out, cfg.resume)  # refuses a folder with checkpoints unless --resume
     if cfg.resume:
-        if ckpt is None or run.config_file is None:
-            raise CheckpointError(f"--resume: no checkpoint in {out}; start it without --resume")
+        if RunFolder(out).config_file is None:
+            raise CheckpointError(f"--resume: no config.json in {out}; start it without --resume")
         cfg = resumed_config(cfg, out, printer)
-    elif ckpt is not None:
-        raise ConfigError(f"{out} already holds a run (checkpoint {ckpt.name}); continue it with --resume, "
-                          f"or choose another --out")
-    return dataclasses.replace(cfg, out=str(out)), out, ckpt if cfg.resume else None
+    return dataclasses.replace(cfg, out=str(out)), out, ckpt
 
 
 def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[[str], None] = print
