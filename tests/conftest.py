@@ -93,3 +93,43 @@ def use_hash_encoder(monkeypatch: pytest.MonkeyPatch, cache: str | Path, dim: in
     monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec="e5", device="cpu": enc)
     monkeypatch.setenv("STACKGAN_CACHE", str(cache))
     return enc
+
+
+def make_photos(folder: Path, n: int = 8, size: tuple[int, int] = (20, 20)) -> Path:
+    """``n`` small flat pictures (a colour and a square, one per index) of one dish, with names.tsv."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file\tname"]
+    for i in range(n):
+        im = Image.new("RGB", size, (30 * i % 256, 200 - 20 * i, 90))
+        im.paste((250, 250 - 25 * i, 40), (5, 5, 15, 15))
+        im.save(folder / f"p{i}.png")
+        rows.append(f"p{i}.png\tカレー")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def assert_a_nan_step_is_undone(trainer, log: Path, capsys) -> dict:
+    """Both trainers' NaN policy on a trainer that has taken a good step: NaN weights in D make the next
+    step non-finite; the step is skipped, D's last good state comes back, the learning rates halve and
+    log.jsonl says so. Returns the next (good) step's numbers."""
+    import math
+
+    from stackgan.utils.runlog import read_jsonl
+
+    good = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    step = trainer.step
+    with torch.no_grad():
+        next(trainer.D.parameters()).fill_(float("nan"))
+    assert trainer.train_step() is None
+    assert trainer.step == step and trainer.lr_scale == 0.5 and trainer.nan_events == 1
+    for k, v in trainer.D.state_dict().items():
+        assert torch.equal(v, good[k]), k
+    assert "non-finite D loss" in capsys.readouterr().out
+    rec = read_jsonl(log)[-1]
+    assert rec["event"] == "nan" and rec["lr_scale"] == 0.5
+    s = trainer.train_step()
+    assert s is not None and all(math.isfinite(v) for v in s.values() if isinstance(v, float))
+    assert s["lr_g"] == pytest.approx(1e-4)
+    return s

@@ -13,18 +13,9 @@ from PIL import Image
 
 from stackgan.cli import main
 from stackgan.train.dcgan import DCGANConfig, train_dcgan
+from conftest import make_photos  # noqa: E402
 
 
-def make_photos(folder: Path, n: int = 8) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = ["file\tname"]
-    for i in range(n):
-        im = Image.new("RGB", (20, 20), (30 * i % 256, 200 - 20 * i, 90))
-        im.paste((250, 250 - 25 * i, 40), (5, 5, 15, 15))
-        im.save(folder / f"p{i}.png")
-        rows.append(f"p{i}.png\tカレー")
-    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: one thread is faster

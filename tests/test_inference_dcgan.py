@@ -7,27 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.inference import ImageSampler, load_sampler
 from stackgan.inference_dcgan import (DCGANPipeline, generate_images, load_dcgan_generator, load_dcgan_pipeline,
                                       sample_dcgan)
 from stackgan.models.dcgan import Generator, make_z
+import conftest  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny nets: one thread is faster
 
 
 def make_photos(folder: Path, n: int = 8) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = ["file\tname"]
-    for i in range(n):
-        im = Image.new("RGB", (25, 20), (30 * i % 256, 200 - 20 * i, 90))
-        im.paste((250, 250 - 25 * i, 40), (5, 5, 15, 15))
-        im.save(folder / f"p{i}.png")
-        rows.append(f"p{i}.png\tカレー")
-    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
+    return conftest.make_photos(folder, n, size=(25, 20))  # not square: the DCGAN keeps the aspect ratio
 
 
 @pytest.fixture(scope="module")
