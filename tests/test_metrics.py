@@ -582,3 +582,16 @@ def test_compare_with_max_minutes_gives_every_model_the_same_time(tmp_path):
     old = {k: v for k, v in StackGANConfig(max_steps=8).to_dict().items() if k not in ("precision", "max_minutes")}
     (run / "config.json").write_text(json.dumps(old), encoding="utf-8")
     assert _finished(run, {**StackGANConfig(max_steps=8).to_dict()}) is True
+
+
+def test_pixel_diversity_of_the_training_log():
+    """The in-training diversity (``div_gen`` / ``div_real``): mean pairwise L1 at 32 px, per name."""
+    a = torch.zeros(2, 3, 64, 64)
+    a[1] += 1.0
+    assert div.mean_pairwise_l1(a) == pytest.approx(1.0)
+    assert math.isnan(div.mean_pairwise_l1(a[:1]))
+    u8 = torch.stack([torch.zeros(3, 8, 8), torch.full((3, 8, 8), 255.0), torch.zeros(3, 8, 8)]).to(torch.uint8)
+    labels = torch.tensor([0, 0, 1])
+    # name 0: two pictures 2.0 apart in [-1, 1]; name 1 has one picture and is left out
+    assert div.real_pixel_diversity(u8, labels, [0, 1], size=8) == pytest.approx(2.0)
+    assert math.isnan(div.real_pixel_diversity(u8, labels, [1], size=8))

@@ -1,10 +1,16 @@
-"""Diversity within a name: mean pairwise feature distance, generated vs real (ratio ~0 = collapse)."""
+"""Diversity within a name: mean pairwise feature distance, generated vs real (ratio ~0 = collapse).
+
+Also the pixel-space version that training logs at every fixed grid (``div_gen`` / ``div_real``):
+:func:`mean_pairwise_l1` and :func:`real_pixel_diversity`. This module needs only torch, so the
+trainers use it without loading the rest of the evaluation.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 def mean_pairwise_distance(feats: torch.Tensor) -> float:
@@ -51,3 +57,29 @@ def diversity(gen_feats: torch.Tensor, gen_idx: torch.Tensor, real_feats: torch.
     else:
         out.update(generated=None, real=None, ratio=None)
     return out
+
+
+def mean_pairwise_l1(images: torch.Tensor, size: int = 32) -> float:
+    """Mean L1 distance over all pairs of [-1, 1] pictures, compared at ``size`` px (NaN for < 2)."""
+    x = images.float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    x = x.flatten(1)
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    d = torch.cdist(x[None], x[None], p=1)[0] / x.shape[1]
+    return float(d.sum() / (n * (n - 1)))
+
+
+def real_pixel_diversity(images: torch.Tensor, labels: torch.Tensor, label_ids: Sequence[int], per_name: int = 16,
+                         size: int = 32) -> float:
+    """Mean over ``label_ids`` (those with >= 2 pictures) of :func:`mean_pairwise_l1` of their first
+    ``per_name`` pictures (``images`` uint8, or float in [-1, 1])."""
+    vals = []
+    for c in label_ids:
+        idx = (labels == c).nonzero().flatten()[:per_name]
+        if idx.numel() >= 2:
+            x = images[idx]
+            vals.append(mean_pairwise_l1(x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x, size))
+    return sum(vals) / len(vals) if vals else float("nan")

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.augment import AdaController, DiffAugment
+from stackgan.metrics.diversity import mean_pairwise_l1, real_pixel_diversity
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
@@ -205,30 +206,11 @@ def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div(127.5).sub(1.0)
 
 
-def mean_pairwise_l1(images: torch.Tensor, size: int = DIVERSITY_SIZE) -> float:
-    """Mean L1 distance over all pairs of [-1, 1] pictures, compared at ``size`` px."""
-    x = images.float()
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="area")
-    x = x.flatten(1)
-    n = x.shape[0]
-    if n < 2:
-        return float("nan")
-    d = torch.cdist(x[None], x[None], p=1)[0] / x.shape[1]
-    return float(d.sum() / (n * (n - 1)))
-
-
 def real_diversity(data: TrainData, names: Sequence[str], per_name: int = 16) -> float:
-    """Mean within-name pairwise L1 of real photos, over ``names`` that have >= 2 photos."""
-    vals = []
+    """Mean within-name pairwise L1 of the real photos of ``names`` (the in-training diversity's reference)."""
     label_of = {n: i for i, n in enumerate(data.names)}
-    for n in names:
-        if n not in label_of:
-            continue
-        idx = (data.labels == label_of[n]).nonzero().flatten()[:per_name]
-        if idx.numel() >= 2:
-            vals.append(mean_pairwise_l1(to_float(data.images[idx])))
-    return sum(vals) / len(vals) if vals else float("nan")
+    return real_pixel_diversity(data.images, data.labels, [label_of[n] for n in names if n in label_of],
+                                per_name, DIVERSITY_SIZE)
 
 
 def ema_decay(target: float, step: int) -> float:
@@ -604,14 +586,14 @@ class StackGANTrainer:
         # diversity of the same name over the fixed z, vs. real photos of that name
         known = set(self.data.names)
         rows = [i for i, n in enumerate(self.data.grid_names) if n in known] or range(len(self.data.grid_names))
-        per = [mean_pairwise_l1(img[i * cols:(i + 1) * cols]) for i in rows]
+        per = [mean_pairwise_l1(img[i * cols:(i + 1) * cols], DIVERSITY_SIZE) for i in rows]
         div_gen = sum(per) / len(per)
         ok = math.isfinite(self.div_real) and self.div_real > 0
         out = {"div_gen": div_gen, "div_real": self.div_real,
                "div_ratio": div_gen / self.div_real if ok else float("nan")}
         # how far apart different names are with the same z: a low value means the names are ignored
         by_col = img.view(len(self.data.grid_names), cols, *img.shape[1:]).transpose(0, 1)
-        out["div_names"] = sum(mean_pairwise_l1(by_col[j]) for j in range(cols)) / cols
+        out["div_names"] = sum(mean_pairwise_l1(by_col[j], DIVERSITY_SIZE) for j in range(cols)) / cols
         return out
 
     # -- checkpoints -------------------------------------------------------------------------------------
