@@ -37,7 +37,7 @@ def load_dcgan_generator(path: str | os.PathLike, device: str | torch.device = "
 
 def _load(run: RunFolder, device: str | torch.device) -> tuple[Generator, DCGANConfig]:
     cfg = run.require(DCGAN)
-    return run.load_into(generator(cfg)).to(device).eval(), cfg
+    return run.load_into(generator(cfg), check_finite=True).to(device).eval(), cfg
 
 
 @torch.no_grad()

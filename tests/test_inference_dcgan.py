@@ -133,3 +133,21 @@ def test_sample_dcgan_is_one_function_under_both_names():
     assert trainer.load_dcgan_generator is inf.load_dcgan_generator
     assert trainer.generate_images is inf.generate_images and trainer.sample_dcgan is inf.sample_dcgan
     assert sample_dcgan is inf.sample_dcgan
+
+
+def test_nan_weights_are_refused_as_stackgans_are(run, tmp_path):
+    """A G.safetensors whose bytes were damaged into NaN would draw black pictures: refused, naming the file."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run, bad)
+    for ck in bad.glob("ckpt-*.pt"):
+        ck.unlink()  # the weights file is what a folder loads; without checkpoints nothing else could be used
+    weights = load_file(bad / "G.safetensors")
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, bad / "G.safetensors")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_sampler(bad)
