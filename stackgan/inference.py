@@ -167,6 +167,7 @@ def _load_stackgan(run: RunFolder, path: Path, device: torch.device, precision: 
             raise CheckpointError(f"{folder}: names.json and embeddings.safetensors do not match")
         counts = info.get("counts") or []
         train_info = {"data": info.get("data"), "n_images": info.get("n_images"), "n_names": len(names),
+                      "encoder_id": info.get("encoder_id"),
                       "photos_per_name": {"min": min(counts), "max": max(counts)} if counts else None,
                       "grid_names": info.get("grid_names", [])}
     metrics = read_json(folder / "metrics.json", default=None)
@@ -232,6 +233,13 @@ class Pipeline:
             if enc.dim != self.cfg.emb_dim:
                 raise CheckpointError(f"the text encoder {self.cfg.text_encoder!r} gives {enc.dim}-d vectors, "
                                       f"the model was trained on {self.cfg.emb_dim}-d ones")
+            want = (self.extra.get("train") or {}).get("encoder_id")
+            have = getattr(enc, "id", None)
+            if want and have and have != want:
+                raise CheckpointError(f"the model's names were encoded by text encoder {want}; --text-encoder "
+                                      f"{self.cfg.text_encoder!r} here is {have} (another conversion or model "
+                                      "version), so new names would be read differently. Install the encoder "
+                                      "the model was trained with, or retrain")
             self._encoder = enc
         return self._encoder
 

@@ -65,7 +65,8 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
     size = cfg.out_size if stages == 2 else size1
     data = (train_info or {}).get("data") or cfg.data
     n_images = (train_info or {}).get("n_images")
-    encoder = encoder_id or cfg.text_encoder
+    encoder = f"{cfg.text_encoder}` (exact id `{encoder_id}`, checked when a new name is encoded;" if encoder_id \
+        else f"{cfg.text_encoder}` ("
     header = ["---", "license: mit", "library_name: stackgan", "pipeline_tag: text-to-image", "language:", "- ja",
               "tags:", "- text-to-image", "- gan", "- stackgan", "- food", "- japanese", "---", ""]
     body = [
@@ -87,7 +88,7 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
         + (" (the procedural cafeteria menu that `stackgan make-menu` draws; no photos of people or of real "
            "restaurants)" if "menu" in str(data) else "") + ".", "",
         "## Text encoder", "",
-        f"`{encoder}` ({cfg.emb_dim}-d sentence vectors of the names, standardised with the training names' mean "
+        f"`{encoder} {cfg.emb_dim}-d sentence vectors of the names, standardised with the training names' mean "
         "and spread). Names outside the training set are encoded by the same encoder, loaded from the local cache.", "",
         "## Training recipe", "",
         "```", train_command(cfg1) if stages == 2 else train_command(cfg), *( [train_command(cfg)] if stages == 2 else []),

@@ -77,6 +77,7 @@ class HashEncoder:
 
     def __init__(self, dim: int = TINY_EMB):
         self.dim = dim
+        self.id = f"hash-{dim}"  # the exact id a run records
 
     def encode(self, names) -> torch.Tensor:
         return torch.stack([torch.randn(self.dim, generator=torch.Generator().manual_seed(

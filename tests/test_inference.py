@@ -175,6 +175,30 @@ def test_encoder_of_wrong_size_is_refused(runs, monkeypatch):
         pipe.generate("新しい料理", 1, seed=0)
 
 
+def test_an_encoder_of_another_exact_id_is_refused(runs, monkeypatch, tmp_path):
+    """The run records the exact encoder id (conversion / folder hash) its names were encoded with; a
+    same-sized encoder of another id would read new names differently: refused when first needed."""
+    import shutil
+
+    import stackgan.text
+
+    class Other(FakeEncoder):
+        id = "e5-small-q4-000000000000"
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    info = json.loads((run / "names.json").read_text(encoding="utf-8"))
+    (run / "names.json").write_text(json.dumps({**info, "encoder_id": "e5-small-q4-69f5e9ab1944"}), encoding="utf-8")
+    monkeypatch.setattr(stackgan.text, "load_text_encoder", lambda spec: Other())
+    pipe = load_pipeline(run)
+    pipe.generate(NAMES[0], 1, seed=0)  # training names use their stored vectors: no encoder needed
+    with pytest.raises(CheckpointError, match="encoded by text encoder e5-small-q4-69f5e9ab1944.*000000000000"):
+        pipe.generate("新しい料理", 1, seed=0)
+    Other.id = "e5-small-q4-69f5e9ab1944"
+    pipe._encoder = None
+    assert pipe.generate("新しい料理", 1, seed=0).stage1.shape[0] == 1  # the same encoder: fine
+
+
 def test_bad_arguments(runs):
     pipe = load_pipeline(runs[0])
     for kw in ({"n": 0}, {"n": 2.5}, {"seed": -1}, {"truncation": 3.0}):

@@ -510,6 +510,7 @@ def test_cli_train_on_a_photo_folder(tmp_path, monkeypatch, capsys):
     assert "done:" in capsys.readouterr().out
     names = json.loads((out / "names.json").read_text(encoding="utf-8"))
     assert names["names"] == sorted(["カツカレー", "きつねうどん", "塩ラーメン"])
+    assert names["encoder_id"] == f"hash-{EMB}"  # the exact encoder, checked when the model encodes a new name
     assert "焦がし醤油ラーメン" in names["grid_names"]
     assert main(args) == 2  # the run exists: a clear error, not an overwrite
     assert "--resume" in capsys.readouterr().err

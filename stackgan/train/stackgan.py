@@ -64,6 +64,7 @@ class TrainData:
     grid_names: list[str] = dataclasses.field(default_factory=list)
     grid_emb: torch.Tensor | None = None  # float [R, D]
     source: str = ""
+    encoder_id: str | None = None  # the exact text encoder that made ``emb`` (its conversion / folder hash)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
@@ -175,7 +176,24 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True, grid_names: S
         grid = choose_grid_names(ds.names, emb, invented, cfg.grid_rows, [counts[n] for n in ds.names])
     row = {n: i for i, n in enumerate(all_names)}
     grid_emb = emb_all[[row[n] for n in grid]]
-    return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data))
+    return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data),
+                     encoder_id=text_encoder_id(cfg.text_encoder, embedding_cache(cfg)))
+
+
+def text_encoder_id(spec: str, cache: Path | None) -> str | None:
+    """The exact id of the encoder that wrote the sentence vectors: from the embedding cache when there is
+    one (the encoder is then not loaded), else from the (memoised) encoder itself; None if it has none."""
+    from stackgan.text import load_text_encoder
+    from stackgan.text.cache import load_embeddings
+
+    if cache is not None and cache.is_file():
+        try:
+            found = load_embeddings(cache).encoder_id
+        except Exception:  # noqa: BLE001 - an unreadable cache: ask the encoder instead
+            found = None
+        if found:
+            return found
+    return getattr(load_text_encoder(spec), "id", None)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -653,7 +671,8 @@ class StackGANTrainer:
         counts = self.data.counts()
         names = {"names": self.data.names, "counts": [counts[n] for n in self.data.names],
                  "grid_names": self.data.grid_names, "n_images": int(self.images.shape[0]),
-                 "data": self.data.source, "text_encoder": self.cfg.text_encoder, "emb_dim": self.cfg.emb_dim}
+                 "data": self.data.source, "text_encoder": self.cfg.text_encoder, "emb_dim": self.cfg.emb_dim,
+                 **({"encoder_id": self.data.encoder_id} if self.data.encoder_id else {})}
         io.atomic_write_text(self.out / "names.json", json.dumps(names, ensure_ascii=False, indent=1) + "\n")
         io.atomic_save_safetensors({"names": self.data.emb.float().clone(), "grid": self.data.grid_emb.float().clone()},
                                    self.out / "embeddings.safetensors",
