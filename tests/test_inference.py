@@ -360,7 +360,32 @@ def test_generate_interpolate_writes_a_looping_gif(runs, tmp_path, capsys):
         assert im.n_frames == 10
     capsys.readouterr()
     assert main(["generate", "--checkpoint", str(runs[1]), NAMES[0], "--interpolate", "--out", str(tmp_path / "x.png")]) == 2
-    assert "--out must be a .gif file with --interpolate" in capsys.readouterr().err
+    assert "--out must be a .gif or .mp4 file with --interpolate" in capsys.readouterr().err
+
+
+def test_generate_interpolate_writes_an_mp4_with_pyav_and_says_so_without(runs, tmp_path, capsys, monkeypatch):
+    from stackgan.cli import main
+    from stackgan.utils import viz
+
+    args = ["generate", "--checkpoint", str(runs[1]), NAMES[0], "-n", "2", "--interpolate", "--frames", "3",
+            "--frame-ms", "100", "--device", "cpu", "--out"]
+    if viz.video_writer_available():
+        import av
+
+        out = tmp_path / "walk.mp4"
+        assert main(args + [str(out)]) == 0
+        with av.open(str(out)) as box:
+            stream = box.streams.video[0]
+            frames = list(box.decode(stream))
+            assert len(frames) == 6 and (frames[0].width, frames[0].height) == (32, 32)
+            assert float(stream.average_rate) == pytest.approx(10.0)
+        assert not list(tmp_path.glob(".*.tmp*"))
+    monkeypatch.setattr(viz, "video_writer_available", lambda: False)  # a machine without PyAV
+    capsys.readouterr()
+    assert main(args + [str(tmp_path / "none.mp4")]) == 2
+    assert "needs PyAV (pip install av)" in capsys.readouterr().err and not (tmp_path / "none.mp4").exists()
+    with pytest.raises(UserError, match="pip install av"):
+        viz.save_mp4([], tmp_path / "x.mp4")
 
 
 def test_stackgan_generate_command_end_to_end(runs, tmp_path, capsys):

@@ -42,9 +42,10 @@ class GenerateConfig(Config):
     truncation: float = opt(1.0, "scale z towards its mean (< 1: safer, less varied samples)", min=0.0, max=2.0)
     variations_of: Optional[int] = opt(None, "draw variations of the sample with this seed instead", min=0)
     sigma: float = opt(0.5, "noise added to z for --variations-of", min=0.0)
-    interpolate: bool = opt(False, "StackGAN: write an animated GIF (--out NAME.gif) that walks between the pictures "
-                                   "of seeds --seed .. --seed + n - 1 of one name, or between two or more names "
-                                   "(their sentence vectors) at --seed, and back")
+    interpolate: bool = opt(False, "StackGAN: write an animated GIF (--out NAME.gif), or an MP4 (--out NAME.mp4, "
+                                   "needs PyAV: pip install av), that walks between the pictures of seeds --seed .. "
+                                   "--seed + n - 1 of one name, or between two or more names (their sentence "
+                                   "vectors) at --seed, and back")
     frames: int = opt(16, "--interpolate: frames per leg of the walk", min=2, max=120)
     frame_ms: int = opt(80, "--interpolate: milliseconds per frame", min=10, max=5000)
     device: str = opt("auto", "auto, cpu, cuda, ...")
@@ -55,10 +56,16 @@ class GenerateConfig(Config):
     def check(self) -> None:
         if not str(self.checkpoint).strip():
             raise ConfigError("--checkpoint is required")
-        suffix = ".gif" if self.interpolate else ".png"
-        if not str(self.out).lower().endswith(suffix):
-            raise ConfigError(f"--out must be a {suffix} file{' with --interpolate' if self.interpolate else ''}, "
-                              f"got {self.out!r}")
+        suffixes = (".gif", ".mp4") if self.interpolate else (".png",)
+        if not str(self.out).lower().endswith(suffixes):
+            raise ConfigError(f"--out must be a {' or '.join(suffixes)} file"
+                              f"{' with --interpolate' if self.interpolate else ''}, got {self.out!r}")
+        if self.interpolate and str(self.out).lower().endswith(".mp4"):
+            from stackgan.utils.viz import video_writer_available
+
+            if not video_writer_available():
+                raise ConfigError("--out NAME.mp4 needs PyAV (pip install av), which is not installed here; "
+                                  "write a .gif instead")
         if self.interpolate and self.variations_of is not None:
             raise ConfigError("--interpolate and --variations-of do not go together")
 
@@ -185,11 +192,11 @@ def interpolate_stackgan(cfg: GenerateConfig) -> int:
     from stackgan.inference import load_pipeline
     from stackgan.pipeline import to_pil
     from stackgan.utils.device import resolve_device
-    from stackgan.utils.viz import save_gif
+    from stackgan.utils.viz import save_gif, save_mp4
 
     pipe = load_pipeline(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
     seeds = [cfg.seed + i for i in range(cfg.num)] if len(cfg.names) == 1 else [cfg.seed]
     res = pipe.interpolate(cfg.names, seeds, frames=cfg.frames)
     images = to_pil(res.images)
-    save_gif(images, cfg.out, cfg.frame_ms)
+    (save_mp4 if str(cfg.out).lower().endswith(".mp4") else save_gif)(images, cfg.out, cfg.frame_ms)
     return len(images)
