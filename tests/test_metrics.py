@@ -111,6 +111,41 @@ def test_inception_loads_local_state_dict_and_gives_2048_d(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="not a torchvision inception_v3"):
         fidm.load_inception(tmp_path / "other.pth")
+    assert loaded.weights_kind == "torchvision" and "not comparable" in fidm.weights_note(loaded)
+
+
+@pytest.mark.slow
+def test_fid_inception_weights_are_told_apart_and_fed_in_their_range(tmp_path, monkeypatch):
+    """A state dict of the FID-Inception graph (1008 classes; random here, as nothing is downloaded) loads
+    into pytorch-fid's blocks and sees [-1, 1] input; without pytorch-fid it is a clear error."""
+    pytest.importorskip("pytorch_fid")
+    from pytorch_fid.inception import FIDInceptionA
+
+    from stackgan.errors import CheckpointError
+
+    torch.manual_seed(0)
+    ref = fidm.fid_inception_architecture()
+    torch.save(ref.state_dict(), tmp_path / "pt_inception.pth")
+    net = fidm.load_inception(tmp_path / "pt_inception.pth")
+    assert net.weights_kind == "fid" and isinstance(net.Mixed_5b, FIDInceptionA) and "FID-Inception" in fidm.weights_note(net)
+    x = torch.rand(2, 3, 299, 299) * 2 - 1
+    ref.fc = torch.nn.Identity()
+    with torch.no_grad():
+        want = ref.eval()(x)
+    got = fidm.inception_features(net, x)  # no ImageNet normalisation for these weights
+    assert got.shape == (2, 2048) and torch.allclose(got, want, atol=1e-4)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fid(name, *a, **k):
+        if name.startswith("pytorch_fid"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_fid)
+    with pytest.raises(CheckpointError, match="needs the pytorch-fid package"):
+        fidm.load_inception(tmp_path / "pt_inception.pth")
 
 
 # -- diversity -----------------------------------------------------------------------------------

@@ -39,10 +39,11 @@ class ProtocolOptions(Config):
     reader_size: int = opt(64, "attribute reader: input size", min=16)
     reader_width: int = opt(24, "attribute reader: width (channels of its first layer)", min=4)
     reader_epochs: int = opt(10, "attribute reader: training epochs", min=1)
-    inception: Optional[str] = opt(None, "local torchvision inception_v3 state dict (.pth/.safetensors) for an "
-                                         "Inception FID/KID as well; never downloaded. These are torchvision's "
-                                         "ImageNet weights, not the TF FID-Inception weights of published FIDs, "
-                                         "so the numbers compare only with each other, not with papers")
+    inception: Optional[str] = opt(None, "a local Inception weights file (.pth/.safetensors) for an Inception "
+                                         "FID/KID as well; never downloaded. Either torchvision's inception_v3 "
+                                         "ImageNet weights (numbers compare only with each other, not with papers) "
+                                         "or the FID-Inception weights of published FIDs (pt_inception-2015-12-05-"
+                                         "*.pth, needs pytorch-fid); the report says which")
     metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
                               "fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
                               "applies (see stackgan.metrics.registry)")

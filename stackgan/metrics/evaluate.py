@@ -191,7 +191,8 @@ def fid_in_domain(ctx: MetricContext) -> dict:
             "fid_floor": distances(ctx.clf, floor, ctx.data.test_images, ctx.proto.kid_subsets, ctx.proto.seed)}
 
 
-@register_metric("fid_inception", "the same on Inception features (only with --inception: local torchvision weights)")
+@register_metric("fid_inception", "the same on Inception features (only with --inception: a local torchvision or "
+                                  "FID-Inception weights file)")
 def fid_inception(ctx: MetricContext) -> dict | None:
     if ctx.inception is None:
         return None
@@ -205,8 +206,7 @@ def fid_inception(ctx: MetricContext) -> dict | None:
     return {"inception": {"fid": fidm.frechet_distance(fa, fb), "kid": k, "kid_std": ks,
                           "floor_fid": fidm.frechet_distance(ff, fb), "floor_kid": kf, "floor_kid_std": kfs,
                           "n_generated": int(len(fa)), "n_heldout": int(len(fb)), "n_floor": int(len(ff)),
-                          "weights": "torchvision inception_v3 (ImageNet), not the FID-Inception weights: not "
-                                     "comparable with published FIDs"}}
+                          "weights": fidm.weights_note(ctx.inception)}}
 
 
 @register_metric("diversity", "mean pairwise feature distance within a name, generated vs real photos, and the ratio")

@@ -78,9 +78,43 @@ def _check(a: torch.Tensor, b: torch.Tensor, min_n: int) -> None:
 
 
 # -- standard Inception features from a local weights file ------------------------------------
+FID_INCEPTION_CLASSES = 1008  # the TF FID-Inception graph's classifier (pt_inception-2015-12-05-*.pth)
+TORCHVISION_WEIGHTS = ("torchvision inception_v3 (ImageNet), not the FID-Inception weights: not comparable with "
+                       "published FIDs")
+FID_WEIGHTS = ("FID-Inception (the TF FID graph's weights, as pytorch-fid uses them): comparable with FIDs "
+               "computed the same way, on these sample counts")
+
+
+def fid_inception_architecture() -> torch.nn.Module:
+    """The FID-Inception network without weights: torchvision's inception_v3 with the blocks the TF FID
+    graph computes differently, as pytorch-fid builds it (its block classes, imported from it)."""
+    from torchvision.models.inception import inception_v3
+
+    try:
+        from pytorch_fid import inception as pfi
+    except ImportError:
+        raise CheckpointError("--inception: these are FID-Inception weights (1008 classes); reading them needs "
+                              "the pytorch-fid package (pip install pytorch-fid, or the project's fid extra)") from None
+    net = inception_v3(weights=None, num_classes=FID_INCEPTION_CLASSES, aux_logits=False, init_weights=False,
+                       transform_input=False)
+    net.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pfi.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pfi.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pfi.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pfi.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pfi.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pfi.FIDInceptionE_1(1280)
+    net.Mixed_7c = pfi.FIDInceptionE_2(2048)
+    return net
+
+
 def load_inception(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """torchvision ``inception_v3`` with the state dict in ``path`` (.pth/.pt or .safetensors),
-    its classifier replaced by the identity so that it returns the 2048-d pool features."""
+    """An Inception network with the state dict in ``path`` (.pth/.pt or .safetensors), its classifier
+    replaced by the identity so that it returns the 2048-d pool features. Either torchvision's
+    ``inception_v3`` weights, or the FID-Inception weights (``pt_inception-2015-12-05-*.pth``, told apart
+    by their 1008-class classifier; needs pytorch-fid). ``net.weights_kind`` says which: ``torchvision``
+    or ``fid``; :func:`inception_features` feeds each the input it was trained on."""
     from torchvision.models import inception_v3
 
     path = Path(path)
@@ -97,15 +131,26 @@ def load_inception(path: str | os.PathLike, device: torch.device | str = "cpu") 
                 state = state["state_dict"]
     except Exception as exc:
         raise CheckpointError(f"--inception: cannot read {path}: {exc}") from None
-    aux = any(k.startswith("AuxLogits.") for k in state)
-    net = inception_v3(weights=None, aux_logits=aux, init_weights=False, transform_input=False)
+    fc = state.get("fc.weight") if isinstance(state, dict) else None
+    if fc is not None and fc.shape[0] == FID_INCEPTION_CLASSES:
+        net, kind, what = fid_inception_architecture(), "fid", "an FID-Inception"
+    else:
+        aux = any(k.startswith("AuxLogits.") for k in state)
+        net = inception_v3(weights=None, aux_logits=aux, init_weights=False, transform_input=False)
+        kind, what = "torchvision", "a torchvision inception_v3"
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"--inception: {path} is not a torchvision inception_v3 state dict: "
+        raise CheckpointError(f"--inception: {path} is not {what} state dict: "
                               f"{str(exc).splitlines()[0]}") from None
     net.fc = torch.nn.Identity()
+    net.weights_kind = kind
     return net.eval().to(device)
+
+
+def weights_note(net: torch.nn.Module) -> str:
+    """What a report says about the Inception weights used."""
+    return FID_WEIGHTS if getattr(net, "weights_kind", "torchvision") == "fid" else TORCHVISION_WEIGHTS
 
 
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -114,14 +159,17 @@ _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 @torch.no_grad()
 def inception_features(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """2048-d pool features of images (uint8 or [-1, 1]) resized to 299 px, ImageNet-normalised."""
+    """2048-d pool features of images (uint8 or [-1, 1]) resized to 299 px: ImageNet-normalised for
+    torchvision's weights, in [-1, 1] for the FID-Inception weights (as pytorch-fid feeds them)."""
     from stackgan.metrics.features import batched, prepare
 
     device = next(net.parameters()).device
+    fid = getattr(net, "weights_kind", "torchvision") == "fid"
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = prepare(x, 299)
-        x = ((x + 1) / 2 - _MEAN.to(x.device)) / _STD.to(x.device)
+        if not fid:
+            x = ((x + 1) / 2 - _MEAN.to(x.device)) / _STD.to(x.device)
         return net(x)
 
     return batched(fn, images, batch_size, device)

@@ -95,8 +95,7 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
                                          f"({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
     add("Inception FID (local weights)",
         lambda r: f"{_f(r['inception']['fid'], 2)} (floor {_f(r['inception']['floor_fid'], 2)}; "
-                  f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']}; torchvision weights, "
-                  f"not comparable with published FIDs)")
+                  f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']}; {r['inception']['weights']})")
     add("Inception KID", lambda r: f"{_g(r['inception']['kid'])} (floor {_g(r['inception']['floor_kid'])})")
     add("diversity: generated / real within a name",
         lambda r: f"{_f(r['diversity']['ratio'])} ({_f(r['diversity']['generated'], 2)} / {_f(r['diversity']['real'], 2)}, "
