@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stackgan.errors import CheckpointError, ConfigError, UserError
-from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline
+from stackgan.inference import EXPLORE_DIRECTIONS, Pipeline, load_pipeline, load_sampler
 
 from conftest import TINY_EMB as EMB, TINY_NAMES as NAMES  # noqa: E402
 
@@ -271,11 +271,12 @@ def test_a_copied_run_folder_alone_is_enough(runs, tmp_path):
 
 
 def test_load_errors(runs, tmp_path):
-    with pytest.raises(CheckpointError, match="no model"):
-        load_pipeline(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="neither"):
-        load_pipeline(tmp_path / "empty")
+    for load in (load_pipeline, load_sampler):  # the same errors through both entry points
+        with pytest.raises(CheckpointError, match="no model"):
+            load(tmp_path / "missing")
+        with pytest.raises(CheckpointError, match="neither"):
+            load(tmp_path / "empty")
     dc = tmp_path / "dc"
     dc.mkdir()
     (dc / "config.json").write_text(json.dumps({"_kind": "DCGANConfig"}), encoding="utf-8")
@@ -325,17 +326,10 @@ def test_sample_draws_the_pictures_generate_draws(runs):
 
 
 def test_load_sampler_gives_the_stackgan_pipeline_with_its_errors(runs, tmp_path):
-    from stackgan.inference import load_sampler
-
     pipe = load_sampler(runs[1], precision="bf16")
     assert isinstance(pipe, Pipeline) and pipe.kind == "stackgan-stage2" and pipe.precision == "bf16"
     ref = load_pipeline(runs[1]).generate(NAMES[2], 2, seed=1).stage2
     assert torch.equal(load_sampler(runs[1]).sample([1, 2], NAMES[2]), ref)
-    with pytest.raises(CheckpointError, match="no model"):
-        load_sampler(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="neither"):
-        load_sampler(tmp_path / "empty")
     s2 = tmp_path / "s2_without_stage1"
     shutil.copytree(runs[1], s2)
     shutil.rmtree(s2 / "stage1")
