@@ -66,6 +66,9 @@ class StackGANConfig(Config):
     g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
                                 "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
                                 "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
+    sle: bool = opt(False, "stage I: FastGAN's skip-layer excitation: the 4x4 and 8x8 feature maps gate the "
+                           "channels of the 32x32 and 64x64 ones (Liu et al. 2021), so the coarse layout reaches "
+                           "the fine layers directly")
     d_cond: str = opt("projection", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
                                     "features) or projection (an inner product, Miyato & Koyama 2018)",
                       choices=D_CONDS)

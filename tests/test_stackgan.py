@@ -130,6 +130,45 @@ def test_residual_stage2_starts_as_an_upsample_of_stage1():
     assert G.to_rgb[0].weight.grad is not None
 
 
+def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():
+    from stackgan.models.stackgan import SkipExcitation
+
+    torch.manual_seed(0)
+    plain = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=64, g_cond="fusion")
+    G = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=64, g_cond="fusion", sle=True)
+    assert plain.sle is None and sorted(G.sle) == ["3", "4"]  # 4x4 -> 32x32 and 8x8 -> 64x64
+    assert all(isinstance(m, SkipExcitation) for m in G.sle.values())
+    z, emb = torch.randn(4, 10), torch.randn(4, EMB)
+    img, _, _ = G(z, emb)
+    assert img.shape == (4, 3, 64, 64) and img.abs().max() <= 1
+    img.square().mean().backward()
+    for key in ("3", "4"):
+        assert G.sle[key].net[1].weight.grad.abs().sum() > 0  # the gates learn
+    # the same weights without the gates draw another picture: the gates act (here a constant 0.5)
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("sle.")})
+    for m in G.sle.values():
+        torch.nn.init.zeros_(m.net[3].weight)  # sigmoid(0) = 0.5: a constant gate
+    G.eval(), plain.eval()
+    with torch.no_grad():
+        eps = torch.zeros(4, 8)
+        assert not torch.allclose(G(z, emb, eps)[0], plain(z, emb, eps)[0])
+    # at 16 px there is no map 8x above another: nothing to gate
+    assert not Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=16, sle=True).sle
+
+
+def test_sle_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, sle=True, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    again = tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))
+    assert again["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["sle"] is True
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert pipe.g1.sle is not None and pipe.generate(NAMES[0], 2, seed=1).stage1.shape == (2, 3, 32, 32)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).sle is False  # old runs: no SLE
+
+
 def test_bad_sizes_refused():
     with pytest.raises(ValueError):
         Stage1G(EMB, image_size=48)

@@ -182,11 +182,27 @@ def _up_channels(start: int, n: int, floor: int = 4) -> list[int]:
     return chans
 
 
+class SkipExcitation(nn.Module):
+    """FastGAN's skip-layer excitation (Liu et al., ICLR 2021): a low-resolution feature map, pooled to
+    4x4, gates the channels of a feature map 8x larger: ``high * sigmoid(f(low))``. The coarse layout
+    reaches the fine layers directly, which is what lets FastGAN train on 100 pictures."""
+
+    def __init__(self, cin_low: int, ch_high: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(cin_low, ch_high, 4, bias=False),
+                                 nn.LeakyReLU(0.1, True), nn.Conv2d(ch_high, ch_high, 1, bias=False), nn.Sigmoid())
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        return high * self.net(low)
+
+
 class Stage1G(nn.Module):
     """Stage-I generator: (z, text embedding) -> low-resolution picture in [-1, 1]."""
 
+    SLE_SPAN = 3  # a skip-layer excitation gates the feature map 3 up-blocks (8x the size) above its source
+
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
-                 g_cond: str = "input", ca: bool = True):
+                 g_cond: str = "input", ca: bool = True, sle: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -201,6 +217,9 @@ class Stage1G(nn.Module):
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
         self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0)
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
+        # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
+        self.sle = nn.ModuleDict({str(j): SkipExcitation(chans[j - self.SLE_SPAN], chans[j])
+                                  for j in range(self.SLE_SPAN, len(chans))}) if sle else None
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -208,7 +227,15 @@ class Stage1G(nn.Module):
         c, mu, logvar = self.ca(emb, eps)
         zc = torch.cat([z, c.to(z.dtype)], dim=1)
         h = match_memory_format(self.fc(zc).view(z.shape[0], -1, 4, 4), self.ups)
-        return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
+        if self.sle is None:
+            return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
+        feats = [h]
+        for j, block in enumerate(self.ups, start=1):
+            h = block(h, zc) if isinstance(self.ups, nn.ModuleList) else block(h)
+            if str(j) in self.sle:
+                h = self.sle[str(j)](feats[j - self.SLE_SPAN], h)
+            feats.append(h)
+        return self.to_rgb(h), mu, logvar
 
 
 class ProjectionLogits(nn.Module):
@@ -370,7 +397,8 @@ class Stage2D(_DBase):
 
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
 def stage1_generator(cfg) -> Stage1G:
-    return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca)
+    return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
+                   sle=getattr(cfg, "sle", False))
 
 
 def stage2_generator(cfg) -> Stage2G:
