@@ -696,6 +696,19 @@ def test_resume_without_a_budget_keeps_the_runs_budget(tmp_path):
     assert summary["step"] == 3 and summary["stopped_by"] == "max_steps"
 
 
+def test_resume_keeps_the_runs_checkpoint_and_sample_intervals_unless_given(tmp_path):
+    data = make_data()
+    cfg = tiny_cfg(tmp_path, max_steps=1, ckpt_every=7, keep_ckpts=5, sample_every=9, log_every=2)
+    run = tmp_path / "run"
+    tr.train(cfg, data=data)
+    defaults = {f.name: f.default for f in dataclasses.fields(tr.StackGANConfig)}
+    plain = dataclasses.replace(cfg, resume=True, **{f: defaults[f] for f in tr.RUN_FOLDER_FIELDS})
+    got = tr.resumed_config(plain, run)  # `stackgan train --resume` without those options
+    assert (got.ckpt_every, got.keep_ckpts, got.sample_every, got.log_every) == (7, 5, 9, 2)
+    asked = tr.resumed_config(dataclasses.replace(plain, ckpt_every=3), run)
+    assert asked.ckpt_every == 3 and asked.sample_every == 9
+
+
 # -- SIGKILL: a killed run resumes to the run it would have been ------------------------------------------
 _KILL_DRIVER = r'''
 import hashlib, os, signal, sys

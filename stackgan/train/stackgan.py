@@ -807,11 +807,13 @@ def default_out(cfg: StackGANConfig) -> Path:
 
 
 BUDGET_FIELDS = ("max_steps", "epochs", "max_minutes")
+RUN_FOLDER_FIELDS = ("ckpt_every", "keep_ckpts", "sample_every", "log_every")
 
 
 def resumed_config(cfg: StackGANConfig, out: Path, printer: Callable[[str], None] | None = None) -> StackGANConfig:
     """The run's own config, with only the fields in RESUMABLE_CHANGES taken from ``cfg`` ; the budget
-    (--max-steps, --epochs, --max-minutes) is the run's own unless one of them is given. Options of
+    (--max-steps, --epochs, --max-minutes) is the run's own unless one of them is given, and so are
+    --ckpt-every, --keep-ckpts, --sample-every and --log-every unless given (a value other than the default). Options of
     ``cfg`` that differ from the run's and from their defaults (so were most likely asked for) are
     named to ``printer``: a resumed run keeps the settings it was trained with."""
     saved = RunFolder(out).require(STACKGAN)
@@ -820,6 +822,9 @@ def resumed_config(cfg: StackGANConfig, out: Path, printer: Callable[[str], None
     if all(getattr(cfg, f) == defaults[f] for f in BUDGET_FIELDS):
         # no budget asked for: the run keeps its own (a 60-minute run stays a 60-minute run)
         changes.update({f: getattr(saved, f) for f in BUDGET_FIELDS})
+    for f in RUN_FOLDER_FIELDS:  # the same for how often it checkpoints, samples and logs
+        if getattr(cfg, f) == defaults[f]:
+            changes[f] = getattr(saved, f)
     if printer is not None:
         ignored = ignored_on_resume(cfg, saved)
         if ignored:
