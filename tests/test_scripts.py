@@ -101,3 +101,28 @@ def test_bench_trains_stage1_in_both_precisions_with_the_shipped_preset(tmp_path
     assert (r["ngf"], r["ndf"], r["batch_size"], r["diffaugment"]) == (32, 32, 4, "translation")
     assert [p["runs_as"] for p in r["precisions"].values()] == ["fp32", "bf16"]
     assert r["speedup"] == r["precisions"]["bf16"]["x_first"] > 0
+
+
+def test_readme_images_draws_the_grid_of_eight_names_by_six_seeds(stage2_run, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from conftest import use_hash_encoder
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache")
+    images = _script("readme_images")
+    assert images.main(["--model", str(stage2_run), "--out", str(tmp_path / "imgs"), "--no-screenshot"]) == 0
+    assert sorted(p.name for p in (tmp_path / "imgs").iterdir()) == ["default-grid.jpg"]  # no PNGs left behind
+    grid = Image.open(tmp_path / "imgs" / "default-grid.jpg")
+    assert grid.format == "JPEG"
+    from stackgan.inference import load_sampler
+
+    cell, _ = load_sampler(stage2_run).image_size  # (H, W) of stage II's pictures
+    # 8 rows (4 training + 4 invented names) of 6 seeds, with the grid's 2 px padding
+    assert grid.size == (6 * (cell + 2) + 2, 8 * (cell + 2) + 2)
+
+
+def test_readme_images_refuses_a_missing_model(tmp_path):
+    images = _script("readme_images")
+    with pytest.raises(SystemExit):
+        images.main(["--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "imgs")])
+    assert not (tmp_path / "imgs").exists()
