@@ -75,9 +75,11 @@ def _stage_cfg(stage: int, args, **kw):
     from stackgan.stackgan_config import StackGANConfig
 
     base = dict(stage=stage, emb_dim=EMB_DIM, device=args.device, progress=False, batch_size=args.batch(stage),
-                stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size)
+                stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size or 256)
     if args.preset == "shipped":
         base.update(SHIPPED[stage])
+        if args.stage2_size:  # asked for: the shipped widths and batch at that size (what 256 px would cost)
+            base["stage2_size"] = args.stage2_size
         if args.batch_size:
             base["batch_size"] = args.batch_size
     base.update(kw)
@@ -339,7 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=10, help="timed forward passes")
     p.add_argument("--batch-size", type=int, default=0,
                    help="training batch; 0: 64 on CUDA, 8 on CPU (stage II: 16 on CUDA, 2 on CPU)")
-    p.add_argument("--stage2-size", type=int, default=256, choices=(128, 256))
+    p.add_argument("--stage2-size", type=int, default=0, choices=(0, 128, 256),
+                   help="stage II's output size; 0: the preset's (256 for default, 128 for shipped)")
     p.add_argument("--preset", default="default", choices=("default", "shipped"),
                    help="widths and batches: the commands' defaults, or the shipped model's CPU recipe")
     p.add_argument("--precisions", default="fp32,auto",

@@ -126,3 +126,15 @@ def test_readme_images_refuses_a_missing_model(tmp_path):
     with pytest.raises(SystemExit):
         images.main(["--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "imgs")])
     assert not (tmp_path / "imgs").exists()
+
+
+@pytest.mark.parametrize("preset, asked, size", [("shipped", 0, 128), ("shipped", 256, 256),
+                                                 ("default", 0, 256), ("default", 128, 128)])
+def test_bench_stage2_size_is_the_presets_unless_asked(preset, asked, size):
+    from types import SimpleNamespace
+
+    bench = _script("bench")
+    args = SimpleNamespace(device="cpu", preset=preset, stage2_size=asked, batch_size=0, batch=lambda stage: 2)
+    cfg = bench._stage_cfg(2, args)
+    assert cfg.stage2_size == size
+    assert (cfg.ndf, cfg.batch_size) == ((16, 16) if preset == "shipped" else (cfg.ndf, 2))
