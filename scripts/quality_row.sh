@@ -4,10 +4,11 @@
 # batch 32, a fixed budget of training time), then `stackgan evaluate` on the held-out photos.
 #
 #   bash scripts/quality_row.sh NAME [stackgan train options ...]
-#   bash scripts/quality_row.sh base                                    # today's recipe
+#   bash scripts/quality_row.sh base                                    # today's recipe (--name-loss 0.2)
+#   bash scripts/quality_row.sh no-names --name-loss 0                 # the recipe before the name term
 #   bash scripts/quality_row.sh names1 --name-loss 1                   # one idea
 #   MINUTES=15 THREADS=1 SEED=1 bash scripts/quality_row.sh names1 --name-loss 1   # a screening run
-#   DATA=data/menu MINUTES=30 bash scripts/quality_row.sh menu-base --diffaugment translation
+#   DATA=data/menu MINUTES=30 bash scripts/quality_row.sh menu-base --diffaugment translation --name-loss 0
 #
 # The run goes to runs/quality/NAME (ignored by git; a run on ../shared/realfood is for research
 # only: never commit it), its scores to runs/quality/NAME/eval. THREADS=1 runs two rows side by side

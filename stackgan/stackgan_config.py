@@ -86,10 +86,12 @@ class StackGANConfig(Config):
     mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
                                    "name are pushed apart in proportion to their noise; 0: off", min=0.0)
 
-    name_loss: float = opt(0.0, "weight of a name-classification term (projection D only): D's picture features "
+    name_loss: float = opt(0.2, "weight of a name-classification term (projection D only): D's picture features "
                                 "must pick the picture's own name among all training names (softmax over the "
                                 "projection's inner products), D on real photos and G on its fakes, as AC-GAN's "
-                                "auxiliary classifier but through the text vectors; 0: off", min=0.0)
+                                "auxiliary classifier but through the text vectors. 0.2 measured best on real "
+                                "photos (README, the quality protocol); on the rendered menu it costs diversity, "
+                                "so scripts/train_default.sh passes 0; 0: off", min=0.0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
@@ -142,8 +144,9 @@ class StackGANConfig(Config):
         if self.stage == 2 and not self.stage1:
             raise ConfigError("--stage 2 needs --stage1 PATH (a stage-I run folder or checkpoint)")
         if self.name_loss > 0 and self.d_cond != "projection":
-            raise ConfigError("--name-loss needs --d-cond projection (it classifies through the projection's "
-                              "inner products)")
+            raise ConfigError(f"--name-loss {self.name_loss:g} (the default is 0.2) needs --d-cond projection: it "
+                              "classifies through the projection's inner products; with --d-cond concat give "
+                              "--name-loss 0")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
 

@@ -328,7 +328,7 @@ def test_name_loss_and_lazy_r1_train_and_resume(tmp_path):
     again = tr.train(dataclasses.replace(cfg, resume=True, max_steps=6), data=data)
     assert again["step"] == 6
     assert json.loads((tmp_path / "run" / "config.json").read_text())["name_loss"] == 1.0
-    with pytest.raises(ConfigError, match="name-loss needs"):
+    with pytest.raises(ConfigError, match="name-loss 1 .* needs --d-cond projection"):
         StackGANConfig(name_loss=1.0, d_cond="concat").validate()
     with pytest.raises(ConfigError, match="r1"):
         StackGANConfig(r1=-1.0).validate()
@@ -463,6 +463,28 @@ def test_resume_continues_and_reproduces_next_step_bit_for_bit(tmp_path, precisi
         tr.train(dataclasses.replace(part, out=str(tmp_path / "fresh"), resume=True), data=data)
 
 
+def test_the_default_recipe_has_the_name_term_and_trains_and_resumes_bit_for_bit(tmp_path):
+    """`stackgan train`'s defaults (only sizes and budget made tiny): the name term at 0.2 through the
+    projection D; a run stopped at its checkpoint and resumed gives the uninterrupted run's next step."""
+    assert StackGANConfig().name_loss == 0.2 and StackGANConfig().d_cond == "projection"
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).name_loss == 0.0  # an old run keeps its recipe
+    data = make_data()
+    small = dict(image_size=16, ngf=8, ndf=8, c_dim=8, z_dim=8, batch_size=8, grid_rows=2, grid_cols=2,
+                 progress=False, device="cpu", precision="fp32", ckpt_every=2, sample_every=2, log_every=1)
+    full = StackGANConfig(out=str(tmp_path / "full"), max_steps=3, **small).validate()
+    tr.train(full, data=data)
+    ref = {r["step"]: r for r in read_jsonl(tmp_path / "full" / "log.jsonl") if "d_loss" in r}
+    assert all(ref[k]["name_d"] > 0 and ref[k]["name_g"] > 0 for k in ref)
+    part = dataclasses.replace(full, out=str(tmp_path / "part"), max_steps=2)
+    tr.train(part, data=data)
+    tr.train(dataclasses.replace(part, max_steps=3, resume=True), data=data)
+    got = {r["step"]: r for r in read_jsonl(tmp_path / "part" / "log.jsonl") if "d_loss" in r}
+    for key in ("d_loss", "g_loss", "name_d", "name_g", "kl"):
+        assert got[3][key] == ref[3][key], key
+    with pytest.raises(ConfigError, match="with --d-cond concat give --name-loss 0"):
+        StackGANConfig(d_cond="concat", **small).validate()
+
+
 def test_nan_loss_restores_last_good_state_and_lowers_lr(tmp_path, capsys):
     t = tr.StackGANTrainer(tiny_cfg(tmp_path), make_data(), tmp_path / "a")
     assert t.train_step() is not None
@@ -517,7 +539,7 @@ def test_config_checks():
     assert (cfg.g_cond, cfg.d_cond, cfg.mode_seeking, cfg.ca) == ("fusion", "projection", 0.0, True)
     # a run folder written before these options existed loads with the settings it was trained with
     old = cfg.to_dict()
-    for k in ("g_cond", "d_cond", "balance_names", "stage2_residual"):
+    for k in ("g_cond", "d_cond", "balance_names", "stage2_residual", "name_loss", "r1"):  # newer than that folder
         old.pop(k)
     back = StackGANConfig.from_dict(old)
     assert (back.g_cond, back.d_cond, back.balance_names, back.stage2_residual) == ("input", "concat", False, False)
