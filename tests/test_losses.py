@@ -88,7 +88,7 @@ def _phase_inputs(cfg, b=4, names=5):
 
 @pytest.mark.parametrize("loss", ["bce", "hinge"])
 def test_stackgan_phases_add_each_term_only_when_it_is_on(loss):
-    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, loss=loss, gp_weight=0.0, d_cond="projection")
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, loss=loss, gp_weight=0.0, d_cond="projection", name_loss=0.0)
     off = StackGANConfig(**base).validate()
     D, real, fake, y, codes = _phase_inputs(off)
     c, c_w, c_r = codes[y], codes[(y + 1) % 5], codes[y]
