@@ -528,7 +528,7 @@ class Pipeline:
             "widths": {"stage1": {"ngf": c1.ngf, "ndf": c1.ndf},
                        **({"stage2": {"ngf": c.ngf, "ndf": c.ndf, "r_num": c.r_num}} if self.g2 is not None else {})},
             "conditioning": {"g": c1.g_cond, "d": c1.d_cond},
-            **({"stage2_residual": c.stage2_residual} if self.g2 is not None else {}),
+            **({"stage2_residual": c.stage2_residual, "stage2_skips": c.stage2_skips} if self.g2 is not None else {}),
             "loss": c.loss, "kl": c.kl, "diffaugment": c.diffaugment, "mode_seeking": c.mode_seeking,
             "step": int(self.extra["step"]) if str(self.extra.get("step") or "").isdigit() else None,
             "training": self.extra.get("train") or {},

@@ -20,6 +20,7 @@ D_CONDS = ("concat", "projection")
 
 # What a run folder written before a field existed meant by its absence (the settings of that time).
 LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
+                   "stage2_skips": False,
                    "precision": "fp32", "name_loss": 0.0, "r1": 0.0}
 
 # Fields a resumed run may take from the new command line; everything else comes from the run.
@@ -63,6 +64,9 @@ class StackGANConfig(Config):
     stage2_residual: bool = opt(True, "stage II corrects the upsampled stage-I picture (it starts as a plain "
                                       "upsample and learns the detail) instead of drawing every pixel anew "
                                       "(--no-stage2-residual, the paper)")
+    stage2_skips: bool = opt(False, "stage II: join the encoder's full- and half-size feature maps of the stage-I "
+                                    "picture to the up path at their sizes (a U-Net), so the detail is drawn where "
+                                    "stage I put each edge rather than from the quarter-size map alone")
     g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
                                 "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
                                 "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
@@ -149,6 +153,8 @@ class StackGANConfig(Config):
                               "--name-loss 0")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
+        if self.stage == 1 and self.stage2_skips:
+            raise ConfigError("--stage2-skips is only for --stage 2")
 
     @property
     def stage2_scale(self) -> int:

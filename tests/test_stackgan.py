@@ -130,6 +130,53 @@ def test_residual_stage2_starts_as_an_upsample_of_stage1():
     assert G.to_rgb[0].weight.grad is not None
 
 
+@pytest.mark.parametrize("g_cond", ["input", "fusion"])
+def test_stage2_skips_join_the_encoders_maps_to_the_up_path(g_cond):
+    torch.manual_seed(0)
+    kw = dict(c_dim=16, ngf=8, image_size=16, scale=4, g_cond=g_cond, residual=True)
+    G = init_weights(Stage2G(EMB, skips=True, **kw)).eval()
+    plain = Stage2G(EMB, **kw).eval()
+    assert G.skips and not plain.skips
+    conv = (lambda b: b.conv[1]) if g_cond == "fusion" else (lambda b: b[1])
+    # up-block 1 (at S/2) takes the S/2 map's 2 ngf extra channels, up-block 2 (at S) the S map's ngf
+    assert [conv(b).in_channels - conv(p).in_channels for b, p in zip(G.ups, plain.ups)] == [0, 16, 8, 0]
+    low, emb, eps = torch.rand(2, 3, 16, 16) * 1.6 - 0.8, torch.randn(2, EMB), torch.zeros(2, 16)
+    with torch.no_grad():
+        out = G(low, emb, eps)[0]
+        assert out.shape == (2, 3, 64, 64)
+        # the plain network with the skip-free part of the weights: another picture while the skips carry weight,
+        # the same one once their input weights are zero, so the extra inputs are the skips and nothing else
+        plain.load_state_dict({k: (v[:, :conv(plain.ups[int(k.split('.')[1])]).in_channels]
+                                   if k.startswith("ups.") and v.dim() == 4 else v) for k, v in G.state_dict().items()})
+        assert not torch.allclose(out, plain(low, emb, eps)[0], atol=1e-4)
+        for i in (1, 2):
+            conv(G.ups[i]).weight[:, conv(plain.ups[i]).in_channels:] = 0
+        assert torch.allclose(G(low, emb, eps)[0], plain(low, emb, eps)[0], atol=1e-5)
+    # the skips carry gradient back to the encoder's first (full-size) conv
+    G.train()
+    G(low, emb)[0].square().mean().backward()
+    assert G.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_stage2_skips_train_resume_and_generate(tmp_path):
+    data = make_data()
+    s1 = tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32")
+    tr.train(s1, data=data)
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), stage2_skips=True, ndf=4, max_steps=2, ckpt_every=1,
+                   precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_skips"] is True
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert pipe.g2.skips and pipe.info()["stage2_skips"] is True
+    assert pipe.generate(NAMES[0], 2, seed=1).images.shape == (2, 3, 32, 32)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_skips is False  # old runs: no skips
+    with pytest.raises(ConfigError, match="only for --stage 2"):
+        StackGANConfig(stage2_skips=True).validate()
+
+
 def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():
     from stackgan.models.stackgan import SkipExcitation
 

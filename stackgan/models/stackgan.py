@@ -77,10 +77,13 @@ class FusedUpBlock(nn.Module):
 
 
 
-def make_ups(chans: list[int], cond_dim: int = 0) -> nn.Module:
+def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None) -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
-    ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`)."""
-    pairs = list(zip(chans[:-1], chans[1:]))
+    ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`).
+    ``extra_in[i]``: channels of a skip joined to block i's output before block i + 1 (:func:`run_ups`)."""
+    extra = list(extra_in or [0] * (len(chans) - 1))
+    ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
+    pairs = list(zip(ins, chans[1:]))
     if cond_dim:
         return nn.ModuleList([FusedUpBlock(a, b, cond_dim) for a, b in pairs])
     return nn.Sequential(*[up_block(a, b) for a, b in pairs])
@@ -98,12 +101,16 @@ def match_memory_format(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return x
 
 
-def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    if isinstance(ups, nn.ModuleList):
-        for block in ups:
-            x = block(x, cond)
-        return x
-    return ups(x)
+def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[torch.Tensor] | None = None
+            ) -> torch.Tensor:
+    """The up path; ``skips`` (coarsest first) are joined to the first blocks' outputs, in order."""
+    skips = list(skips or [])
+    fused = isinstance(ups, nn.ModuleList)
+    for block in ups:
+        x = block(x, cond) if fused else block(x)
+        if skips:
+            x = torch.cat([x, skips.pop(0).to(x.dtype)], dim=1)
+    return x
 
 
 def down_block(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -336,7 +343,8 @@ class Stage2G(nn.Module):
     the paper's ``residual=False`` draws every pixel anew."""
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
-                 r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False):
+                 r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False,
+                 skips: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -347,15 +355,19 @@ class Stage2G(nn.Module):
         self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
+        self.skips = skips
         self.encoder = nn.Sequential(  # S -> S/4, 4 ngf channels
-            conv3x3(3, ngf), nn.ReLU(True),
-            nn.Conv2d(ngf, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            conv3x3(3, ngf), nn.ReLU(True),  # S, ngf (index 1: the S skip)
+            nn.Conv2d(ngf, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),  # S/2 (index 4)
             nn.Conv2d(ngf * 2, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.joint = nn.Sequential(conv3x3(ngf * 4 + c_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.residual = nn.Sequential(*[ResBlock(ngf * 4) for _ in range(r_num)])
         n_up = 2 + _log2_int(scale, "scale")
         chans = _up_channels(ngf * 4, n_up)
-        self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0)
+        # skips: the encoder's S/2 and S feature maps join the up path where it reaches their size (a U-Net),
+        # so the detail is drawn where stage I put each edge instead of from the S/4 map alone
+        extra = [ngf * 2, ngf] + [0] * (n_up - 2) if skips else [0] * n_up
+        self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0, extra_in=extra[:n_up])
         # the same key (to_rgb.0) either way; the residual form applies its own tanh
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3)) if residual else nn.Sequential(conv3x3(chans[-1], 3),
                                                                                            nn.Tanh())
@@ -364,11 +376,16 @@ class Stage2G(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient."""
         low = stage1_img.detach()
-        h = self.encoder(low)
+        skips = []
+        h = low
+        for i, layer in enumerate(self.encoder):
+            h = layer(h)
+            if self.skips and i in (1, 4):
+                skips.insert(0, h)  # S/2 first, then S: the order the up path reaches them
         c, mu, logvar = self.ca(emb, eps)
         tiled = c.to(h.dtype)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))
-        out = self.to_rgb(run_ups(self.ups, h, c))
+        out = self.to_rgb(run_ups(self.ups, h, c, skips))
         if self.residual_out:
             up = F.interpolate(low.to(out.dtype), scale_factor=self.scale, mode="bilinear", align_corners=False)
             out = torch.tanh(torch.atanh(up.clamp(-0.999, 0.999)) + out)
@@ -403,7 +420,7 @@ def stage1_generator(cfg) -> Stage1G:
 
 def stage2_generator(cfg) -> Stage2G:
     return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca,
-                   cfg.stage2_residual)
+                   cfg.stage2_residual, getattr(cfg, "stage2_skips", False))
 
 
 def discriminator(cfg) -> _DBase:
