@@ -96,6 +96,9 @@ class StackGANConfig(Config):
                                 "auxiliary classifier but through the text vectors. 0.2 measured best on real "
                                 "photos (README, the quality protocol); on the rendered menu it costs diversity, "
                                 "so scripts/train_default.sh passes 0; 0: off", min=0.0)
+    stage2_consistency: float = opt(0.0, "stage II: weight of an L1 term between the picture average-pooled to the "
+                                         "stage-I size and the stage-I picture, so that stage II adds detail without "
+                                         "redrawing what stage I drew of the name; 0: off", min=0.0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
@@ -153,8 +156,8 @@ class StackGANConfig(Config):
                               "--name-loss 0")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
-        if self.stage == 1 and self.stage2_skips:
-            raise ConfigError("--stage2-skips is only for --stage 2")
+        if self.stage == 1 and (self.stage2_skips or self.stage2_consistency):
+            raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
 
     @property
     def stage2_scale(self) -> int:

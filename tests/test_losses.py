@@ -77,6 +77,33 @@ def test_name_classification_is_cross_entropy_over_the_names():
     assert torch.allclose(L.name_classification(logits.bfloat16(), y), F.cross_entropy(logits.bfloat16().float(), y))
 
 
+def test_low_res_consistency_compares_the_pooled_picture_with_stage_one():
+    low = torch.rand(2, 3, 8, 8) * 2 - 1
+    up = low.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)  # 32 px, each pixel a 4x4 block
+    assert L.low_res_consistency(up, low).item() == pytest.approx(0.0, abs=1e-7)
+    # detail that averages out within each block is free; a shift of the block's mean is not
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 0.2 - 0.1
+    assert L.low_res_consistency(up + checker, low).item() == pytest.approx(0.0, abs=1e-6)
+    assert L.low_res_consistency(up + 0.3, low).item() == pytest.approx(0.3, rel=1e-5)
+
+
+def test_stage2_consistency_is_added_to_gs_phase_only_when_on_and_given_stage_one():
+    base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0)
+    off = StackGANConfig(**base).validate()
+    D, _, fake, y, codes = _phase_inputs(off)
+    low = torch.rand(4, 3, 8, 8) * 2 - 1
+    mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2, low=low)
+    assert q0["cons"].item() == 0.0
+    on = StackGANConfig(**{**base, "stage2_consistency": 2.0}).validate()
+    g1, q1 = L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2, low=low)
+    assert q1["cons"].item() > 0
+    assert q1["cons"].item() == pytest.approx(L.low_res_consistency(fake, low).item(), rel=1e-6)
+    assert g1.item() == pytest.approx((g0 + 2.0 * q1["cons"]).item(), rel=1e-5)
+    _, q2 = L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2)
+    assert q2["cons"].item() == 0.0  # no stage-I picture (stage I): nothing to compare
+
+
 def _phase_inputs(cfg, b=4, names=5):
     torch.manual_seed(1)
     D = Stage1D(c_dim=cfg.c_dim, ndf=8, image_size=16, d_cond=cfg.d_cond)

@@ -158,13 +158,14 @@ def test_stage2_skips_join_the_encoders_maps_to_the_up_path(g_cond):
     assert G.encoder[0].weight.grad.abs().sum() > 0
 
 
-def test_stage2_skips_train_resume_and_generate(tmp_path):
+def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
     data = make_data()
     s1 = tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32")
     tr.train(s1, data=data)
-    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), stage2_skips=True, ndf=4, max_steps=2, ckpt_every=1,
-                   precision="fp32")
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), stage2_skips=True, stage2_consistency=1.0, ndf=4,
+                   max_steps=2, ckpt_every=1, precision="fp32")
     tr.train(cfg, data=make_data(size=32))
+    assert all(r["cons"] > 0 for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r)
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_skips"] is True
     from stackgan.inference import load_pipeline
@@ -173,8 +174,9 @@ def test_stage2_skips_train_resume_and_generate(tmp_path):
     assert pipe.g2.skips and pipe.info()["stage2_skips"] is True
     assert pipe.generate(NAMES[0], 2, seed=1).images.shape == (2, 3, 32, 32)
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_skips is False  # old runs: no skips
-    with pytest.raises(ConfigError, match="only for --stage 2"):
-        StackGANConfig(stage2_skips=True).validate()
+    for bad in ({"stage2_skips": True}, {"stage2_consistency": 1.0}):
+        with pytest.raises(ConfigError, match="only for --stage 2"):
+            StackGANConfig(**bad).validate()
 
 
 def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():

@@ -16,6 +16,7 @@ Regularisers and other terms:
     kl_divergence(mu, logvar)              conditioning augmentation's KL
     mode_seeking_term(a, b, za, zb)        MSGAN
     name_classification(logits, labels)    which of all the training names is this picture's
+    low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
 
 :class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
 ``g_phase``, each a loss and its parts), as stylegan2-ada's ``Loss.accumulate_gradients(phase)`` does;
@@ -33,7 +34,8 @@ from stackgan.models.stackgan import kl_divergence
 from stackgan.stackgan_config import StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
-           "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "StackGANLoss"]
+           "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
+           "StackGANLoss"]
 
 
 # -- adversarial terms ---------------------------------------------------------------------------------
@@ -127,6 +129,14 @@ def name_classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 # -- StackGAN: the two phases of a step ----------------------------------------------------------------
+def low_res_consistency(img: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between ``img`` average-pooled to ``low``'s size and ``low``: stage II may add
+    detail, but what it draws must still look like the stage-I picture from afar (the layout and colours that
+    carry the name), as super-resolution models tie their output to the low-resolution input."""
+    k = img.shape[-1] // low.shape[-1]
+    return (F.avg_pool2d(img.float(), k) - low.float()).abs().mean()
+
+
 class StackGANLoss:
     """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
     with ``augment`` applied to every picture D sees (DiffAugment / ADA: the same op on reals and fakes).
@@ -178,9 +188,10 @@ class StackGANLoss:
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
                 logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
-                pairs: int) -> tuple[torch.Tensor, dict[str, Any]]:
+                pairs: int, low: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
-        fake must be read as its own name); mode seeking over the first ``pairs`` x 2 fakes."""
+        fake must be read as its own name); mode seeking over the first ``pairs`` x 2 fakes; stage II:
+        the fake pooled to the stage-I picture ``low``'s size must match it."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
         ffg = D.features(self.augment(fake))
@@ -195,4 +206,8 @@ class StackGANLoss:
         if cfg.mode_seeking > 0:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
-        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms}
+        cons = zero
+        if cfg.stage2_consistency > 0 and low is not None:
+            cons = low_res_consistency(fake, low)
+            loss = loss + cfg.stage2_consistency * cons
+        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons}

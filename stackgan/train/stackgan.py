@@ -495,7 +495,7 @@ class StackGANTrainer:
         emb = self.emb[y_fake]
         z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
-            fake, mu, logvar, _ = self._generate(self.G, z, emb)
+            fake, mu, logvar, low = self._generate(self.G, z, emb)
             with torch.no_grad():
                 mu_w, _ = self.G.ca.encode(emb_w)
                 mu_r, _ = self.G.ca.encode(self.emb[y]) if y_fake is not y else (mu, None)
@@ -515,7 +515,7 @@ class StackGANTrainer:
 
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
-            g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half)
+            g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low)
         if not torch.isfinite(g_loss):
             self.D.requires_grad_(True)
             return self._recover("G", g_loss)
@@ -532,6 +532,7 @@ class StackGANTrainer:
             return {
                 "d_loss": float(d_loss), "g_loss": float(g_loss), "g_adv": float(g_parts["g_adv"]),
                 "kl": float(g_parts["kl"]), "gp": float(d_parts["gp"]), "ms": float(g_parts["ms"]),
+                "cons": float(g_parts["cons"]),
                 "r1": float(d_parts["r1"]), "name_d": float(d_parts["name_d"]), "name_g": float(g_parts["name_g"]),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
