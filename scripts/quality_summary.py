@@ -35,10 +35,14 @@ def row(path: Path) -> str:
         ceil = ceiling.get("name", ceiling.get("all"))
         faith = f"faith {overall:.3f} / {ceil:.3f} = {overall / ceil:.2f}"
     fid, floor = m["fid"]["fid"], m["fid_floor"]["fid"]
+    detail = ""
+    if m.get("fid_detail"):  # stage II: FID on crops at the pictures' own size
+        dfid, dfloor = m["fid_detail"]["fid"], m["fid_detail_floor"]["fid"]
+        detail = f" | detail FID {dfid:5.2f} / {dfloor:.2f} = {dfid / dfloor:4.1f}x"
     mem = m["memorisation"]
     t = m.get("training") or {}
     return (f"{Path(d['run']).name:24s} steps {t.get('steps') or '?':>6} | {faith} | "
-            f"FID {fid:6.2f} / {floor:.2f} = {fid / floor:4.1f}x | div {m['diversity']['ratio']:.2f} | "
+            f"FID {fid:6.2f} / {floor:.2f} = {fid / floor:4.1f}x{detail} | div {m['diversity']['ratio']:.2f} | "
             f"mem {mem['feature']['median']:.2f} vs held-out {mem['heldout_feature']['median']:.2f} | n {m['faithfulness_train']['images']}")
 
 

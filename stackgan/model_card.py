@@ -51,6 +51,9 @@ def _metrics_lines(m: dict[str, Any]) -> list[str]:
     if "fid_in_domain" in m:
         floor = f" (floor {_fmt(m['fid_floor'])})" if "fid_floor" in m else ""
         lines.append(f"| FID, in-domain classifier features | {_fmt(m['fid_in_domain'])}{floor} |")
+    if "fid_detail" in m:
+        lines.append(f"| FID in detail (crops at full size), in-domain classifier features | {_fmt(m['fid_detail'])} "
+                     f"(floor {_fmt(m['fid_detail_floor'])}) |")
     if "kid_in_domain" in m:
         lines.append(f"| KID x10^3, in-domain | {_fmt(m['kid_in_domain'])} |")
     if "diversity_ratio" in m:

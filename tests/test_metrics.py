@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stackgan.metrics import diversity as div
 from stackgan.metrics import fid as fidm
@@ -630,3 +631,53 @@ def test_pixel_diversity_of_the_training_log():
     # name 0: two pictures 2.0 apart in [-1, 1]; name 1 has one picture and is left out
     assert div.real_pixel_diversity(u8, labels, [0, 1], size=8) == pytest.approx(2.0)
     assert math.isnan(div.real_pixel_diversity(u8, labels, [1], size=8))
+
+
+# -- the detail FID: crops at the pictures' own size -------------------------------------------------
+def test_detail_crops_are_the_inset_corners_and_the_centre():
+    from stackgan.metrics.evaluate import detail_crops
+
+    x = torch.arange(64 * 64, dtype=torch.float32).view(1, 1, 64, 64).expand(2, 3, 64, 64)
+    c = detail_crops(x, 24)  # inset 8, far corner at 64 - 8 - 24 = 32, centre at 20
+    assert c.shape == (10, 3, 24, 24)
+    assert [int(v) for v in c[::2, 0, 0, 0]] == [8 * 64 + 8, 8 * 64 + 32, 32 * 64 + 8, 32 * 64 + 32, 20 * 64 + 20]
+    with pytest.raises(ValueError, match="do not fit"):
+        detail_crops(torch.zeros(1, 3, 28, 28), 24)
+
+
+def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, fid_detail, fid_in_domain
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.registry import MetricContext
+
+    _, clf, _ = menu  # reads 24 px pictures
+    folder, _ = write_menu_folder(tmp_path / "photos", per=6, size=64)
+    data = load_real_data(folder, image_size=24, held_out=0.34, seed=0, progress=False)
+    assert (data.held_out, data.split_seed) == (0.34, 0)
+
+    def sharp(name, n, seed):
+        t = next(t for t in TOPS if name.startswith(t))
+        return render(name[len(t):], t, n, size=64, seed=seed)
+
+    def blurred(name, n, seed):  # the same pictures without their fine detail (the pixel noise)
+        return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
+
+    proto = Protocol(n_per_name=2, kid_subsets=5)
+    got = {}
+    for label, sampler in (("sharp", sharp), ("blurred", blurred)):
+        ctx = MetricContext(sampler=sampler, data=data, clf=clf, proto=proto, label=label)
+        got[label] = {**fid_detail(ctx), **fid_in_domain(ctx)}
+    s, b = got["sharp"], got["blurred"]
+    assert (s["fid_detail"]["size"], s["fid_detail"]["crop"]) == (64, 24)
+    assert s["fid_detail"]["n_a"] == s["fid_detail"]["n_b"] == 5 * len(data.test_images)
+    assert s["fid_detail_floor"] == b["fid_detail_floor"]  # training against held-out photos, both at 64 px
+    assert s["fid_detail"]["fid"] < 3 * s["fid_detail_floor"]["fid"] + 1
+    assert b["fid_detail"]["fid"] > 3 * s["fid_detail"]["fid"]  # the blur is plain in the detail (4.6x here) ...
+    assert b["fid"]["fid"] < 1.5 * s["fid"]["fid"]  # ... and hardly shows on the shrunken whole picture (1.25x)
+    # pictures smaller than twice the classifier's input have no detail to crop; a data set without a
+    # folder (built in memory) cannot be loaded again at another size
+    small = MetricContext(sampler=lambda name, n, seed: sharp(name, n, seed)[..., :32, :32], data=data, clf=clf,
+                          proto=proto)
+    assert fid_detail(small) is None
+    synthetic = MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)
+    assert fid_detail(synthetic) is None

@@ -126,3 +126,12 @@ def test_the_shipped_model_card_matches_its_metrics(tmp_path):
     m = pipe.pipeline.extra["metrics"]
     assert f"{m['fid_in_domain']:.3f}" in card and f"(floor {m['fid_floor']:.3f})" in card
     assert "`data/menu`: " in card and "50 dish names" in card
+
+
+def test_the_model_card_shows_the_detail_fid_when_measured():
+    from stackgan.model_card import _metrics_lines
+
+    m = {"fid_in_domain": 3.26, "fid_floor": 1.77}
+    assert not any("detail" in line for line in _metrics_lines(m))
+    lines = _metrics_lines({**m, "fid_detail": 8.19, "fid_detail_floor": 1.6})
+    assert "| FID in detail (crops at full size), in-domain classifier features | 8.190 (floor 1.600) |" in lines

@@ -45,7 +45,7 @@ class ProtocolOptions(Config):
                                          "or the FID-Inception weights of published FIDs (pt_inception-2015-12-05-"
                                          "*.pth, needs pytorch-fid); the report says which")
     metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
-                              "fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
+                              "fid_detail, fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
                               "applies (see stackgan.metrics.registry)")
     seed: int = opt(0, "seed of the generated pictures", min=0)
     device: str = opt("auto", "auto, cpu, cuda, ...")

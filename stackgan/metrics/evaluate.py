@@ -41,7 +41,7 @@ from stackgan.metrics.classifier import Classifier, ClassifierConfig, encode_lab
 from stackgan.metrics.faithfulness import attribute_faithfulness, class_faithfulness
 from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
-from stackgan.metrics.realdata import PART_KEYS, RealData
+from stackgan.metrics.realdata import PART_KEYS, RealData, load_real_data
 from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
 
 
@@ -189,6 +189,44 @@ def fid_in_domain(ctx: MetricContext) -> dict:
     fgen, _, floor = _fid_set(ctx)
     return {"fid": distances(ctx.clf, fgen, ctx.data.test_images, ctx.proto.kid_subsets, ctx.proto.seed),
             "fid_floor": distances(ctx.clf, floor, ctx.data.test_images, ctx.proto.kid_subsets, ctx.proto.seed)}
+
+
+def detail_crops(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Five ``size`` px crops of each picture at its own resolution: the four corners, each inset by an
+    eighth of the picture, and the centre (picture-major: crop k of every picture, then crop k + 1)."""
+    s = images.shape[-1]
+    lo, hi, mid = s // 8, s - s // 8 - size, (s - size) // 2
+    if hi < lo:
+        raise ValueError(f"crops of {size} px do not fit in {s} px pictures with an inset of {s // 8}")
+    spots = [(lo, lo), (lo, hi), (hi, lo), (hi, hi), (mid, mid)]
+    return torch.cat([images[..., a:a + size, b:b + size] for a, b in spots])
+
+
+@register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "
+                               "classifier's size taken at the pictures' own resolution (corners and centre), "
+                               "against the held-out photos loaded at that size, with the floor of training photos: "
+                               "the fine detail that the whole-picture FID, on shrunken copies, cannot see")
+def fid_detail(ctx: MetricContext) -> dict | None:
+    fgen, fidx, _ = _fid_set(ctx)
+    size, crop = int(fgen.shape[-1]), int(ctx.clf.config.image_size)
+    data = ctx.data
+    if size < 2 * crop or not data.root or data.held_out <= 0:
+        return None
+
+    def make():
+        ctx.say(f"{ctx.label}: loading {data.root} at {size} px for the detail FID")
+        return load_real_data(data.root, image_size=size, held_out=data.held_out, seed=data.split_seed,
+                              progress=False)
+    big = ctx.shared(f"real_{size}px", make)
+    if big.names != data.names or len(big.test_images) != len(data.test_images):
+        raise RuntimeError(f"{data.root} loaded at {size} px gave another split than at "
+                           f"{data.test_images.shape[-1]} px")
+    floor = name_matched_real(big.train_images, big.train_labels, fidx, ctx.proto.seed)
+    proto = ctx.proto
+    real = detail_crops(big.test_images, crop)
+    return {"fid_detail": {**distances(ctx.clf, detail_crops(fgen, crop), real, proto.kid_subsets, proto.seed),
+                           "size": size, "crop": crop},
+            "fid_detail_floor": distances(ctx.clf, detail_crops(floor, crop), real, proto.kid_subsets, proto.seed)}
 
 
 @register_metric("fid_inception", "the same on Inception features (only with --inception: a local torchvision or "

@@ -34,6 +34,8 @@ class RealData:
     invented: list[tuple[str, dict[str, str]]] = dataclasses.field(default_factory=list)
     root: str = ""
     split_note: str = ""
+    held_out: float = 0.0  # the split, so that the same photos can be loaded again at another size
+    split_seed: int = 0
 
     @property
     def has_attributes(self) -> bool:
@@ -115,6 +117,7 @@ def load_real_data(root: str | os.PathLike, image_size: int = 64, channels: int 
         test_images=te.images, test_labels=te.labels.long(), parts=_attr_by_name(ds), invented=invented,
         root=str(root),
         split_note=f"{len(te)} of {len(ds)} photos held out (about {held_out:.0%} of each name, split seed {seed})",
+        held_out=held_out, split_seed=seed,
     )
 
 

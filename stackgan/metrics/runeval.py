@@ -346,5 +346,7 @@ def compact(results: dict, label: str) -> dict:
            if (results.get("invented_names") or {}).get("source") else {}),
         "fid_in_domain": r["fid"]["fid"], "fid_floor": r["fid_floor"]["fid"], "kid_in_domain": r["fid"]["kid"],
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
+        **({"fid_detail": r["fid_detail"]["fid"], "fid_detail_floor": r["fid_detail_floor"]["fid"]}
+           if r.get("fid_detail") else {}),
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
     }
