@@ -23,7 +23,7 @@ def train_command(cfg: StackGANConfig) -> str:
         if f.name in _NOT_RECIPE or f.name in ("stage", "data") or not f.metadata.get("cli", True):
             continue
         value = getattr(cfg, f.name)
-        if value == f.default:
+        if value == f.default or value == cfg.stage_default(f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):

@@ -89,7 +89,7 @@ def test_low_res_consistency_compares_the_pooled_picture_with_stage_one():
 
 def test_stage2_consistency_is_added_to_gs_phase_only_when_on_and_given_stage_one():
     base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0)
-    off = StackGANConfig(**base).validate()
+    off = StackGANConfig(**base, stage2_consistency=0.0).validate()
     D, _, fake, y, codes = _phase_inputs(off)
     low = torch.rand(4, 3, 8, 8) * 2 - 1
     mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)

@@ -179,6 +179,30 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
+def test_the_consistency_term_is_on_by_default_for_stage_two_only():
+    from stackgan.stackgan_config import STAGE2_CONSISTENCY
+
+    assert STAGE2_CONSISTENCY == 50.0
+    assert StackGANConfig().validate().stage2_consistency == 0.0
+    two = StackGANConfig(stage=2, stage1="s1").validate()
+    assert two.stage2_consistency == 50.0 and two.stage_default("stage2_consistency") == 50.0
+    assert StackGANConfig(stage=2, stage1="s1", stage2_consistency=0.0).validate().stage2_consistency == 0.0
+    # a stage-II run folder from before the option: trained without it, and so it stays
+    old = two.to_dict()
+    old.pop("stage2_consistency")
+    assert StackGANConfig.from_dict(old).stage2_consistency == 0.0
+    assert StackGANConfig.from_dict(two.to_dict()) == two
+    # resuming that old run without the option is not "asking" for the new default
+    assert tr.ignored_on_resume(two, StackGANConfig.from_dict(old)) == []
+    asked = StackGANConfig(stage=2, stage1="s1", stage2_consistency=5.0).validate()
+    assert tr.ignored_on_resume(asked, StackGANConfig.from_dict(old)) == ["--stage2-consistency 5.0 (the run's: 0.0)"]
+    # the model card's command line names it only where it differs from the stage's default
+    from stackgan.model_card import train_command
+
+    assert "consistency" not in train_command(two) and "consistency" not in train_command(StackGANConfig().validate())
+    assert "--stage2-consistency 0" in train_command(StackGANConfig.from_dict(old))
+
+
 def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():
     from stackgan.models.stackgan import SkipExcitation
 
@@ -584,7 +608,7 @@ def test_config_checks():
         StackGANConfig(g_cond="late").validate()
     with pytest.raises(ConfigError, match="mode.seeking"):
         StackGANConfig(mode_seeking=-1.0).validate()
-    cfg = StackGANConfig()
+    cfg = StackGANConfig().validate()
     assert (cfg.g_cond, cfg.d_cond, cfg.mode_seeking, cfg.ca) == ("fusion", "projection", 0.0, True)
     # a run folder written before these options existed loads with the settings it was trained with
     old = cfg.to_dict()

@@ -207,7 +207,7 @@ class StackGANLoss:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
         cons = zero
-        if cfg.stage2_consistency > 0 and low is not None:
+        if (cfg.stage2_consistency or 0.0) > 0 and low is not None:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
         return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons}

@@ -841,7 +841,7 @@ def ignored_on_resume(cfg: StackGANConfig, saved: StackGANConfig) -> list[str]:
         if f.name in RESUMABLE_CHANGES or f.name == "emb_dim" or not f.metadata.get("cli", True):
             continue
         asked, own = getattr(cfg, f.name), getattr(saved, f.name)
-        if asked != own and asked != f.default:
+        if asked != own and asked != f.default and asked != cfg.stage_default(f.name):
             out.append(f"--{f.name.replace('_', '-')} {asked!r} (the run's: {own!r})")
     return out
 
