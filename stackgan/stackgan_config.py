@@ -18,9 +18,9 @@ LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
 
-# What a run folder written before a field existed meant by its absence (the settings of that time).
-STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency
+STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency (stage I: 0)
 
+# What a run folder written before a field existed meant by its absence (the settings of that time).
 LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
                    "stage2_skips": False, "stage2_consistency": 0.0,
                    "precision": "fp32", "name_loss": 0.0, "r1": 0.0}
@@ -170,7 +170,7 @@ class StackGANConfig(Config):
         the stage)."""
         if name == "stage2_consistency":
             return STAGE2_CONSISTENCY if self.stage == 2 else 0.0
-        return next(f.default for f in dataclasses.fields(self) if f.name == name)
+        return self.__dataclass_fields__[name].default
 
     @property
     def stage2_scale(self) -> int:

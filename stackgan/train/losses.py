@@ -128,7 +128,6 @@ def name_classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float(), labels)
 
 
-# -- StackGAN: the two phases of a step ----------------------------------------------------------------
 def low_res_consistency(img: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between ``img`` average-pooled to ``low``'s size and ``low``: stage II may add
     detail, but what it draws must still look like the stage-I picture from afar (the layout and colours that
@@ -137,6 +136,7 @@ def low_res_consistency(img: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(img.float(), k) - low.float()).abs().mean()
 
 
+# -- StackGAN: the two phases of a step ----------------------------------------------------------------
 class StackGANLoss:
     """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
     with ``augment`` applied to every picture D sees (DiffAugment / ADA: the same op on reals and fakes).
