@@ -167,7 +167,7 @@ def _load_stackgan(run: RunFolder, path: Path, device: torch.device, precision: 
             raise CheckpointError(f"{folder}: names.json and embeddings.safetensors do not match")
         counts = info.get("counts") or []
         train_info = {"data": info.get("data"), "n_images": info.get("n_images"), "n_names": len(names),
-                      "encoder_id": info.get("encoder_id"),
+                      "encoder_id": info.get("encoder_id"), "parts": info.get("parts"),
                       "photos_per_name": {"min": min(counts), "max": max(counts)} if counts else None,
                       "grid_names": info.get("grid_names", [])}
     metrics = read_json(folder / "metrics.json", default=None)
@@ -215,6 +215,18 @@ class Pipeline:
         self.folder = folder
         self.extra = extra or {}
         self._encoder = None
+        self.parts = None  # the parts vocabulary of a --parts model (stackgan.text.parts)
+        if cfg1.part_dim:
+            from stackgan.text.parts import PartVocab
+
+            vocab = (self.extra.get("train") or {}).get("parts")
+            if vocab is None:
+                raise CheckpointError(f"{folder}: the model reads names with their parts (--parts), but its "
+                                      "names.json has no parts vocabulary")
+            self.parts = PartVocab.from_json(vocab)
+            if self.parts.dim != cfg1.part_dim:
+                raise CheckpointError(f"{folder}: names.json's parts vocabulary codes {self.parts.dim} values, "
+                                      f"the model {cfg1.part_dim}")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._directions = self._explore_directions()
 
@@ -230,9 +242,9 @@ class Pipeline:
             from stackgan.text import load_text_encoder
 
             enc = load_text_encoder(self.cfg.text_encoder)
-            if enc.dim != self.cfg.emb_dim:
+            if enc.dim != self.text_dim:
                 raise CheckpointError(f"the text encoder {self.cfg.text_encoder!r} gives {enc.dim}-d vectors, "
-                                      f"the model was trained on {self.cfg.emb_dim}-d ones")
+                                      f"the model was trained on {self.text_dim}-d ones")
             want = (self.extra.get("train") or {}).get("encoder_id")
             have = getattr(enc, "id", None)
             if want and have and have != want:
@@ -253,10 +265,17 @@ class Pipeline:
             return self._cache[key]
         with torch.inference_mode():
             vec = self.encoder().encode([key])[0].float().cpu()
+        if self.parts is not None:  # a name outside training: its parts as the vocabulary reads them
+            vec = torch.cat([vec, self.parts.codes([key])[0]])
         self._cache[key] = vec
         while len(self._cache) > NAME_CACHE:
             self._cache.popitem(last=False)
         return vec
+
+    @property
+    def text_dim(self) -> int:
+        """Size of the sentence-vector block of the name vectors (without a parts code)."""
+        return self.cfg.emb_dim - self.cfg1.part_dim
 
     # -- latents -------------------------------------------------------------------------------
     def _noise(self, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -423,8 +442,9 @@ class Pipeline:
         """The ``k`` training names nearest to ``name`` by cosine of sentence vectors."""
         if self.emb is None or not self.names:
             return []
-        q = torch.nn.functional.normalize(self.embed(name).float(), dim=0)
-        sims = torch.nn.functional.normalize(self.emb, dim=1) @ q
+        t = self.text_dim  # the sentence vectors alone: how near the wording is
+        q = torch.nn.functional.normalize(self.embed(name).float()[:t], dim=0)
+        sims = torch.nn.functional.normalize(self.emb[:, :t], dim=1) @ q
         top = torch.topk(sims, min(int(k), len(self.names)))
         return [(self.names[i], float(s)) for s, i in zip(top.values.tolist(), top.indices.tolist())]
 
@@ -434,7 +454,7 @@ class Pipeline:
         on (it is farther from every known dish than any known dish is from its neighbour)."""
         if self.emb is None or len(self.names) < 2:
             return None
-        e = torch.nn.functional.normalize(self.emb.float(), dim=1)
+        e = torch.nn.functional.normalize(self.emb.float()[:, :self.text_dim], dim=1)
         sims = e @ e.T
         sims.fill_diagonal_(-2.0)
         return float(sims.max(dim=1).values.min())

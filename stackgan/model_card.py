@@ -9,7 +9,7 @@ from typing import Any
 from stackgan.stackgan_config import StackGANConfig
 
 # run-folder bookkeeping that says nothing about the recipe
-_NOT_RECIPE = {"out", "resume", "progress", "device", "emb_dim", "stage1", "sample_every", "ckpt_every", "keep_ckpts",
+_NOT_RECIPE = {"out", "resume", "progress", "device", "emb_dim", "part_dim", "stage1", "sample_every", "ckpt_every", "keep_ckpts",
                "log_every", "grid_rows", "grid_cols", "amp"}
 
 
@@ -91,8 +91,14 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
         + (" (the procedural cafeteria menu that `stackgan make-menu` draws; no photos of people or of real "
            "restaurants)" if "menu" in str(data) else "") + ".", "",
         "## Text encoder", "",
-        f"`{encoder} {cfg.emb_dim}-d sentence vectors of the names, standardised with the training names' mean "
-        "and spread). Names outside the training set are encoded by the same encoder, loaded from the local cache.", "",
+        f"`{encoder} {cfg.emb_dim - cfg1.part_dim}-d sentence vectors of the names, standardised with the training "
+        "names' mean and spread). Names outside the training set are encoded by the same encoder, loaded from the "
+        "local cache.", "",
+        *([f"Each name vector also ends in a {cfg1.part_dim}-value code of the name's parts (`--parts`: "
+           f"{', '.join((train_info or {}).get('parts', {}).get('slots', [])) or 'from attributes.tsv'}; the "
+           "vocabulary is in `names.json`): a new name is read into the parts it is made of, so a combination never "
+           "seen in training gets the parts' codes learnt from the training names; a part it cannot read is left "
+           "unknown and the sentence vector speaks for it.", ""] if cfg1.part_dim else []),
         "## Training recipe", "",
         "```", train_command(cfg1) if stages == 2 else train_command(cfg), *( [train_command(cfg)] if stages == 2 else []),
         "```", "",

@@ -51,6 +51,16 @@ class StackGANConfig(Config):
     # text
     text_encoder: str = opt("e5", "text encoder of the dish names: e5, scratch:FOLDER or a HF folder/id")
     emb_dim: int = opt(0, "size of the sentence vectors (set from the encoder)", min=0, cli=False)
+    parts: bool = opt(False, "condition on the name's parts too (the data's attributes.tsv: base, topping, "
+                             "modifier, ...): a code of each part joins the sentence vector, so a name never seen in "
+                             "training but made of known parts (サーモンうどん) gets the parts' codes learnt from "
+                             "the training names")
+    parts_drop: float = opt(0.1, "--parts: share of training draws in which each part is hidden (coded unknown), "
+                                 "so the model also draws names whose parts it cannot read", min=0.0, max=1.0)
+    name_drop: float = opt(0.5, "--parts: share of training draws in which the sentence vector is hidden (set to "
+                                "the training names' mean), so the parts alone must carry the dish", min=0.0, max=1.0)
+    part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
+                        cli=False)
 
     # model
     image_size: int = opt(64, "stage-I picture size (16/32 for quick tests)", choices=STAGE1_SIZES)
@@ -162,6 +172,8 @@ class StackGANConfig(Config):
             raise ConfigError("--stage1 is only for --stage 2")
         if self.stage == 1 and (self.stage2_skips or self.stage2_consistency):
             raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
+        if not self.parts and self.part_dim:
+            raise ConfigError("part_dim is set but --parts is off")
         if self.stage2_consistency is None:  # not given: the default of the stage
             self.stage2_consistency = self.stage_default("stage2_consistency")
 

@@ -961,3 +961,120 @@ def test_lr_sets_both_rates_as_in_the_dcgan(capsys):
     assert (cfg.lr_g, cfg.lr_d) == (0.001, 0.001)
     assert "note: --lr is deprecated; use --lr-g and --lr-d" in capsys.readouterr().err
     assert StackGANConfig.from_args(p.parse_args(["--lr-g", "0.003"])).lr_g == 0.003
+
+
+# -- --parts: the name's parts beside its sentence vector ---------------------------------------------
+PARTS = {"カツカレー": ("カレー", "カツ", "-"), "きつねうどん": ("うどん", "きつね", "-"),
+         "ピリ辛サーモン丼": ("丼", "サーモン", "ピリ辛"), "味噌ラーメン": ("味噌ラーメン", "-", "-")}
+
+
+def parts_folder(root: Path, attributes: bool = True) -> Path:
+    """Three photos of each of NAMES with names.tsv, attributes.tsv and invented.tsv (サーモンうどん)."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    names, attrs = ["file\tname"], ["file\tname\tbase\ttopping\tmodifier"]
+    for k, name in enumerate(NAMES):
+        for i in range(3):
+            Image.new("RGB", (20, 20), (60 * k, 40 * i, 90)).save(root / f"{k}-{i}.png")
+            names.append(f"{k}-{i}.png\t{name}")
+            attrs.append(f"{k}-{i}.png\t{name}\t" + "\t".join(PARTS[name]))
+    (root / "names.tsv").write_text("\n".join(names) + "\n", encoding="utf-8")
+    if attributes:
+        (root / "attributes.tsv").write_text("\n".join(attrs) + "\n", encoding="utf-8")
+    (root / "invented.tsv").write_text("name\tbase\ttopping\tmodifier\nサーモンうどん\tうどん\tサーモン\t-\n",
+                                       encoding="utf-8")
+    return root
+
+
+def test_ca_with_parts_standardises_the_sentence_block_only():
+    text, codes = torch.randn(6, EMB) * 0.1 + 0.5, torch.eye(6)[:, :5]
+    emb = torch.cat([text, codes], dim=1)
+    ca = CondAugment(EMB + 5, 8, part_dim=5)
+    ca.set_normalization(emb)
+    x = ca.standardise(emb)
+    plain = CondAugment(EMB, 8)
+    plain.set_normalization(text)
+    assert torch.allclose(x[:, :EMB], plain.standardise(text), atol=1e-6)
+    assert torch.allclose(x[:, EMB:], codes * ca.part_scale)
+    # the code weighs as much as the standardised sentence vectors
+    assert x[:, EMB:].norm(dim=1).mean() == pytest.approx(EMB ** 0.5, rel=1e-5)
+    assert "part_scale" not in plain.state_dict()  # models without parts keep their weight files' keys
+    with pytest.raises(ValueError, match="part_dim"):
+        CondAugment(EMB, 8, part_dim=EMB)
+
+
+def test_parts_train_resume_and_compose_a_new_name(tmp_path, monkeypatch, capsys):
+    from conftest import use_hash_encoder
+
+    from stackgan.inference import load_pipeline
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    data_dir = parts_folder(tmp_path / "menu")
+    cfg = tiny_cfg(tmp_path, data=str(data_dir), parts=True, ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    vocab = data.parts
+    assert vocab.slots == ("base", "topping", "modifier") and vocab.sizes == (5, 4, 2)
+    assert data.emb.shape == (4, EMB + vocab.dim)
+    assert torch.equal(data.emb[:, EMB:], vocab.codes(data.names, {n: dict(zip(vocab.slots, PARTS[n]))
+                                                                   for n in data.names}))
+    # the invented grid row is coded from its parts: うどん from きつねうどん, サーモン from ピリ辛サーモン丼
+    row = data.grid_names.index("サーモンうどん")
+    assert torch.equal(data.grid_emb[row, EMB:], vocab.code(vocab.parse("サーモンうどん")))
+    tr.train(cfg, data=data)
+    run = tmp_path / "run"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["parts"] is True and saved["part_dim"] == vocab.dim and saved["emb_dim"] == EMB + vocab.dim
+    assert json.loads((run / "names.json").read_text(encoding="utf-8"))["parts"] == vocab.to_json()
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3  # reloads the data itself
+    pipe = load_pipeline(run)
+    assert torch.equal(pipe.embed("サーモンうどん")[EMB:], vocab.code(vocab.parse("サーモンうどん")))
+    assert pipe.embed("サーモンうどん")[:EMB].shape == (EMB,)
+    assert pipe.generate("サーモンうどん", 2, seed=3).images.shape == (2, 3, 16, 16)
+    assert pipe.neighbours("カツカレー", 1)[0] == ("カツカレー", pytest.approx(1.0))  # by the sentence vectors
+    card = pipe.model_card()
+    assert f"{EMB}-d sentence vectors" in card and f"{vocab.dim}-value code of the name's parts" in card
+    assert "base, topping, modifier" in card
+    # stage II reads the names as its stage I does
+    cfg2 = tiny_cfg(tmp_path, data=str(data_dir), stage=2, stage1=str(run), out=str(tmp_path / "s2"), ndf=4,
+                    max_steps=1, precision="fp32")
+    tr.train(cfg2)
+    assert "stage II takes --parts from its stage I" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s2" / "config.json").read_text())["part_dim"] == vocab.dim
+    assert load_pipeline(tmp_path / "s2").generate("サーモンうどん", 1, seed=0).images.shape == (1, 3, 32, 32)
+
+
+def test_parts_hide_the_sentence_vector_or_a_part_at_random(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu")), parts=True, name_drop=1.0, parts_drop=1.0)
+    data = tr.load_training_data(cfg, progress=False)
+    trainer = tr.StackGANTrainer(cfg, data, tmp_path / "run", device="cpu")
+    hidden = trainer.hide(trainer.emb)
+    assert torch.equal(hidden[:, :EMB], trainer.G.ca.emb_shift[:EMB].expand(4, -1))  # standardises to 0
+    assert hidden[:, EMB:].abs().sum() == 0
+    assert trainer.G.ca.standardise(hidden).abs().max() < 1e-5
+    keep = tr.StackGANTrainer(dataclasses.replace(cfg, name_drop=0.0, parts_drop=0.0), data, tmp_path / "r2",
+                              device="cpu")
+    assert torch.equal(keep.hide(keep.emb), keep.emb)
+    torch.manual_seed(0)
+    some = tr.StackGANTrainer(dataclasses.replace(cfg, name_drop=0.5, parts_drop=0.5), data, tmp_path / "r3",
+                              device="cpu").hide(data.emb.repeat(50, 1))
+    hidden_share = (some[:, EMB:EMB + 5].abs().sum(1) == 0).float().mean()
+    assert 0.3 < hidden_share < 0.7
+
+
+def test_parts_need_an_attributes_table(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu", attributes=False)), parts=True)
+    with pytest.raises(DataError, match="--parts needs .*attributes.tsv"):
+        tr.load_training_data(cfg, progress=False)
+    with pytest.raises(ConfigError, match="--parts needs name vectors"):
+        tr.StackGANTrainer(cfg, make_data(), tmp_path / "run", device="cpu")
+    with pytest.raises(ConfigError, match="--parts needs name vectors"):  # parts coded, but the config is off
+        data = tr.load_training_data(dataclasses.replace(cfg, data=str(parts_folder(tmp_path / "m2"))),
+                                     progress=False)
+        tr.StackGANTrainer(dataclasses.replace(cfg, parts=False), data, tmp_path / "run", device="cpu")

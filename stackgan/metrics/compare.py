@@ -52,7 +52,7 @@ def base_stackgan(cfg: CompareConfig) -> dict:
 def stackgan_config(base: dict, out: Path, model: str = "stackgan"):
     from stackgan.stackgan_config import StackGANConfig
 
-    return StackGANConfig.from_dict({**base, **ABLATIONS[model], "out": str(out), "emb_dim": 0})
+    return StackGANConfig.from_dict({**base, **ABLATIONS[model], "out": str(out), "emb_dim": 0, "part_dim": 0})
 
 
 def dcgan_config(base: dict, out: Path):
@@ -71,7 +71,7 @@ def dcgan_config(base: dict, out: Path):
 
 # where a run is, on what, how it shows progress and how fast it computes: not what it trains
 # (bf16 and fp32 train to the same quality at equal steps; README, "Speed")
-_VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progress", "resume", "emb_dim", "precision"})
+_VOLATILE = frozenset({"out", "checkpoint_dir", "sample_dir", "device", "progress", "resume", "emb_dim", "part_dim", "precision"})
 
 
 def _settings(config: dict) -> dict:

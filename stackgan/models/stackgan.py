@@ -143,29 +143,52 @@ class CondAugment(nn.Module):
     Sentence vectors of dish names are all alike (cosines of 0.8-0.9 with e5): the input is first
     standardised with the training names' mean and spread (buffers ``emb_shift`` / ``emb_scale``,
     set by :meth:`set_normalization` and saved with the weights, so new names at inference get
-    the same transform).
+    the same transform). With ``part_dim`` the last ``part_dim`` values are a parts code
+    (:mod:`stackgan.text.parts`), not standardised but scaled by ``part_scale`` so that it weighs
+    as much as the sentence vector.
     """
 
-    def __init__(self, emb_dim: int, c_dim: int = 128, stochastic: bool = True):
+    def __init__(self, emb_dim: int, c_dim: int = 128, stochastic: bool = True, part_dim: int = 0):
         super().__init__()
-        self.emb_dim, self.c_dim, self.stochastic = emb_dim, c_dim, stochastic
+        if not 0 <= part_dim < emb_dim:
+            raise ValueError(f"part_dim must be in [0, {emb_dim}), got {part_dim}")
+        self.emb_dim, self.c_dim, self.stochastic, self.part_dim = emb_dim, c_dim, stochastic, part_dim
         # without CA (the ablation) the FC gives mu alone and c = mu
         self.fc = nn.Linear(emb_dim, 2 * c_dim if stochastic else c_dim)
         self.register_buffer("emb_shift", torch.zeros(emb_dim))
         self.register_buffer("emb_scale", torch.ones(()))
+        if part_dim:
+            self.register_buffer("part_scale", torch.ones(()))
+
+    @property
+    def text_dim(self) -> int:
+        """Size of the sentence-vector block (the whole input without parts)."""
+        return self.emb_dim - self.part_dim
 
     @torch.no_grad()
     def set_normalization(self, train_emb: torch.Tensor) -> None:
-        """Centre on the training names' mean vector and scale to unit spread per dimension."""
-        e = train_emb.detach().float().to(self.emb_shift.device)
+        """Centre on the training names' mean vector and scale to unit spread per dimension; a parts
+        code is scaled to the standardised sentence vectors' length."""
+        e = train_emb.detach().float().to(self.emb_shift.device)[:, :self.text_dim]
         mean = e.mean(0)
         spread = (e - mean).pow(2).mean().sqrt()
-        self.emb_shift.copy_(mean)
+        self.emb_shift.zero_()
+        self.emb_shift[:self.text_dim].copy_(mean)
         self.emb_scale.fill_(1.0 / float(spread) if float(spread) > 1e-8 else 1.0)
+        if self.part_dim:
+            code_len = train_emb.detach().float()[:, self.text_dim:].norm(dim=1).mean()
+            self.part_scale.fill_(math.sqrt(self.text_dim) / float(code_len) if float(code_len) > 0 else 1.0)
+
+    def standardise(self, emb: torch.Tensor) -> torch.Tensor:
+        x = (emb - self.emb_shift.to(emb.dtype)) * self.emb_scale.to(emb.dtype)
+        if self.part_dim:
+            t = self.text_dim
+            x = torch.cat([x[:, :t], emb[:, t:] * self.part_scale.to(emb.dtype)], dim=1)
+        return x
 
     def encode(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mu, log sigma^2); log sigma^2 is None without CA."""
-        x = (emb - self.emb_shift.to(emb.dtype)) * self.emb_scale.to(emb.dtype)
+        x = self.standardise(emb)
         if not self.stochastic:
             return self.fc(x), None
         mu, logvar = self.fc(x).chunk(2, dim=1)
@@ -209,7 +232,7 @@ class Stage1G(nn.Module):
     SLE_SPAN = 3  # a skip-layer excitation gates the feature map 3 up-blocks (8x the size) above its source
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
-                 g_cond: str = "input", ca: bool = True, sle: bool = False):
+                 g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -217,7 +240,7 @@ class Stage1G(nn.Module):
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         self.emb_dim, self.c_dim, self.z_dim, self.ngf, self.image_size = emb_dim, c_dim, z_dim, ngf, image_size
         self.g_cond = g_cond
-        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
+        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
         n_up = _log2_int(image_size, "image size") - 2
         chans = _up_channels(ngf * 8, n_up)
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
@@ -344,7 +367,7 @@ class Stage2G(nn.Module):
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
                  r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False,
-                 skips: bool = False):
+                 skips: bool = False, part_dim: int = 0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -354,7 +377,7 @@ class Stage2G(nn.Module):
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
-        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca)
+        self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
         self.skips = skips
         self.encoder = nn.Sequential(  # S -> S/4, 4 ngf channels
             conv3x3(3, ngf), nn.ReLU(True),  # S, ngf (index 1: the S skip)
@@ -415,12 +438,12 @@ class Stage2D(_DBase):
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
 def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
-                   sle=getattr(cfg, "sle", False))
+                   sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0))
 
 
 def stage2_generator(cfg) -> Stage2G:
     return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca,
-                   cfg.stage2_residual, getattr(cfg, "stage2_skips", False))
+                   cfg.stage2_residual, getattr(cfg, "stage2_skips", False), getattr(cfg, "part_dim", 0))
 
 
 def discriminator(cfg) -> _DBase:

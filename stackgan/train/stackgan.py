@@ -41,6 +41,7 @@ from stackgan.models.init import init_weights
 from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
 from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+from stackgan.text.parts import PartVocab, names_parts
 from stackgan.train.interrupt import graceful_interrupt
 from stackgan.train.losses import StackGANLoss
 from stackgan.train.recovery import GOOD_STATE_EVERY, MAX_NAN_EVENTS, NanGuard, TrainingDiverged  # noqa: F401
@@ -65,6 +66,7 @@ class TrainData:
     grid_emb: torch.Tensor | None = None  # float [R, D]
     source: str = ""
     encoder_id: str | None = None  # the exact text encoder that made ``emb`` (its conversion / folder hash)
+    parts: PartVocab | None = None  # --parts: the vocabulary whose code ends every row of ``emb``
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
@@ -169,6 +171,10 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True, grid_names: S
         invented = [n for n in read_invented(cfg.data) if n not in counts][: cfg.grid_rows]
     all_names = list(ds.names) + invented
     emb_all = embed_names(all_names, cfg.text_encoder, cache_path=embedding_cache(cfg)).float()
+    vocab = None
+    if cfg.parts:
+        vocab, table = read_parts(cfg.data, ds.names)
+        emb_all = torch.cat([emb_all, vocab.codes(all_names, table)], dim=1)
     emb = emb_all[: len(ds.names)]
     if grid_names:
         grid = list(grid_names)
@@ -177,7 +183,20 @@ def load_training_data(cfg: StackGANConfig, progress: bool = True, grid_names: S
     row = {n: i for i, n in enumerate(all_names)}
     grid_emb = emb_all[[row[n] for n in grid]]
     return TrainData(ds.images, ds.labels, list(ds.names), emb, grid, grid_emb, source=str(cfg.data),
-                     encoder_id=text_encoder_id(cfg.text_encoder, embedding_cache(cfg)))
+                     encoder_id=text_encoder_id(cfg.text_encoder, embedding_cache(cfg)), parts=vocab)
+
+
+def read_parts(data_root: str | os.PathLike, names: Sequence[str]) -> tuple[PartVocab, dict[str, dict[str, str]]]:
+    """``--parts``: the vocabulary of the training names' parts and each name's parts, from
+    ``<data>/attributes.tsv``."""
+    from stackgan.data.names import read_attributes_tsv
+
+    path = Path(data_root) / "attributes.tsv"
+    if not path.is_file():
+        raise DataError(f"--parts needs {path}: one row per photo with its name's parts (columns file, name, then "
+                        "e.g. base, topping, modifier; '-' where a name has no such part)")
+    table = names_parts(read_attributes_tsv(path), names)
+    return PartVocab.from_table(table), table
 
 
 def text_encoder_id(spec: str, cache: Path | None) -> str | None:
@@ -319,6 +338,8 @@ def check_stage1_matches(cfg: StackGANConfig, ref: Stage1Ref) -> None:
         problems.append(f"image size {s1.image_size} vs --image-size {cfg.image_size}")
     if s1.z_dim != cfg.z_dim:
         problems.append(f"z size {s1.z_dim} vs --z-dim {cfg.z_dim}")
+    if s1.parts != cfg.parts:
+        problems.append(f"parts {'on' if s1.parts else 'off'} vs {'on' if cfg.parts else 'off'}")
     if problems:
         raise CheckpointError(f"the stage-I run {ref.source} does not match this stage-II run: "
                               + "; ".join(problems))
@@ -335,6 +356,15 @@ class StackGANTrainer:
             cfg = dataclasses.replace(cfg, emb_dim=int(data.emb.shape[1]))
         elif cfg.emb_dim != data.emb.shape[1]:
             raise ConfigError(f"the config says {cfg.emb_dim}-d sentence vectors, the data has {data.emb.shape[1]}")
+        if cfg.parts != (data.parts is not None):
+            raise ConfigError("--parts needs name vectors that end in the parts code (load_training_data with "
+                              "--parts), and only then")
+        if data.parts is not None:
+            if cfg.part_dim == 0:
+                cfg = dataclasses.replace(cfg, part_dim=data.parts.dim)
+            elif cfg.part_dim != data.parts.dim:
+                raise ConfigError(f"the run's parts code has {cfg.part_dim} values, the data's {data.parts.dim} "
+                                  "(another attributes.tsv?)")
         if data.size != cfg.out_size:
             raise DataError(f"stage {cfg.stage} trains on {cfg.out_size} px photos, got {data.size} px")
         self.cfg = cfg.validate()
@@ -469,6 +499,25 @@ class StackGANTrainer:
         y = self.labels[idx]
         return real, y, wrong_labels(y, len(self.data.names), near=self.near, p_near=self.cfg.wrong_near)
 
+    def hide(self, emb: torch.Tensor) -> torch.Tensor:
+        """``--parts``: name vectors with the sentence vector (``--name-drop``) or a part (``--parts-drop``)
+        hidden at random: the sentence vector becomes the training names' mean, a part's block all zeros
+        (unknown). Unchanged without ``--parts``."""
+        cfg = self.cfg
+        if not cfg.parts or (cfg.name_drop == 0 and cfg.parts_drop == 0):
+            return emb
+        emb = emb.clone()
+        n, t = emb.shape[0], emb.shape[1] - cfg.part_dim
+        if cfg.name_drop > 0:
+            hidden = torch.rand(n, device=emb.device) < cfg.name_drop
+            emb[hidden, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
+        at = t
+        for size in self.data.parts.sizes:
+            if cfg.parts_drop > 0:
+                emb[torch.rand(n, device=emb.device) < cfg.parts_drop, at:at + size] = 0
+            at += size
+        return emb
+
     def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
                   eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(picture, mu, logvar, stage-I picture or None) from the model being trained (or its EMA)."""
@@ -488,17 +537,17 @@ class StackGANTrainer:
         self.G.train()
         self.D.train()
         real, y, yw = self._batch()
-        emb_w = self.emb[yw]
+        emb_w = self.hide(self.emb[yw])
         half = real.shape[0] // 2
         # mode seeking draws the fakes in pairs: the second half repeats the first half's names
         y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
-        emb = self.emb[y_fake]
+        emb = self.hide(self.emb[y_fake])
         z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, low = self._generate(self.G, z, emb)
             with torch.no_grad():
                 mu_w, _ = self.G.ca.encode(emb_w)
-                mu_r, _ = self.G.ca.encode(self.emb[y]) if y_fake is not y else (mu, None)
+                mu_r, _ = self.G.ca.encode(self.hide(self.emb[y])) if y_fake is not y else (mu, None)
             c, c_w, c_r = mu.detach(), mu_w.detach(), mu_r.detach()
             c_all = None
             if cfg.name_loss > 0:
@@ -673,7 +722,8 @@ class StackGANTrainer:
         names = {"names": self.data.names, "counts": [counts[n] for n in self.data.names],
                  "grid_names": self.data.grid_names, "n_images": int(self.images.shape[0]),
                  "data": self.data.source, "text_encoder": self.cfg.text_encoder, "emb_dim": self.cfg.emb_dim,
-                 **({"encoder_id": self.data.encoder_id} if self.data.encoder_id else {})}
+                 **({"encoder_id": self.data.encoder_id} if self.data.encoder_id else {}),
+                 **({"parts": self.data.parts.to_json(), "part_dim": self.cfg.part_dim} if self.data.parts else {})}
         io.atomic_write_text(self.out / "names.json", json.dumps(names, ensure_ascii=False, indent=1) + "\n")
         io.atomic_save_safetensors({"names": self.data.emb.float().clone(), "grid": self.data.grid_emb.float().clone()},
                                    self.out / "embeddings.safetensors",
@@ -838,7 +888,7 @@ def ignored_on_resume(cfg: StackGANConfig, saved: StackGANConfig) -> list[str]:
     although it differs from the run's own and from its default."""
     out = []
     for f in dataclasses.fields(StackGANConfig):
-        if f.name in RESUMABLE_CHANGES or f.name == "emb_dim" or not f.metadata.get("cli", True):
+        if f.name in RESUMABLE_CHANGES or f.name in ("emb_dim", "part_dim") or not f.metadata.get("cli", True):
             continue
         asked, own = getattr(cfg, f.name), getattr(saved, f.name)
         if asked != own and asked != f.default and asked != cfg.stage_default(f.name):
@@ -867,6 +917,9 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
     stage1 = None
     if cfg.stage == 2:
         stage1 = load_stage1(cfg.stage1, device)
+        if stage1.cfg.parts != cfg.parts:  # stage II reads the names as its stage I does
+            cfg = dataclasses.replace(cfg, parts=stage1.cfg.parts, part_dim=0)
+            printer(f"stage II takes --{'' if cfg.parts else 'no-'}parts from its stage I")
         check_stage1_matches(cfg, stage1)
     if data is None:
         grid = None
@@ -876,6 +929,11 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
     if stage1 is not None and stage1.cfg.emb_dim != data.emb.shape[1]:
         raise CheckpointError(f"the stage-I run {stage1.source} used {stage1.cfg.emb_dim}-d sentence vectors, "
                               f"the text encoder {cfg.text_encoder!r} gives {data.emb.shape[1]}")
+    if stage1 is not None and data.parts is not None and stage1.config_file is not None:
+        own = read_json(Path(stage1.config_file).parent / "names.json", default={}).get("parts")
+        if own is not None and own != data.parts.to_json():
+            raise CheckpointError(f"the stage-I run {stage1.source} coded other name parts than {cfg.data}'s "
+                                  "attributes.tsv gives now; train stage II on the stage I's data and split")
     trainer = StackGANTrainer(cfg, data, out, stage1=stage1, device=device)
     if ckpt is not None:
         found = RunFolder(out).latest_checkpoint(map_location=device, warn=printer)

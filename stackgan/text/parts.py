@@ -1,0 +1,148 @@
+"""A name's parts as a code beside its sentence vector, so that unseen combinations compose.
+
+A data set whose ``attributes.tsv`` gives each photo's parts (the menu's ``base``, ``topping`` and
+``modifier`` columns, or any other columns after ``file`` and ``name``) lets a model condition on
+them: :class:`PartVocab` holds the values each part (slot) takes in the training names, and
+:meth:`PartVocab.codes` turns names into one block per slot: a one-hot over the slot's values
+plus "none" (the name has no such part, ``-`` in the table), or all zeros where the part is
+unknown. Training names take their parts from the table; any other name is read with
+:meth:`PartVocab.parse`: the longest known values found in it, each slot at most once. When
+nothing of the name is left over, a slot that found nothing is "none"; when text is left over
+(a word the vocabulary does not know), such a slot is unknown and the sentence vector alone
+speaks for it. 「サーモンうどん」 never seen in training then gets the code of サーモン from the
+salmon dishes and of うどん from the udon dishes.
+
+The code is appended to the sentence vector (``[e5 | parts]``); the conditioning augmentation
+standardises the first block only (:class:`stackgan.models.stackgan.CondAugment`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+
+from stackgan.errors import DataError
+
+#: How a name without a part is written in ``attributes.tsv`` (the menu's convention).
+NONE_CELLS = ("", "-")
+#: Columns of ``attributes.tsv`` that are not parts.
+NOT_PARTS = ("file", "name")
+
+
+def _norm(s: str) -> str:
+    return unicodedata.normalize("NFKC", str(s)).strip()
+
+
+@dataclass(frozen=True)
+class PartVocab:
+    """Slots (e.g. base, topping, modifier) and the values each takes, sorted."""
+
+    slots: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            raise DataError("a part vocabulary needs at least one part column")
+        if len(self.values) != len(self.slots):
+            raise DataError("one list of values per part column is needed")
+        for slot, vals in zip(self.slots, self.values):
+            if not vals:
+                raise DataError(f"the part column {slot!r} has no values (every cell is empty or '-')")
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def from_table(cls, parts: Mapping[str, Mapping[str, str]]) -> "PartVocab":
+        """From ``{name: {slot: value}}`` (``-`` or empty: none); the slots of the first name."""
+        if not parts:
+            raise DataError("no names with parts")
+        slots = tuple(next(iter(parts.values())).keys())
+        values = tuple(tuple(sorted({_norm(p[s]) for p in parts.values() if _norm(p.get(s, "")) not in NONE_CELLS}))
+                       for s in slots)
+        return cls(slots, values)
+
+    def to_json(self) -> dict:
+        return {"slots": list(self.slots), "values": [list(v) for v in self.values]}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "PartVocab":
+        try:
+            return cls(tuple(d["slots"]), tuple(tuple(v) for v in d["values"]))
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"a part vocabulary needs 'slots' and 'values', got {d!r}") from exc
+
+    # -- the code -----------------------------------------------------------------------------
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Width of each slot's block: its values plus "none"."""
+        return tuple(len(v) + 1 for v in self.values)
+
+    @property
+    def dim(self) -> int:
+        return sum(self.sizes)
+
+    def parse(self, name: str) -> dict[str, str | None]:
+        """``{slot: value}`` read from the name: a value, ``None`` (no such part) or ``"?"`` (unknown)."""
+        s = _norm(name).replace(" ", "").replace("\u3000", "")
+        found: dict[str, str] = {}
+        pairs = sorted(((_norm(v), slot) for slot, vals in zip(self.slots, self.values) for v in vals),
+                       key=lambda vs: -len(vs[0]))
+        for value, slot in pairs:
+            if slot in found or not value or value not in s:
+                continue
+            found[slot] = value
+            s = s.replace(value, "\x00", 1)
+        left_over = s.replace("\x00", "")
+        return {slot: found.get(slot, "?" if left_over else None) for slot in self.slots}
+
+    def code(self, parts: Mapping[str, str | None]) -> torch.Tensor:
+        """[dim]: per slot a one-hot over (values..., none), zeros where the part is unknown."""
+        out = torch.zeros(self.dim)
+        at = 0
+        for slot, vals, size in zip(self.slots, self.values, self.sizes):
+            v = parts.get(slot, "?")
+            v = None if v is not None and _norm(v) in NONE_CELLS else v
+            if v is None:
+                out[at + size - 1] = 1.0
+            elif _norm(v) in vals:
+                out[at + vals.index(_norm(v))] = 1.0
+            at += size
+        return out
+
+    def codes(self, names: Sequence[str], known: Mapping[str, Mapping[str, str]] | None = None) -> torch.Tensor:
+        """[N, dim] codes: the table's parts for the names in ``known``, :meth:`parse` for the others."""
+        known = known or {}
+        return torch.stack([self.code(known[n]) if n in known else self.code(self.parse(n)) for n in names]) \
+            if names else torch.zeros(0, self.dim)
+
+    def describe(self, name: str) -> str:
+        """``base=丼 topping=サーモン modifier=-`` (``?`` for unknown), for messages and the page."""
+        parts = self.parse(name)
+        return " ".join(f"{s}={'-' if v is None else v}" for s, v in parts.items())
+
+
+def names_parts(rows: Sequence[Mapping[str, str]], names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``attributes.tsv`` rows -> ``{name: {slot: value}}`` for ``names``; the part columns are every
+    column after ``file`` and ``name``. A name with two different part lists, or one of ``names``
+    without a row, is a :class:`DataError`."""
+    if not rows:
+        raise DataError("attributes.tsv has no rows")
+    slots = [k for k in rows[0] if k not in NOT_PARTS]
+    if not slots:
+        raise DataError("attributes.tsv has no part columns after file and name (e.g. base, topping, modifier)")
+    table: dict[str, dict[str, str]] = {}
+    for r in rows:
+        parts = {s: _norm(r.get(s, "")) for s in slots}
+        prev = table.setdefault(r["name"], parts)
+        if prev != parts:
+            raise DataError(f"attributes.tsv gives {r['name']} two different part lists: {prev} and {parts}")
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise DataError(f"attributes.tsv has no row for {len(missing)} training name(s), e.g. {missing[0]}")
+    # a column no training name fills (absent from the file, or always '-') says nothing
+    used = [s for s in slots if any(table[n][s] not in NONE_CELLS for n in names)]
+    if not used:
+        raise DataError("attributes.tsv fills no part column for the training names")
+    return {n: {s: table[n][s] for s in used} for n in names}
