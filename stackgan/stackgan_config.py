@@ -59,6 +59,13 @@ class StackGANConfig(Config):
                                  "so the model also draws names whose parts it cannot read", min=0.0, max=1.0)
     name_drop: float = opt(0.5, "--parts: share of training draws in which the sentence vector is hidden (set to "
                                 "the training names' mean), so the parts alone must carry the dish", min=0.0, max=1.0)
+    part_loss: float = opt(0.0, "--parts: weight of a parts-classification term: D learns to read each part of a "
+                                "real photo's name from its features (one softmax per part), and G's pictures must "
+                                "be read as the parts they were drawn for; 0: off", min=0.0)
+    part_mix: float = opt(0.0, "--parts: share of G's pictures drawn for random combinations of known parts (each "
+                               "part from its share among the training names, the sentence vector hidden): names "
+                               "no photo shows, which only the adversarial and the parts terms can judge, so G "
+                               "learns to put any topping on any base", min=0.0, max=0.5)
     part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
                         cli=False)
 
@@ -174,6 +181,11 @@ class StackGANConfig(Config):
             raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
+        if not self.parts and (self.part_loss or self.part_mix):
+            raise ConfigError("--part-loss and --part-mix need --parts")
+        if self.part_mix and self.mode_seeking:
+            raise ConfigError("--part-mix and --mode-seeking do not go together (mode seeking pairs two pictures of "
+                              "one name; a random combination has none)")
         if self.stage2_consistency is None:  # not given: the default of the stage
             self.stage2_consistency = self.stage_default("stage2_consistency")
 

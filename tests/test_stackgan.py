@@ -1078,3 +1078,48 @@ def test_parts_need_an_attributes_table(tmp_path, monkeypatch):
         data = tr.load_training_data(dataclasses.replace(cfg, data=str(parts_folder(tmp_path / "m2"))),
                                      progress=False)
         tr.StackGANTrainer(dataclasses.replace(cfg, parts=False), data, tmp_path / "run", device="cpu")
+
+
+def test_part_classification_reads_each_known_part():
+    from stackgan.train.losses import part_classification
+
+    sizes = (3, 2)
+    codes = torch.tensor([[0., 1., 0., 1., 0.], [1., 0., 0., 0., 0.]])  # row 1: second part unknown
+    sure = (codes * 20 - 10)
+    assert part_classification(sure, codes, sizes) < 1e-3
+    flat = torch.zeros(2, 5)
+    expected = (2 * torch.log(torch.tensor(3.0)) + torch.log(torch.tensor(2.0))) / 3  # three known parts
+    assert part_classification(flat, codes, sizes) == pytest.approx(float(expected))
+    assert part_classification(flat, torch.zeros(2, 5), sizes) == 0
+
+
+def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+
+    from stackgan.inference import load_pipeline
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu")), parts=True, part_loss=1.0, part_mix=0.5,
+                   name_loss=0.2, d_cond="projection", ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    trainer = tr.StackGANTrainer(cfg, data, tmp_path / "run", device="cpu")
+    assert trainer.D.part_head.out_features == data.parts.dim
+    torch.manual_seed(0)
+    mixed, mask = trainer.mix_parts(trainer.emb.repeat(16, 1))
+    assert 0 < int(mask.sum()) < 64
+    t = EMB
+    assert torch.equal(mixed[~mask], trainer.emb.repeat(16, 1)[~mask])
+    assert torch.equal(mixed[mask, :t], trainer.G.ca.emb_shift[:t].expand(int(mask.sum()), -1))
+    # one value per part, and only values the training names have (every name has a base: never "none")
+    blocks = mixed[mask, t:].split(list(data.parts.sizes), dim=1)
+    assert all(torch.equal(b.sum(1), torch.ones(len(b))) for b in blocks)
+    assert blocks[0][:, -1].sum() == 0
+    tr.train(cfg, data=data)
+    rows = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert rows and all(r["part_d"] > 0 and r["part_g"] > 0 for r in rows)
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3
+    assert load_pipeline(tmp_path / "run").generate("サーモンうどん", 1, seed=0).images.shape == (1, 3, 16, 16)
+    for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
+                     ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):
+        with pytest.raises(ConfigError, match=msg):
+            StackGANConfig(**bad).validate()

@@ -320,11 +320,19 @@ class _DBase(nn.Module):
     encode: nn.Module
     feat_ch: int
 
-    def _heads(self, c_dim: int, d_cond: str = "concat") -> None:
+    def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0) -> None:
         if d_cond not in D_CONDS:
             raise ValueError(f"d_cond must be one of {D_CONDS}, got {d_cond!r}")
         self.cond_head = ProjectionLogits(self.feat_ch, c_dim) if d_cond == "projection" else CondLogits(self.feat_ch, c_dim)
         self.uncond_head = CondLogits(self.feat_ch, 0)
+        # --part-loss: logits of every value of every part of the name (one softmax per part, see the loss)
+        self.part_head = nn.Linear(self.feat_ch, part_dim) if part_dim else None
+
+    def part_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, part_dim]: the parts the pictures show, read from the spatially pooled 4x4 features."""
+        if self.part_head is None:
+            raise ValueError("this discriminator has no parts head (--part-loss 0)")
+        return self.part_head(feats.float().mean(dim=(2, 3)))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         return self.encode(img)
@@ -343,7 +351,8 @@ class _DBase(nn.Module):
 class Stage1D(_DBase):
     """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
 
-    def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat"):
+    def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
+                 part_dim: int = 0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -354,7 +363,7 @@ class Stage1D(_DBase):
         layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
         self.feat_ch = chans[-1]
-        self._heads(c_dim, d_cond)
+        self._heads(c_dim, d_cond, part_dim)
 
 
 class Stage2G(nn.Module):
@@ -419,7 +428,7 @@ class Stage2D(_DBase):
     """Stage-II discriminator at ``size``: conv stack to 4x4 (channels capped at 32 ndf), then 3x3
     convs back down to 8 ndf, as in the paper."""
 
-    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat"):
+    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat", part_dim: int = 0):
         super().__init__()
         n_down = _log2_int(size, "stage-II size") - 2
         chans = [ndf * 2 ** min(i, 5) for i in range(n_down)]
@@ -432,7 +441,7 @@ class Stage2D(_DBase):
         self.encode = nn.Sequential(*layers)
         self.size = size
         self.feat_ch = ch
-        self._heads(c_dim, d_cond)
+        self._heads(c_dim, d_cond, part_dim)
 
 
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
@@ -448,6 +457,7 @@ def stage2_generator(cfg) -> Stage2G:
 
 def discriminator(cfg) -> _DBase:
     """The discriminator of ``cfg.stage`` (stage I at ``image_size``, stage II at its output size)."""
+    part_dim = getattr(cfg, "part_dim", 0) if getattr(cfg, "part_loss", 0.0) > 0 else 0
     if cfg.stage == 1:
-        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond)
-    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond)
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim)
+    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim)

@@ -16,6 +16,7 @@ Regularisers and other terms:
     kl_divergence(mu, logvar)              conditioning augmentation's KL
     mode_seeking_term(a, b, za, zb)        MSGAN
     name_classification(logits, labels)    which of all the training names is this picture's
+    part_classification(logits, codes, sizes)  which value of each part (base, topping, ...) it shows
     low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
 
 :class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
@@ -25,7 +26,7 @@ the trainer only sequences them (and owns the optimisers, the NaN recovery and t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,22 @@ def name_classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float(), labels)
 
 
+def part_classification(logits: torch.Tensor, codes: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Cross-entropy of [B, P] part logits against the parts codes [B, P] (:mod:`stackgan.text.parts`: one
+    block per part, one-hot, all zeros where the part is unknown), one softmax per block, averaged over the
+    parts that are known; 0 when none is."""
+    total, count = logits.new_zeros((), dtype=torch.float32), 0
+    at = 0
+    for size in sizes:
+        block, target = logits[:, at:at + size].float(), codes[:, at:at + size]
+        known = target.sum(dim=1) > 0
+        if known.any():
+            total = total + F.cross_entropy(block[known], target[known].argmax(dim=1), reduction="sum")
+            count += int(known.sum())
+        at += size
+    return total / max(count, 1)
+
+
 def low_res_consistency(img: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between ``img`` average-pooled to ``low``'s size and ``low``: stage II may add
     detail, but what it draws must still look like the stage-I picture from afar (the layout and colours that
@@ -146,17 +163,20 @@ class StackGANLoss:
     and the logits the trainer logs.
     """
 
-    def __init__(self, cfg: StackGANConfig, D: torch.nn.Module, augment: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, cfg: StackGANConfig, D: torch.nn.Module, augment: Callable[[torch.Tensor], torch.Tensor],
+                 part_sizes: Sequence[int] = ()):
         self.cfg, self.D, self.augment = cfg, D, augment
+        self.part_sizes = tuple(part_sizes)  # --part-loss: the width of each part's block of the codes
 
     def r1_due(self, step: int) -> bool:
         return self.cfg.r1 > 0 and step % self.cfg.r1_every == 0
 
     def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
                 c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
-                step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+                step: int, parts_real: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
-        ``c_wrong``, a (detached) fake with its own ``c``; plus the GP (hinge), lazy R1 and the name term."""
+        ``c_wrong``, a (detached) fake with its own ``c``; plus the GP (hinge), lazy R1, the name term and
+        the parts term (``parts_real``: the real photos' parts codes)."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=real.device)
         real_aug = self.augment(real)
@@ -173,7 +193,7 @@ class StackGANLoss:
         fake_c, fake_u = D.cond(ff, c), D.uncond(ff)
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = zero
+        gp = r1 = name_d = part_d = zero
         if ma_gp:
             gp = cfg.gp_weight * matching_aware_gp(real_c, real_aug, c_gp, cfg.gp_power)
             loss = loss + gp
@@ -183,15 +203,20 @@ class StackGANLoss:
         if cfg.name_loss > 0:  # D: which of all the names is this photo's?
             name_d = name_classification(D.cond_head.name_logits(fr, c_all), y)
             loss = loss + cfg.name_loss * name_d
-        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "real_c": real_c, "real_u": real_u,
+        if cfg.part_loss > 0 and parts_real is not None:  # D: which parts does this photo's name have?
+            part_d = part_classification(D.part_logits(fr), parts_real, self.part_sizes)
+            loss = loss + cfg.part_loss * part_d
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
                 logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
-                pairs: int, low: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                pairs: int, low: torch.Tensor | None = None, parts_fake: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, Any]]:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
-        fake must be read as its own name); mode seeking over the first ``pairs`` x 2 fakes; stage II:
-        the fake pooled to the stage-I picture ``low``'s size must match it."""
+        fake must be read as its own name; ``y_fake`` < 0: a fake of no training name, left out); the
+        parts term (read as the parts ``parts_fake`` it was drawn for); mode seeking over the first
+        ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
         ffg = D.features(self.augment(fake))
@@ -199,10 +224,14 @@ class StackGANLoss:
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl
-        name_g = ms = zero
-        if cfg.name_loss > 0:
-            name_g = name_classification(D.cond_head.name_logits(ffg, c_all), y_fake)
+        name_g = ms = part_g = zero
+        named = y_fake >= 0
+        if cfg.name_loss > 0 and bool(named.any()):
+            name_g = name_classification(D.cond_head.name_logits(ffg[named], c_all), y_fake[named])
             loss = loss + cfg.name_loss * name_g
+        if cfg.part_loss > 0 and parts_fake is not None:
+            part_g = part_classification(D.part_logits(ffg), parts_fake, self.part_sizes)
+            loss = loss + cfg.part_loss * part_g
         if cfg.mode_seeking > 0:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
@@ -210,4 +239,4 @@ class StackGANLoss:
         if (cfg.stage2_consistency or 0.0) > 0 and low is not None:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
-        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons}
+        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g}

@@ -403,7 +403,7 @@ class StackGANTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
-        self.loss = StackGANLoss(cfg, self.D, self.augment)
+        self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else ())
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -518,6 +518,28 @@ class StackGANTrainer:
             at += size
         return emb
 
+    def mix_parts(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--part-mix``: a share of the rows replaced by random combinations of known parts (each part drawn
+        from its share among the training names, independently) with the sentence vector hidden. Returns the
+        rows and the mask of the replaced ones."""
+        cfg = self.cfg
+        n, t = emb.shape[0], emb.shape[1] - cfg.part_dim
+        mixed = torch.rand(n, device=emb.device) < cfg.part_mix
+        k = int(mixed.sum())
+        if k == 0:
+            return emb, mixed
+        emb = emb.clone()
+        codes = torch.zeros(k, cfg.part_dim, device=emb.device, dtype=emb.dtype)
+        at = 0
+        for size in self.data.parts.sizes:
+            share = self.emb[:, t + at:t + at + size].float().mean(0)  # each value's share among the names
+            pick = torch.multinomial(share, k, replacement=True)
+            codes[torch.arange(k, device=emb.device), at + pick] = 1.0
+            at += size
+        emb[mixed, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
+        emb[mixed, t:] = codes
+        return emb, mixed
+
     def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
                   eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(picture, mu, logvar, stage-I picture or None) from the model being trained (or its EMA)."""
@@ -542,6 +564,9 @@ class StackGANTrainer:
         # mode seeking draws the fakes in pairs: the second half repeats the first half's names
         y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
         emb = self.hide(self.emb[y_fake])
+        if cfg.part_mix > 0:  # some fakes are of random combinations of known parts: no training name
+            emb, mixed = self.mix_parts(emb)
+            y_fake = torch.where(mixed, torch.full_like(y_fake, -1), y_fake)
         z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, low = self._generate(self.G, z, emb)
@@ -553,7 +578,9 @@ class StackGANTrainer:
             if cfg.name_loss > 0:
                 with torch.no_grad():
                     c_all = self.G.ca.encode(self.emb)[0].detach()  # every training name's code
-            d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step)
+            t = self.emb.shape[1] - cfg.part_dim
+            d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step,
+                                                parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None)
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
@@ -564,7 +591,8 @@ class StackGANTrainer:
 
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
-            g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low)
+            g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
+                                                parts_fake=emb[:, t:] if cfg.part_loss > 0 else None)
         if not torch.isfinite(g_loss):
             self.D.requires_grad_(True)
             return self._recover("G", g_loss)
@@ -583,6 +611,8 @@ class StackGANTrainer:
                 "kl": float(g_parts["kl"]), "gp": float(d_parts["gp"]), "ms": float(g_parts["ms"]),
                 "cons": float(g_parts["cons"]),
                 "r1": float(d_parts["r1"]), "name_d": float(d_parts["name_d"]), "name_g": float(g_parts["name_g"]),
+                **({"part_d": float(d_parts["part_d"]), "part_g": float(g_parts["part_g"])} if cfg.part_loss > 0
+                   else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
                 "d_fake": float(prob(d_parts["fake_c"].float()).mean()),
