@@ -462,14 +462,20 @@ class Pipeline:
     @torch.inference_mode()
     def familiarity(self, name: str) -> dict[str, Any]:
         """How close ``name`` is to the training names: the nearest one with its cosine, the
-        threshold (:meth:`familiar_threshold`) and ``far`` when the cosine is below it."""
+        threshold (:meth:`familiar_threshold`) and ``far`` when the cosine is below it. A ``--parts``
+        model also says how it reads the name (``parts``: each part's value, None for none, ``"?"`` for
+        unknown); a name read into known parts only is not far, whatever its cosine: the model draws
+        it from its parts."""
+        parts = self.parts.parse(self._normalize(name)) if self.parts is not None else None
+        composed = parts is not None and "?" not in parts.values()
+        extra = {"parts": parts} if parts is not None else {}
         nearest = self.neighbours(name, 1)
         threshold = self.familiar_threshold()
         if not nearest or threshold is None:
-            return {"nearest": None, "similarity": None, "threshold": None, "far": False}
+            return {"nearest": None, "similarity": None, "threshold": None, "far": False, **extra}
         (known, sim), = nearest
         return {"nearest": known, "similarity": round(sim, 4), "threshold": round(threshold, 4),
-                "far": sim < threshold}
+                "far": sim < threshold and not composed, **extra}
 
     def model_card(self) -> str:
         """The model folder's README.md (Hugging Face model card) from its config, names and metrics."""

@@ -1032,6 +1032,17 @@ def test_parts_train_resume_and_compose_a_new_name(tmp_path, monkeypatch, capsys
     assert pipe.embed("サーモンうどん")[:EMB].shape == (EMB,)
     assert pipe.generate("サーモンうどん", 2, seed=3).images.shape == (2, 3, 16, 16)
     assert pipe.neighbours("カツカレー", 1)[0] == ("カツカレー", pytest.approx(1.0))  # by the sentence vectors
+    # how the model reads a name: known parts only means not far, whatever the cosine
+    fam = pipe.familiarity("サーモンうどん")
+    assert fam["parts"] == {"base": "うどん", "topping": "サーモン", "modifier": None} and fam["far"] is False
+    odd = pipe.familiarity("抹茶チーズケーキ")
+    assert set(odd["parts"].values()) == {"?"}
+    assert odd["far"] == (odd["similarity"] < odd["threshold"])
+    from stackgan.web.app import create_app
+
+    web = create_app(run).test_client()
+    said = web.post("/api/generate", json={"name": "サーモンうどん", "n": 1, "seed": 1}).get_json()
+    assert said["familiarity"]["parts"]["topping"] == "サーモン"
     card = pipe.model_card()
     assert f"{EMB}-d sentence vectors" in card and f"{vocab.dim}-value code of the name's parts" in card
     assert "base, topping, modifier" in card

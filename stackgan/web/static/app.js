@@ -210,6 +210,14 @@
     } else {
       far.hidden = true;
     }
+    const partsNote = $("parts-note");
+    if (fam && fam.parts) {  // a --parts model: how it read the name
+      const shown = Object.entries(fam.parts).map(([slot, v]) => `${slot} ${v === null ? "-" : v === "?" ? "?" : v}`);
+      partsNote.textContent = `部品として読んだ名前 (read as parts; ? = unknown): ${shown.join(" · ")}`;
+      partsNote.hidden = false;
+    } else {
+      partsNote.hidden = true;
+    }
     $("variations-panel").hidden = true;
     $("explore-panel").hidden = true;
   }
