@@ -549,6 +549,8 @@ class Pipeline:
             "stage2_size": c.out_size if self.g2 is not None else None,
             "text_encoder": c.text_encoder,
             "emb_dim": c.emb_dim,
+            "parts": list(self.parts.slots) if self.parts is not None else None,  # --parts: the name's parts
+            "part_dim": c1.part_dim,
             "z_dim": c1.z_dim,
             "c_dim": c.c_dim,
             "widths": {"stage1": {"ngf": c1.ngf, "ndf": c1.ndf},

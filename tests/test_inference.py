@@ -221,6 +221,7 @@ def test_stage2_pipeline_and_sources(runs):
     info = pipe.info()
     assert info["stages"] == 2 and info["stage1_size"] == 16 and info["stage2_size"] == 32
     assert info["text_encoder"] == "e5" and info["emb_dim"] == EMB and info["step"] == 1
+    assert info["parts"] is None and info["part_dim"] == 0
     assert info["training"]["n_names"] == 4 and info["explore_directions"] == EXPLORE_DIRECTIONS
     assert info["metrics"] is None
     # a checkpoint file and the weights file load the same generator

@@ -1032,6 +1032,7 @@ def test_parts_train_resume_and_compose_a_new_name(tmp_path, monkeypatch, capsys
     assert pipe.embed("サーモンうどん")[:EMB].shape == (EMB,)
     assert pipe.generate("サーモンうどん", 2, seed=3).images.shape == (2, 3, 16, 16)
     assert pipe.neighbours("カツカレー", 1)[0] == ("カツカレー", pytest.approx(1.0))  # by the sentence vectors
+    assert pipe.info()["parts"] == ["base", "topping", "modifier"] and pipe.info()["part_dim"] == vocab.dim
     # how the model reads a name: known parts only means not far, whatever the cosine
     fam = pipe.familiarity("サーモンうどん")
     assert fam["parts"] == {"base": "うどん", "topping": "サーモン", "modifier": None} and fam["far"] is False
