@@ -138,3 +138,25 @@ def test_bench_stage2_size_is_the_presets_unless_asked(preset, asked, size):
     cfg = bench._stage_cfg(2, args)
     assert cfg.stage2_size == size
     assert (cfg.ndf, cfg.batch_size) == ((16, 16) if preset == "shipped" else (cfg.ndf, 2))
+
+
+def test_reader_scale_check_reads_four_versions_of_the_same_pictures(stage2_run, tmp_path, monkeypatch, capsys):
+    mod = _script("reader_scale_check")
+
+    class SizeReader:  # reads right only pictures at stage I's size: the check must show which version is which
+        def predict_labels(self, images):
+            ok = images.shape[-1] == 16
+            n = images.shape[0]
+            return {"base": ["丼" if ok else "?"] * n, "topping": ["サーモン" if ok else "?"] * n,
+                    "modifier": ["-" if ok else "?"] * n}
+
+    monkeypatch.setattr(mod, "train_reader", lambda progress=False: SizeReader())
+    # the tiny model's own training names (it has no text encoder for others); the labels are the fake reader's
+    (tmp_path / "invented.tsv").write_text("name\tbase\ttopping\tmodifier\nカツカレー\t丼\tサーモン\t-\n"
+                                           "ピリ辛サーモン丼\t丼\tサーモン\t-\n", encoding="utf-8")
+    assert mod.main([str(stage2_run), "--data", str(tmp_path), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 invented names x 2 seeds" in out
+    lines = {ln[:30].strip(): ln[30:].strip() for ln in out.splitlines()[1:]}
+    assert lines["stage I (64 px)"] == lines["stage II pooled to 64 px"] == "1.000 / 1.000 / 1.000"
+    assert lines["stage II (128 px)"] == lines["stage I upsampled to 128 px"] == "0.000 / 0.000 / 0.000"
