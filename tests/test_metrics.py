@@ -681,3 +681,22 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     assert fid_detail(small) is None
     synthetic = MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)
     assert fid_detail(synthetic) is None
+
+
+def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():
+    from stackgan.metrics.classifier import ClassifierConfig, train_classifier
+
+    class Counting(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += 1
+            return x
+
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    targets, classes = {"a": torch.arange(8) % 2}, {"a": ["x", "y"]}
+    cfg = ClassifierConfig(image_size=16, width=4, feat_dim=8, epochs=1, batch_size=4, augment=False)
+    train_classifier(images, targets, classes, cfg, cache=False, progress=False, augmenter=Counting())
+    assert Counting.calls == 2  # every training batch went through it
+    with pytest.raises(ValueError, match="cannot be cached"):
+        train_classifier(images, targets, classes, cfg, cache=True, progress=False, augmenter=Counting())

@@ -188,13 +188,17 @@ def train_classifier(images: torch.Tensor, targets: dict[str, torch.Tensor], cla
                      config: ClassifierConfig | None = None, val_images: torch.Tensor | None = None,
                      val_targets: dict[str, torch.Tensor] | None = None, kind: str = "classifier",
                      cache: bool | str | os.PathLike = True, device: torch.device | str = "cpu",
-                     progress: bool = True) -> Classifier:
+                     progress: bool = True, augmenter: nn.Module | None = None) -> Classifier:
     """Train (or load from the cache) a multi-head classifier.
 
     ``images``: uint8 or [-1, 1] float ``[N, C, H, W]``; ``targets[head]``: long ``[N]`` indexing
     ``classes[head]``. Held-out accuracy on ``val_images`` is stored with the weights.
     ``cache``: True for the default cache folder, a folder, or False to always train.
+    ``augmenter``: an augmentation of the training batches instead of the config's (flips and a small
+    affine when ``config.augment``); the cache key does not know it, so train with ``cache=False``.
     """
+    if augmenter is not None and cache:
+        raise ValueError("a classifier trained with its own augmenter cannot be cached: give cache=False")
     config = config or ClassifierConfig()
     if len(images) < 2:
         raise DataError(f"need at least 2 images to train the {kind}, got {len(images)}")
@@ -225,7 +229,8 @@ def train_classifier(images: torch.Tensor, targets: dict[str, torch.Tensor], cla
         net = SmallCNN(config.channels, {h: len(classes[h]) for h in heads}, config.width, config.feat_dim).to(dev)
         x_all = prepare(images, config.image_size, config.channels)
         y_all = torch.stack([targets[h].long() for h in heads], 1)
-        aug = _augmenter(config.image_size).to(dev) if config.augment else None
+        aug = augmenter.to(dev) if augmenter is not None else (
+            _augmenter(config.image_size).to(dev) if config.augment else None)
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = max(1, -(-len(x_all) // config.batch_size))
         total = config.epochs * steps_per_epoch
