@@ -25,14 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stackgan.inference import load_pipeline  # noqa: E402
 from stackgan.metrics.reader import train_reader  # noqa: E402
+from stackgan.metrics.realdata import read_invented  # noqa: E402
 
 HEADS = ("base", "topping", "modifier")
 
 
 def soft_reader():
     """The attribute reader's recipe with a random blur of its training renders (not cached)."""
-    import dataclasses
-
     import kornia.augmentation as K
     from torch import nn
 
@@ -43,7 +42,7 @@ def soft_reader():
     x, y, _ = render_set(cfg, "train", True, False, None)
     xv, yv, _ = render_set(cfg, "heldout", True, False, None)
     blur = nn.Sequential(K.RandomGaussianBlur((5, 5), (0.1, 1.2), p=0.6))
-    clf = train_classifier(x, y, vocabulary(), dataclasses.replace(cfg, augment=False).classifier_config(),
+    clf = train_classifier(x, y, vocabulary(), cfg.classifier_config(),
                            val_images=xv, val_targets=yv, kind="reader-soft", cache=False, progress=False,
                            augmenter=blur)
     held = clf.metrics.get("heldout_accuracy", {})
@@ -63,13 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     if pipe.g2 is None:
         print("reader_scale_check.py: needs a two-stage model", file=sys.stderr)
         return 2
-    rows = [line.split("\t") for line in (Path(args.data) / "invented.tsv").read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")][1:]
+    rows = read_invented(Path(args.data) / "invented.tsv")
     reader = soft_reader() if args.soft else train_reader(progress=False)
     versions: dict[str, list[torch.Tensor]] = {"stage I (64 px)": [], "stage II (128 px)": [],
                                                "stage I upsampled to 128 px": [], "stage II pooled to 64 px": []}
     truth: dict[str, list[str]] = {h: [] for h in HEADS}
-    for name, *parts in rows:
+    for name, parts in rows:
         r = pipe.generate(name, args.seeds, seed=0)
         versions["stage I (64 px)"].append(r.stage1)
         versions["stage II (128 px)"].append(r.images)
@@ -77,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             F.interpolate(r.stage1, scale_factor=r.images.shape[-1] // r.stage1.shape[-1], mode="bilinear",
                           align_corners=False))
         versions["stage II pooled to 64 px"].append(F.avg_pool2d(r.images, r.images.shape[-1] // r.stage1.shape[-1]))
-        for h, v in zip(HEADS, parts):
-            truth[h] += [v] * args.seeds
+        for h in HEADS:
+            truth[h] += [parts[h]] * args.seeds
     print(f"{len(rows)} invented names x {args.seeds} seeds, read by the attribute reader: base / topping / modifier")
     for label, pics in versions.items():
         pred = reader.predict_labels(torch.cat(pics))

@@ -18,6 +18,7 @@ standardises the first block only (:class:`stackgan.models.stackgan.CondAugment`
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -83,13 +84,17 @@ class PartVocab:
     def dim(self) -> int:
         return sum(self.sizes)
 
+    @functools.cached_property
+    def _longest_first(self) -> list[tuple[str, str]]:
+        """(value, slot) pairs, longest value first: the order :meth:`parse` tries them."""
+        return sorted(((_norm(v), slot) for slot, vals in zip(self.slots, self.values) for v in vals),
+                      key=lambda vs: -len(vs[0]))
+
     def parse(self, name: str) -> dict[str, str | None]:
         """``{slot: value}`` read from the name: a value, ``None`` (no such part) or ``"?"`` (unknown)."""
         s = _norm(name).replace(" ", "").replace("\u3000", "")
         found: dict[str, str] = {}
-        pairs = sorted(((_norm(v), slot) for slot, vals in zip(self.slots, self.values) for v in vals),
-                       key=lambda vs: -len(vs[0]))
-        for value, slot in pairs:
+        for value, slot in self._longest_first:
             if slot in found or not value or value not in s:
                 continue
             found[slot] = value

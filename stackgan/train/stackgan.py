@@ -404,6 +404,7 @@ class StackGANTrainer:
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
         self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else ())
+        self._part_shares: tuple[torch.Tensor, ...] | None = None  # --part-mix, computed on first use
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -507,7 +508,7 @@ class StackGANTrainer:
         if not cfg.parts or (cfg.name_drop == 0 and cfg.parts_drop == 0):
             return emb
         emb = emb.clone()
-        n, t = emb.shape[0], emb.shape[1] - cfg.part_dim
+        n, t = emb.shape[0], self.G.ca.text_dim
         if cfg.name_drop > 0:
             hidden = torch.rand(n, device=emb.device) < cfg.name_drop
             emb[hidden, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
@@ -523,19 +524,20 @@ class StackGANTrainer:
         from its share among the training names, independently) with the sentence vector hidden. Returns the
         rows and the mask of the replaced ones."""
         cfg = self.cfg
-        n, t = emb.shape[0], emb.shape[1] - cfg.part_dim
+        n, t = emb.shape[0], self.G.ca.text_dim
         mixed = torch.rand(n, device=emb.device) < cfg.part_mix
         k = int(mixed.sum())
         if k == 0:
             return emb, mixed
         emb = emb.clone()
         codes = torch.zeros(k, cfg.part_dim, device=emb.device, dtype=emb.dtype)
+        if self._part_shares is None:  # each value's share among the training names, per part
+            self._part_shares = self.emb[:, t:].float().mean(0).split(list(self.data.parts.sizes))
         at = 0
-        for size in self.data.parts.sizes:
-            share = self.emb[:, t + at:t + at + size].float().mean(0)  # each value's share among the names
+        for share in self._part_shares:
             pick = torch.multinomial(share, k, replacement=True)
             codes[torch.arange(k, device=emb.device), at + pick] = 1.0
-            at += size
+            at += len(share)
         emb[mixed, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
         emb[mixed, t:] = codes
         return emb, mixed
@@ -578,7 +580,7 @@ class StackGANTrainer:
             if cfg.name_loss > 0:
                 with torch.no_grad():
                     c_all = self.G.ca.encode(self.emb)[0].detach()  # every training name's code
-            t = self.emb.shape[1] - cfg.part_dim
+            t = self.G.ca.text_dim
             d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step,
                                                 parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None)
         if not torch.isfinite(d_loss):
