@@ -59,6 +59,7 @@ def test_reader_trains_on_every_combination_and_its_cache_is_reused(tiny_reader,
     m = reader.metrics
     assert m["combinations"] == 700 and m["train_images"] == 700 * 2 and m["heldout_images"] == 700
     assert {h: len(c) for h, c in reader.classes.items()} == {"base": 10, "topping": 14, "modifier": 5}
+    assert m["reader"]["blur"] == TINY.blur > 0  # trained with the blur
     acc = m["heldout_accuracy"]
     assert set(acc) == {"base", "topping", "modifier", "all"}
     assert acc["base"] > 0.2, acc  # 10 bases: chance is 0.1, and the bases differ at a glance
@@ -88,6 +89,29 @@ def test_reader_refuses_bad_settings(tmp_path):
         train_reader(ReaderConfig(renders=0), cache=tmp_path)
     with pytest.raises(DataError, match="at least 16 px"):
         train_reader(ReaderConfig(draw_size=8), cache=tmp_path)
+    with pytest.raises(DataError, match="blur"):
+        train_reader(ReaderConfig(blur=-1), cache=tmp_path)
+    with pytest.raises(DataError, match="blur"):
+        train_reader(ReaderConfig(blur_p=1.5), cache=tmp_path)
+
+
+def test_reader_blur_softens_its_training_batches_and_is_part_of_its_key():
+    from stackgan.metrics.classifier import Classifier
+    from stackgan.metrics.reader import load_reader_config, reader_key
+
+    assert ReaderConfig(blur=0).augmenter() is None and ReaderConfig(blur_p=0).augmenter() is None
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    soft = ReaderConfig(blur=1.2, blur_p=1.0).augmenter()(x)
+    assert soft.shape == x.shape
+    edges = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    assert edges(soft) < 0.7 * edges(x)  # every picture blurred: its neighbouring pixels nearer
+    assert reader_key(ReaderConfig()) != reader_key(ReaderConfig(blur=0))
+    clf = Classifier.__new__(Classifier)
+    clf.metrics = {"reader": {k: v for k, v in ReaderConfig().__dict__.items() if k not in ("blur", "blur_p")}}
+    assert load_reader_config(clf).blur == 0.0  # a reader saved before the blur existed had none
+    clf.metrics = {"reader": dict(ReaderConfig().__dict__)}
+    assert load_reader_config(clf) == ReaderConfig()
 
 
 def test_name_list_sorts_scorable_from_not_scorable_names_with_reasons(tmp_path):

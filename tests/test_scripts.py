@@ -150,7 +150,8 @@ def test_reader_scale_check_reads_four_versions_of_the_same_pictures(stage2_run,
             return {"base": ["丼" if ok else "?"] * n, "topping": ["サーモン" if ok else "?"] * n,
                     "modifier": ["-" if ok else "?"] * n}
 
-    monkeypatch.setattr(mod, "train_reader", lambda progress=False: SizeReader())
+    asked = []
+    monkeypatch.setattr(mod, "train_reader", lambda cfg, progress=False: asked.append(cfg.blur) or SizeReader())
     # the tiny model's own training names (it has no text encoder for others); the labels are the fake reader's
     (tmp_path / "invented.tsv").write_text("name\tbase\ttopping\tmodifier\nカツカレー\t丼\tサーモン\t-\n"
                                            "ピリ辛サーモン丼\t丼\tサーモン\t-\n", encoding="utf-8")
@@ -160,3 +161,6 @@ def test_reader_scale_check_reads_four_versions_of_the_same_pictures(stage2_run,
     lines = {ln[:30].strip(): ln[30:].strip() for ln in out.splitlines()[1:]}
     assert lines["stage I (64 px)"] == lines["stage II pooled to 64 px"] == "1.000 / 1.000 / 1.000"
     assert lines["stage II (128 px)"] == lines["stage I upsampled to 128 px"] == "0.000 / 0.000 / 0.000"
+    assert mod.main([str(stage2_run), "--data", str(tmp_path), "--seeds", "2", "--crisp"]) == 0
+    assert "crisp-trained" in capsys.readouterr().out
+    assert asked == [1.2, 0.0]  # the evaluator's reader (blurred), then the crisp one

@@ -39,6 +39,10 @@ class ProtocolOptions(Config):
     reader_size: int = opt(64, "attribute reader: input size", min=16)
     reader_width: int = opt(24, "attribute reader: width (channels of its first layer)", min=4)
     reader_epochs: int = opt(10, "attribute reader: training epochs", min=1)
+    reader_blur: float = opt(1.2, "attribute reader: blur its training renders at random (Gaussian, sigma 0.1 px "
+                                  "up to this, on 60%% of the batches), so that it reads a soft picture (a stage II "
+                                  "at 128 px) as it reads the same content at 64 px; 0: crisp renders only",
+                             min=0.0, max=4.0)
     inception: Optional[str] = opt(None, "a local Inception weights file (.pth/.safetensors) for an Inception "
                                          "FID/KID as well; never downloaded. Either torchvision's inception_v3 "
                                          "ImageNet weights (numbers compare only with each other, not with papers) "

@@ -31,7 +31,7 @@ from stackgan.errors import DataError
 from stackgan.metrics.classifier import MODEL_VERSION, Classifier, ClassifierConfig, cache_root, train_classifier
 from stackgan.metrics.realdata import NONE, PART_KEYS, RealData
 
-READER_VERSION = "1"  # bump when the render pipeline or the reader's recipe changes: invalidates the cache
+READER_VERSION = "2"  # bump when the render pipeline or the reader's recipe changes: invalidates the cache
 TRAIN_SEED = 101  # render seeds of the reader's training / held-out sets (the menu set uses 0, the
 HELDOUT_SEED = 102  # invented-name ceiling renders 1): a seed s > 0 of ReaderConfig adds 2 * s to both
 
@@ -53,6 +53,8 @@ class ReaderConfig:
     batch_size: int = 64
     lr: float = 2e-3
     augment: bool = False  # the renders vary enough; flips and rescaling blur what 大盛り looks like
+    blur: float = 1.2  # a random Gaussian blur of the training batches, sigma 0.1 px up to this (0: none), so a
+    blur_p: float = 0.6  # soft picture (a stage II at 128 px, an enlarged stage I) reads as the same content at 64 px
     seed: int = 0
 
     def classifier_config(self) -> ClassifierConfig:
@@ -66,6 +68,22 @@ class ReaderConfig:
                             f"{self.renders} and {self.heldout}")
         if min(self.draw_size, self.image_size, self.input_size) < 16:
             raise DataError("reader sizes (draw, image, input) must be at least 16 px")
+        if not 0 <= self.blur <= 4 or not 0 <= self.blur_p <= 1:
+            raise DataError(f"the reader's blur needs a sigma in 0..4 px and a probability in 0..1, got "
+                            f"{self.blur} and {self.blur_p}")
+
+    def augmenter(self):
+        """The blur of the training batches (None without one): kornia's Gaussian blur, its kernel two
+        sigmas wide either side."""
+        if self.blur <= 0 or self.blur_p <= 0:
+            return None
+        import math
+
+        import kornia.augmentation as K
+        from torch import nn
+
+        k = 2 * math.ceil(2 * self.blur) + 1
+        return nn.Sequential(K.RandomGaussianBlur((k, k), (min(0.1, self.blur), self.blur), p=self.blur_p))
 
 
 # -- the vocabulary ------------------------------------------------------------------------------
@@ -248,9 +266,10 @@ def train_reader(cfg: ReaderConfig | None = None, cache: bool | str | os.PathLik
         f"{cfg.draw_size} px (once per machine, then cached)")
     x, y, t_train = render_set(cfg, "train", cache, progress, workers)
     xv, yv, t_held = render_set(cfg, "heldout", cache, progress, workers)
-    say(f"attribute reader: training on {len(x)} renders, {cfg.epochs} epochs")
+    say(f"attribute reader: training on {len(x)} renders, {cfg.epochs} epochs"
+        + (f", blurred (sigma up to {cfg.blur} px) on {cfg.blur_p:.0%} of the batches" if cfg.augmenter() else ""))
     clf = train_classifier(x, y, vocabulary(), cfg.classifier_config(), val_images=xv, val_targets=yv,
-                           kind="reader", cache=False, device=device, progress=progress)
+                           kind="reader", cache=False, device=device, progress=progress, augmenter=cfg.augmenter())
     clf.key = key
     clf.metrics.update(render_seconds=round(t_train + t_held, 2), reader=dataclasses.asdict(cfg),
                        combinations=n)
@@ -262,4 +281,6 @@ def train_reader(cfg: ReaderConfig | None = None, cache: bool | str | os.PathLik
 
 def load_reader_config(clf: Classifier) -> ReaderConfig | None:
     raw = clf.metrics.get("reader")
-    return ReaderConfig(**raw) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    return ReaderConfig(**{"blur": 0.0, **raw})  # a reader saved before the blur had none

@@ -31,7 +31,7 @@ def classifier_config(cfg: ProtocolOptions) -> ClassifierConfig:
 def reader_config(cfg: ProtocolOptions) -> ReaderConfig:
     return ReaderConfig(renders=cfg.reader_renders, heldout=cfg.reader_heldout, draw_size=cfg.reader_draw_size,
                         image_size=cfg.image_size, input_size=cfg.reader_size, width=cfg.reader_width,
-                        epochs=cfg.reader_epochs, seed=0)
+                        epochs=cfg.reader_epochs, blur=cfg.reader_blur, seed=0)
 
 
 def check_invented_file(cfg: ProtocolOptions) -> None:
