@@ -133,7 +133,9 @@ def reader_summary(reader: Classifier, data: RealData,
            "trained_on": f"renders of all {m.get('combinations')} combinations of the menu vocabulary, "
                          f"{rc.get('renders')} each, drawn at {rc.get('draw_size')} px and stored at "
                          f"{rc.get('image_size')} px (render seed {TRAIN_SEED + 2 * rc.get('seed', 0)}; held out: "
-                         f"{rc.get('heldout')} each, seed {HELDOUT_SEED + 2 * rc.get('seed', 0)})",
+                         f"{rc.get('heldout')} each, seed {HELDOUT_SEED + 2 * rc.get('seed', 0)})"
+                         + (f", blurred at random in training (Gaussian, sigma up to {rc['blur']:g} px, on "
+                            f"{rc.get('blur_p', 0):.0%} of the batches)" if rc.get("blur") else ""),
            "heads": {h: len(c) for h, c in reader.classes.items()},
            "train_images": m.get("train_images"), "render_heldout_images": m.get("heldout_images"),
            "render_heldout_accuracy": m.get("heldout_accuracy", {}),
@@ -328,6 +330,12 @@ def say_not_scorable(invented: dict, printer: Callable[[str], None]) -> None:
 COMPACT_METRICS = ("faithfulness", "fid_in_domain", "diversity")  # what metrics.json (and /api/model) shows
 
 
+def _reader_words(reader: dict) -> str:
+    blur = (reader.get("renders") or {}).get("blur")
+    return "attribute reader (renders of every combination" + (f", blurred up to {blur:g} px in training)" if blur
+                                                              else ")")
+
+
 def compact(results: dict, label: str) -> dict:
     """The few numbers /api/model shows: faithfulness, in-domain FID/KID with the floor, diversity."""
     r = results["models"][label]
@@ -339,7 +347,7 @@ def compact(results: dict, label: str) -> dict:
            if results["classifier"].get("invented_accuracy") else {}),
         **({"reader_heldout_accuracy": results["reader"]["heldout_accuracy"],
             "reader_invented_accuracy": results["reader"].get("invented_accuracy")} if results.get("reader") else {}),
-        "faithfulness_read_by": ("attribute reader (renders of every combination)" if results.get("reader")
+        "faithfulness_read_by": (_reader_words(results["reader"]) if results.get("reader")
                                  else "in-domain classifier (training photos)"),
         "faithfulness_train": ft["overall"], "faithfulness_invented": fi["overall"] if fi else None,
         **({"invented_names": results["invented_names"]["source"]}
