@@ -196,6 +196,11 @@ def test_evaluate_and_compare_score_an_invented_list_with_the_reader(tmp_path, o
         assert set(who["heldout_accuracy"]) == set(who["invented_accuracy"]) == {"base", "topping", "modifier", "all"}
         assert who["invented_images"] == 2 * 8 and who["heldout_images"] == res["data"]["heldout"]
     assert "faithfulness" in rdr["used_for"] and "faithfulness" not in clf["used_for"]
+    assert rdr["renders"]["blur"] == TINY.blur and "blurred at random in training" in rdr["trained_on"]
+    from stackgan.metrics.runeval import _reader_words
+
+    assert _reader_words(rdr) == "attribute reader (renders of every combination, blurred up to 1.2 px in training)"
+    assert _reader_words({"renders": {**rdr["renders"], "blur": 0.0}}) == "attribute reader (renders of every combination)"
     (label, r), = res["models"].items()
     assert [p["name"] for p in r["faithfulness_invented"]["per_name"]] == ["サーモンうどん", "月見チャーハン"]
     assert r["faithfulness_invented"]["unseen_parts"] == 0  # the reader knows every part
