@@ -65,7 +65,7 @@ class StackGANConfig(Config):
     part_mix: float = opt(0.0, "--parts: share of G's pictures drawn for random combinations of known parts (each "
                                "part from its share among the training names, the sentence vector hidden): names "
                                "no photo shows, which only the adversarial and the parts terms can judge, so G "
-                               "learns to put any topping on any base", min=0.0, max=0.5)
+                               "learns to put any topping on any base", min=0.0, max=0.9)
     part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
                         cli=False)
 
