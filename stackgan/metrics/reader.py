@@ -266,10 +266,11 @@ def train_reader(cfg: ReaderConfig | None = None, cache: bool | str | os.PathLik
         f"{cfg.draw_size} px (once per machine, then cached)")
     x, y, t_train = render_set(cfg, "train", cache, progress, workers)
     xv, yv, t_held = render_set(cfg, "heldout", cache, progress, workers)
+    blur = cfg.augmenter()
     say(f"attribute reader: training on {len(x)} renders, {cfg.epochs} epochs"
-        + (f", blurred (sigma up to {cfg.blur} px) on {cfg.blur_p:.0%} of the batches" if cfg.augmenter() else ""))
+        + (f", blurred (sigma up to {cfg.blur} px) on {cfg.blur_p:.0%} of the batches" if blur is not None else ""))
     clf = train_classifier(x, y, vocabulary(), cfg.classifier_config(), val_images=xv, val_targets=yv,
-                           kind="reader", cache=False, device=device, progress=progress, augmenter=cfg.augmenter())
+                           kind="reader", cache=False, device=device, progress=progress, augmenter=blur)
     clf.key = key
     clf.metrics.update(render_seconds=round(t_train + t_held, 2), reader=dataclasses.asdict(cfg),
                        combinations=n)
