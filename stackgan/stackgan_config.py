@@ -64,8 +64,12 @@ class StackGANConfig(Config):
                                 "be read as the parts they were drawn for; 0: off", min=0.0)
     part_mix: float = opt(0.0, "--parts: share of G's pictures drawn for random combinations of known parts (each "
                                "part from its share among the training names, the sentence vector hidden): names "
-                               "no photo shows, which only the adversarial and the parts terms can judge, so G "
-                               "learns to put any topping on any base", min=0.0, max=0.9)
+                               "no photo shows, judged by the adversarial and the parts terms, so G learns to put "
+                               "any topping on any base", min=0.0, max=0.9)
+    part_mix_cond: bool = opt(True, "--part-mix: the mixed draws also meet D's matching-aware (conditional) "
+                                    "term with their own codes; --no-part-mix-cond: only the unconditional and "
+                                    "the parts terms judge them (no photo has their code, so the conditional "
+                                    "term could call them fake from the code alone)")
     part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
                         cli=False)
 
@@ -183,6 +187,8 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix):
             raise ConfigError("--part-loss and --part-mix need --parts")
+        if not self.part_mix_cond and not self.part_mix:
+            raise ConfigError("--no-part-mix-cond is about the --part-mix draws: give --part-mix too")
         if self.part_mix and self.mode_seeking:
             raise ConfigError("--part-mix and --mode-seeking do not go together (mode seeking pairs two pictures of "
                               "one name; a random combination has none)")

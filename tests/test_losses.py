@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stackgan.errors import ConfigError
 from stackgan.models.stackgan import Stage1D
 from stackgan.stackgan_config import StackGANConfig
 from stackgan.train import losses as L
@@ -161,3 +162,41 @@ def test_kl_is_zero_at_prior_and_averaged_per_element():
     # doubling the batch with copies leaves a per-element average unchanged
     assert L.kl_divergence(mu.repeat(2, 1), logvar.repeat(2, 1)).item() == pytest.approx(per.mean().item())
     assert L.kl_divergence(mu, logvar) > 0
+
+
+def test_matching_aware_terms_take_fewer_conditional_fakes_or_none():
+    z = torch.zeros(4)
+    for kind in ("bce", "hinge"):
+        full = L.matching_aware_d(kind, z, z, z, z, z)
+        # the fake-side conditional term is a mean: half the rows of equal logits give the same loss
+        assert L.matching_aware_d(kind, z, z, z, z[:2], z).item() == pytest.approx(full.item())
+        none = L.matching_aware_d(kind, z, z, z, z[:0], z)
+        assert torch.isfinite(none) and none.item() < full.item()  # an empty term adds nothing
+        assert torch.isfinite(L.matching_aware_g(kind, z[:0], z))
+    assert L.matching_aware_g("hinge", z[:0], z + 2).item() == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize("loss", ["bce", "hinge"])
+def test_no_part_mix_cond_keeps_the_mixed_fakes_from_the_conditional_term(loss):
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, loss=loss, gp_weight=0.0, d_cond="projection", name_loss=0.0,
+                parts=True, part_mix=0.5)
+    on = StackGANConfig(**base).validate()
+    off = StackGANConfig(**base, part_mix_cond=False).validate()
+    D, real, fake, y, codes = _phase_inputs(on)
+    c, c_w, c_r = codes[y], codes[(y + 1) % 5], codes[y]
+    y_fake = torch.tensor([0, -1, 2, -1])  # fakes 1 and 3 were drawn for mixed parts
+    named = y_fake >= 0
+    _, p_on = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c_r, None, step=1)
+    _, p_off = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c_r, None, step=1,
+                                                           cond_fakes=named)
+    assert p_on["fake_c"].shape[0] == 4 and torch.allclose(p_off["fake_c"], p_on["fake_c"][named])
+    mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
+    g_on, q_on = L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y_fake, c, mu, logvar, None, z, pairs=0)
+    g_off, q_off = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y_fake, c, mu, logvar, None, z, pairs=0)
+    ff = D.features(fake)
+    fc, fu = D.cond(ff, c), D.uncond(ff)
+    assert q_on["g_adv"].item() == pytest.approx(L.matching_aware_g(loss, fc, fu).item(), rel=1e-5)
+    assert q_off["g_adv"].item() == pytest.approx(L.matching_aware_g(loss, fc[named], fu).item(), rel=1e-5)
+    assert q_off["g_adv"].item() != pytest.approx(q_on["g_adv"].item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="give --part-mix"):
+        StackGANConfig(**{**base, "part_mix": 0.0}, part_mix_cond=False).validate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -1131,6 +1132,12 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     assert rows and all(r["part_d"] > 0 and r["part_g"] > 0 for r in rows)
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3
     assert load_pipeline(tmp_path / "run").generate("サーモンうどん", 1, seed=0).images.shape == (1, 3, 16, 16)
+    # --no-part-mix-cond: every draw mixed, so no fake meets the conditional term; training still runs
+    uncond = dataclasses.replace(cfg, out=str(tmp_path / "uncond"), part_mix=0.9, part_mix_cond=False, max_steps=2)
+    torch.manual_seed(0)
+    assert tr.train(uncond, data=data)["step"] == 2
+    rows = [r for r in read_jsonl(tmp_path / "uncond" / "log.jsonl") if "d_loss" in r]
+    assert rows and all(math.isfinite(r["d_loss"]) and 0 < r["d_fake"] < 1 for r in rows)
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
                      ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):
         with pytest.raises(ConfigError, match=msg):

@@ -66,27 +66,34 @@ def g_adv(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def _mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean, 0 for an empty tensor (a batch in which no fake meets the conditional term)."""
+    return t.mean() if t.numel() else t.sum()
+
+
 def matching_aware_d(kind: str, real_c: torch.Tensor, real_u: torch.Tensor, wrong_c: torch.Tensor,
                      fake_c: torch.Tensor, fake_u: torch.Tensor) -> torch.Tensor:
     """StackGAN's D loss: the real side (a photo with its own name, and unconditionally) averaged, the
-    fake side (a fake with its name, a photo with another dish's name, a fake unconditionally) averaged."""
+    fake side (a fake with its name, a photo with another dish's name, a fake unconditionally) averaged.
+    ``fake_c`` may hold fewer rows than ``fake_u`` (``--no-part-mix-cond``), or none."""
     if kind == "bce":
-        one = lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))  # noqa: E731
-        zero = lambda t: F.binary_cross_entropy_with_logits(t, torch.zeros_like(t))  # noqa: E731
+        one = lambda t: _mean(F.binary_cross_entropy_with_logits(t, torch.ones_like(t), reduction="none"))  # noqa: E731
+        zero = lambda t: _mean(F.binary_cross_entropy_with_logits(t, torch.zeros_like(t), reduction="none"))  # noqa: E731
         return (one(real_c) + one(real_u)) / 2 + (zero(fake_c) + zero(wrong_c) + zero(fake_u)) / 3
     if kind == "hinge":
-        return ((F.relu(1 - real_c).mean() + F.relu(1 - real_u).mean()) / 2
-                + (F.relu(1 + fake_c).mean() + F.relu(1 + wrong_c).mean() + F.relu(1 + fake_u).mean()) / 3)
+        return ((_mean(F.relu(1 - real_c)) + _mean(F.relu(1 - real_u))) / 2
+                + (_mean(F.relu(1 + fake_c)) + _mean(F.relu(1 + wrong_c)) + _mean(F.relu(1 + fake_u))) / 3)
     raise ValueError(f"unknown loss {kind!r}")
 
 
 def matching_aware_g(kind: str, fake_c: torch.Tensor, fake_u: torch.Tensor) -> torch.Tensor:
-    """StackGAN's G loss: the fake must pass with its name and unconditionally."""
+    """StackGAN's G loss: the fake must pass with its name and unconditionally (``fake_c`` may hold fewer
+    rows than ``fake_u``, or none)."""
     if kind == "bce":
-        return (F.binary_cross_entropy_with_logits(fake_c, torch.ones_like(fake_c))
+        return (_mean(F.binary_cross_entropy_with_logits(fake_c, torch.ones_like(fake_c), reduction="none"))
                 + F.binary_cross_entropy_with_logits(fake_u, torch.ones_like(fake_u)))
     if kind == "hinge":
-        return -(fake_c.mean() + fake_u.mean())
+        return -(_mean(fake_c) + fake_u.mean())
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -173,10 +180,12 @@ class StackGANLoss:
 
     def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
                 c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
-                step: int, parts_real: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                step: int, parts_real: torch.Tensor | None = None,
+                cond_fakes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
-        ``c_wrong``, a (detached) fake with its own ``c``; plus the GP (hinge), lazy R1, the name term and
-        the parts term (``parts_real``: the real photos' parts codes)."""
+        ``c_wrong``, a (detached) fake with its own ``c`` (only the fakes of mask ``cond_fakes``, when
+        given); plus the GP (hinge), lazy R1, the name term and the parts term (``parts_real``: the real
+        photos' parts codes)."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=real.device)
         real_aug = self.augment(real)
@@ -190,7 +199,8 @@ class StackGANLoss:
         ff = D.features(fake_aug)
         real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
         wrong_c = D.cond(fr, c_wrong)
-        fake_c, fake_u = D.cond(ff, c), D.uncond(ff)
+        fake_u = D.uncond(ff)
+        fake_c = D.cond(ff, c) if cond_fakes is None else D.cond(ff[cond_fakes], c[cond_fakes])
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
         gp = r1 = name_d = part_d = zero
@@ -207,7 +217,7 @@ class StackGANLoss:
             part_d = part_classification(D.part_logits(fr), parts_real, self.part_sizes)
             loss = loss + cfg.part_loss * part_d
         return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "real_c": real_c, "real_u": real_u,
-                      "wrong_c": wrong_c, "fake_c": fake_c}
+                      "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
                 logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
@@ -216,11 +226,17 @@ class StackGANLoss:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
         fake must be read as its own name; ``y_fake`` < 0: a fake of no training name, left out); the
         parts term (read as the parts ``parts_fake`` it was drawn for); mode seeking over the first
-        ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it."""
+        ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it.
+        With ``--no-part-mix-cond`` the fakes of no training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
         ffg = D.features(self.augment(fake))
-        fake_c, fake_u = D.cond(ffg, c), D.uncond(ffg)
+        fake_u = D.uncond(ffg)
+        if cfg.part_mix_cond:
+            fake_c = D.cond(ffg, c)
+        else:
+            keep = y_fake >= 0
+            fake_c = D.cond(ffg[keep], c[keep])
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl

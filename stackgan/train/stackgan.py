@@ -582,7 +582,8 @@ class StackGANTrainer:
                     c_all = self.G.ca.encode(self.emb)[0].detach()  # every training name's code
             t = self.G.ca.text_dim
             d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step,
-                                                parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None)
+                                                parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None,
+                                                cond_fakes=None if cfg.part_mix_cond else y_fake >= 0)
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
@@ -617,7 +618,10 @@ class StackGANTrainer:
                    else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
-                "d_fake": float(prob(d_parts["fake_c"].float()).mean()),
+                # D's mean "real" on the fakes with their codes (unconditionally in a batch where none met
+                # the conditional term: --no-part-mix-cond with every draw mixed)
+                "d_fake": float(prob((d_parts["fake_c"] if d_parts["fake_c"].numel() else d_parts["fake_u"])
+                                     .float()).mean()),
                 "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,
                 "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
             }
