@@ -66,6 +66,9 @@ class StackGANConfig(Config):
                                "part from its share among the training names, the sentence vector hidden): names "
                                "no photo shows, judged by the adversarial and the parts terms, so G learns to put "
                                "any topping on any base", min=0.0, max=0.9)
+    part_mix_add: bool = opt(False, "--part-mix P: add the mixed draws to the batch (P x the batch size more "
+                                    "fakes) instead of drawing them in place of training names, so the training "
+                                    "names keep every draw; a step takes longer")
     part_mix_cond: bool = opt(True, "--part-mix: the mixed draws also meet D's matching-aware (conditional) "
                                     "term with their own codes; --no-part-mix-cond: only the unconditional and "
                                     "the parts terms judge them (no photo has their code, so the conditional "
@@ -187,8 +190,9 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix):
             raise ConfigError("--part-loss and --part-mix need --parts")
-        if not self.part_mix_cond and not self.part_mix:
-            raise ConfigError("--no-part-mix-cond is about the --part-mix draws: give --part-mix too")
+        if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
+            raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
+                              "--part-mix too")
         if self.part_mix and self.mode_seeking:
             raise ConfigError("--part-mix and --mode-seeking do not go together (mode seeking pairs two pictures of "
                               "one name; a random combination has none)")

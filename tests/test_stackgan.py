@@ -1138,7 +1138,23 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     assert tr.train(uncond, data=data)["step"] == 2
     rows = [r for r in read_jsonl(tmp_path / "uncond" / "log.jsonl") if "d_loss" in r]
     assert rows and all(math.isfinite(r["d_loss"]) and 0 < r["d_fake"] < 1 for r in rows)
+    # --part-mix-add: the mixed draws come on top of a full batch of training names
+    add = tr.StackGANTrainer(dataclasses.replace(cfg, out=str(tmp_path / "add"), part_mix_add=True), data,
+                             tmp_path / "add", device="cpu")
+    seen = {}
+    g_phase = add.loss.g_phase
+
+    def spy(fake, y_fake, *a, **k):
+        seen.update(fake=fake.shape[0], y_fake=y_fake.clone())
+        return g_phase(fake, y_fake, *a, **k)
+
+    add.loss.g_phase = spy
+    assert add.train_step() is not None
+    b, extra = cfg.batch_size, round(0.5 * cfg.batch_size)
+    assert extra > 0 and seen["fake"] == b + extra
+    assert (seen["y_fake"][:b] >= 0).all() and (seen["y_fake"][b:] == -1).all()
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
+                     ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
                      ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):
         with pytest.raises(ConfigError, match=msg):
             StackGANConfig(**bad).validate()

@@ -519,13 +519,13 @@ class StackGANTrainer:
             at += size
         return emb
 
-    def mix_parts(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``--part-mix``: a share of the rows replaced by random combinations of known parts (each part drawn
-        from its share among the training names, independently) with the sentence vector hidden. Returns the
-        rows and the mask of the replaced ones."""
+    def mix_parts(self, emb: torch.Tensor, share: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``--part-mix``: a share of the rows (``share``, else ``--part-mix``) replaced by random
+        combinations of known parts (each part drawn from its share among the training names,
+        independently) with the sentence vector hidden. Returns the rows and the mask of the replaced ones."""
         cfg = self.cfg
         n, t = emb.shape[0], self.G.ca.text_dim
-        mixed = torch.rand(n, device=emb.device) < cfg.part_mix
+        mixed = torch.rand(n, device=emb.device) < (cfg.part_mix if share is None else share)
         k = int(mixed.sum())
         if k == 0:
             return emb, mixed
@@ -566,10 +566,15 @@ class StackGANTrainer:
         # mode seeking draws the fakes in pairs: the second half repeats the first half's names
         y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
         emb = self.hide(self.emb[y_fake])
-        if cfg.part_mix > 0:  # some fakes are of random combinations of known parts: no training name
+        if cfg.part_mix > 0 and cfg.part_mix_add:  # more fakes, of random combinations of known parts
+            k = round(cfg.part_mix * len(y_fake))
+            extra, _ = self.mix_parts(emb[:k], share=1.0)
+            emb = torch.cat([emb, extra])
+            y_fake = torch.cat([y_fake, torch.full((k,), -1, dtype=y_fake.dtype, device=y_fake.device)])
+        elif cfg.part_mix > 0:  # some fakes are of random combinations of known parts: no training name
             emb, mixed = self.mix_parts(emb)
             y_fake = torch.where(mixed, torch.full_like(y_fake, -1), y_fake)
-        z = torch.randn(real.shape[0], cfg.z_dim, device=self.device)
+        z = torch.randn(emb.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, low = self._generate(self.G, z, emb)
             with torch.no_grad():
