@@ -73,6 +73,10 @@ class StackGANConfig(Config):
                                     "term with their own codes; --no-part-mix-cond: only the unconditional and "
                                     "the parts terms judge them (no photo has their code, so the conditional "
                                     "term could call them fake from the code alone)")
+    wrong_parts: float = opt(0.0, "--parts: share of the mismatched pairs (a real photo with a wrong name) whose "
+                                  "wrong name is the photo's own parts with one part changed to another known "
+                                  "value, the sentence vector hidden: hard negatives that differ in one part only, "
+                                  "so D must check every part", min=0.0, max=1.0)
     part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
                         cli=False)
 
@@ -188,8 +192,8 @@ class StackGANConfig(Config):
             raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
-        if not self.parts and (self.part_loss or self.part_mix):
-            raise ConfigError("--part-loss and --part-mix need --parts")
+        if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
+            raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
             raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
                               "--part-mix too")

@@ -1153,8 +1153,22 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     b, extra = cfg.batch_size, round(0.5 * cfg.batch_size)
     assert extra > 0 and seen["fake"] == b + extra
     assert (seen["y_fake"][:b] >= 0).all() and (seen["y_fake"][b:] == -1).all()
+    # --wrong-parts: a wrong name that is the photo's own parts with exactly one part changed
+    wp = tr.StackGANTrainer(dataclasses.replace(cfg, out=str(tmp_path / "wp"), wrong_parts=1.0), data,
+                            tmp_path / "wp", device="cpu")
+    own = wp.emb.repeat(4, 1)
+    swapped = wp.swap_a_part(own, torch.zeros_like(own))
+    assert torch.equal(swapped[:, :t], wp.G.ca.emb_shift[:t].expand(len(own), -1))
+    known = [share > 0 for share in wp.part_shares()]
+    for row, mine in zip(swapped, own):
+        new, old_ = row[t:].split(list(data.parts.sizes)), mine[t:].split(list(data.parts.sizes))
+        changed = [j for j in range(len(new)) if not torch.equal(new[j], old_[j])]
+        assert len(changed) == 1 and all(float(b.sum()) == 1 for b in new)
+        assert known[changed[0]][int(new[changed[0]].argmax())]  # a value the training names have
+    assert wp.train_step() is not None
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
+                     ({"wrong_parts": 0.5}, "need --parts"),
                      ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):
         with pytest.raises(ConfigError, match=msg):
             StackGANConfig(**bad).validate()

@@ -531,16 +531,53 @@ class StackGANTrainer:
             return emb, mixed
         emb = emb.clone()
         codes = torch.zeros(k, cfg.part_dim, device=emb.device, dtype=emb.dtype)
-        if self._part_shares is None:  # each value's share among the training names, per part
-            self._part_shares = self.emb[:, t:].float().mean(0).split(list(self.data.parts.sizes))
         at = 0
-        for share in self._part_shares:
+        for share in self.part_shares():
             pick = torch.multinomial(share, k, replacement=True)
             codes[torch.arange(k, device=emb.device), at + pick] = 1.0
             at += len(share)
         emb[mixed, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
         emb[mixed, t:] = codes
         return emb, mixed
+
+    def part_shares(self) -> tuple[torch.Tensor, ...]:
+        """Each part value's share among the training names, one tensor per part (computed once)."""
+        if self._part_shares is None:
+            t = self.G.ca.text_dim
+            self._part_shares = self.emb[:, t:].float().mean(0).split(list(self.data.parts.sizes))
+        return self._part_shares
+
+    def swap_a_part(self, own: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+        """``--wrong-parts``: a share of the wrong-name rows replaced by the real photo's own name vector
+        (``own``) with the sentence vector hidden and one part (drawn among the parts that have another
+        value) changed to another value the training names have, drawn by its share."""
+        cfg = self.cfg
+        t = self.G.ca.text_dim
+        shares = self.part_shares()
+        sizes = list(self.data.parts.sizes)
+        starts = [sum(sizes[:j]) for j in range(len(sizes))]
+        pick = (torch.rand(own.shape[0], device=own.device) < cfg.wrong_parts).nonzero().flatten().tolist()
+        if not pick:
+            return wrong
+        wrong = wrong.clone()
+        for i in pick:
+            row = own[i].clone()
+            row[:t] = self.G.ca.emb_shift[:t].to(row.dtype)
+            blocks = row[t:].split(sizes)
+            options = []
+            for j, (block, share) in enumerate(zip(blocks, shares)):
+                other = share.clone()
+                other[int(block.argmax())] = 0
+                if float(other.sum()) > 0:
+                    options.append((j, other))
+            if not options:
+                continue
+            j, other = options[int(torch.randint(len(options), ()))]
+            new = int(torch.multinomial(other, 1))
+            row[t + starts[j]:t + starts[j] + sizes[j]] = 0
+            row[t + starts[j] + new] = 1
+            wrong[i] = row
+        return wrong
 
     def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
                   eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -562,6 +599,8 @@ class StackGANTrainer:
         self.D.train()
         real, y, yw = self._batch()
         emb_w = self.hide(self.emb[yw])
+        if cfg.wrong_parts > 0:  # some wrong names differ from the photo's own in one part only
+            emb_w = self.swap_a_part(self.emb[y], emb_w)
         half = real.shape[0] // 2
         # mode seeking draws the fakes in pairs: the second half repeats the first half's names
         y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
