@@ -175,6 +175,11 @@ class StackGANLoss:
         self.cfg, self.D, self.augment = cfg, D, augment
         self.part_sizes = tuple(part_sizes)  # --part-loss: the width of each part's block of the codes
 
+    def cond_fakes(self, y_fake: torch.Tensor) -> torch.Tensor | None:
+        """The fakes that meet the conditional (matching-aware) term: all (None), or with
+        ``--no-part-mix-cond`` those of a training name (``y_fake`` >= 0), the same rows in D's and G's phase."""
+        return None if self.cfg.part_mix_cond else y_fake >= 0
+
     def r1_due(self, step: int) -> bool:
         return self.cfg.r1 > 0 and step % self.cfg.r1_every == 0
 
@@ -232,11 +237,8 @@ class StackGANLoss:
         zero = torch.zeros((), device=fake.device)
         ffg = D.features(self.augment(fake))
         fake_u = D.uncond(ffg)
-        if cfg.part_mix_cond:
-            fake_c = D.cond(ffg, c)
-        else:
-            keep = y_fake >= 0
-            fake_c = D.cond(ffg[keep], c[keep])
+        keep = self.cond_fakes(y_fake)
+        fake_c = D.cond(ffg, c) if keep is None else D.cond(ffg[keep], c[keep])
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl

@@ -627,7 +627,7 @@ class StackGANTrainer:
             t = self.G.ca.text_dim
             d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step,
                                                 parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None,
-                                                cond_fakes=None if cfg.part_mix_cond else y_fake >= 0)
+                                                cond_fakes=self.loss.cond_fakes(y_fake))
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
