@@ -228,6 +228,8 @@ class Pipeline:
                 raise CheckpointError(f"{folder}: names.json's parts vocabulary codes {self.parts.dim} values, "
                                       f"the model {cfg1.part_dim}")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._fit = None
+        self.parts_sentence = getattr(cfg1, "parts_sentence", "own")
         self._directions = self._explore_directions()
 
     # -- names ---------------------------------------------------------------------------------
@@ -266,11 +268,42 @@ class Pipeline:
         with torch.inference_mode():
             vec = self.encoder().encode([key])[0].float().cpu()
         if self.parts is not None:  # a name outside training: its parts as the vocabulary reads them
-            vec = torch.cat([vec, self.parts.codes([key])[0]])
+            code = self.parts.codes([key])[0]
+            if self.parts_sentence == "parts" and "?" not in self.parts.parse(key).values():
+                vec = self._sentence_fit()(code[None])[0]  # read whole: the sentence its parts predict
+            vec = torch.cat([vec, code])
         self._cache[key] = vec
         while len(self._cache) > NAME_CACHE:
             self._cache.popitem(last=False)
         return vec
+
+    @property
+    def parts_sentence(self) -> str:
+        """A ``--parts`` model: how a name outside training that the parts vocabulary reads whole gets its
+        sentence vector: ``own`` (its encoding) or ``parts`` (predicted from its parts,
+        :class:`stackgan.text.parts.SentenceFit`); the run's ``--parts-sentence`` unless set."""
+        return self._parts_sentence
+
+    @parts_sentence.setter
+    def parts_sentence(self, mode: str) -> None:
+        if mode not in ("own", "parts"):
+            raise UserError(f"parts_sentence is 'own' or 'parts', got {mode!r}")
+        if mode != "own" and self.parts is None:
+            raise UserError("--parts-sentence applies to a model trained with --parts; this one reads names "
+                            "by their sentence vector only")
+        if mode != getattr(self, "_parts_sentence", None):
+            self._cache.clear()
+        self._parts_sentence = mode
+
+    def _sentence_fit(self):
+        if self._fit is None:
+            from stackgan.text.parts import SentenceFit
+
+            if self.emb is None:
+                raise CheckpointError(f"{self.folder}: --parts-sentence parts needs the training names' vectors "
+                                      "(embeddings.safetensors)")
+            self._fit = SentenceFit(self.emb, self.text_dim)
+        return self._fit
 
     @property
     def text_dim(self) -> int:

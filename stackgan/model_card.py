@@ -98,7 +98,11 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
            f"{', '.join((train_info or {}).get('parts', {}).get('slots', [])) or 'from attributes.tsv'}; the "
            "vocabulary is in `names.json`): a new name is read into the parts it is made of, so a combination never "
            "seen in training gets the parts' codes learnt from the training names; a part it cannot read is left "
-           "unknown and the sentence vector speaks for it.", ""] if cfg1.part_dim else []),
+           "unknown and the sentence vector speaks for it."
+           + (" A new name read whole takes the sentence vector its parts predict (`--parts-sentence parts`: a "
+              "linear fit of the training names' sentence vectors on their parts codes) instead of its own "
+              "encoding." if getattr(cfg1, "parts_sentence", "own") == "parts" else ""), ""]
+          if cfg1.part_dim else []),
         "## Training recipe", "",
         "```", train_command(cfg1) if stages == 2 else train_command(cfg), *( [train_command(cfg)] if stages == 2 else []),
         "```", "",

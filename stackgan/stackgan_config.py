@@ -73,6 +73,13 @@ class StackGANConfig(Config):
                                     "term with their own codes; --no-part-mix-cond: only the unconditional and "
                                     "the parts terms judge them (no photo has their code, so the conditional "
                                     "term could call them fake from the code alone)")
+    parts_sentence: str = opt("own", "--parts: the sentence vector of a name outside training that the parts "
+                                     "vocabulary reads whole: its own encoding (own), or the one predicted from its "
+                                     "parts by a linear fit on the training names' vectors (parts), so an unseen "
+                                     "combination reads like the training names it shares parts with; with "
+                                     "--part-mix, the mixed draws then take the predicted vector too, instead of "
+                                     "the hidden one. `stackgan evaluate` and `generate` can override it",
+                              choices=("own", "parts"))
     wrong_parts: float = opt(0.0, "--parts: share of the mismatched pairs (a real photo with a wrong name) whose "
                                   "wrong name is the photo's own parts with one part changed to another known "
                                   "value, the sentence vector hidden: hard negatives that differ in one part only, "
@@ -192,8 +199,8 @@ class StackGANConfig(Config):
             raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
-        if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
-            raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
+        if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts or self.parts_sentence != "own"):
+            raise ConfigError("--part-loss, --part-mix, --wrong-parts and --parts-sentence need --parts")
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
             raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
                               "--part-mix too")

@@ -495,6 +495,8 @@ def test_a_run_folder_written_with_the_old_names_resumes_generates_and_evaluates
     assert read_run(run).steps == 4
     sampler, _ = make_sampler(run, "dcgan")
     assert sampler(None, 3, 0).shape[0] == 3
+    with pytest.raises(ConfigError, match="--parts-sentence applies to StackGAN"):
+        make_sampler(run, "dcgan", parts_sentence="parts")
 
     # and it resumes, through the command line with the old spellings, to the uninterrupted run
     capsys.readouterr()

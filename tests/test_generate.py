@@ -62,7 +62,7 @@ def test_generate_writes_samples_and_grid(run, tmp_path, capsys):
     assert pixels(tmp_path / "g" / files[0]) != pixels(tmp_path / "g" / files[1])
 
 
-def test_truncation_and_variations(run, tmp_path):
+def test_truncation_and_variations(run, tmp_path, capsys):
     assert gen("--checkpoint", run, "-n", 3, "--truncation", 0, "--out", tmp_path / "t.png") == 0
     imgs = [pixels(p) for p in sorted((tmp_path / "t").glob("*.png"))]
     assert len(imgs) == 3 and imgs[0] == imgs[1] == imgs[2]  # z = 0 for all
@@ -72,6 +72,9 @@ def test_truncation_and_variations(run, tmp_path):
     assert len(var) == 4
     assert pixels(var[0]) == pixels(tmp_path / "s" / "0000-seed4.png")  # image 0 is the original
     assert pixels(var[1]) != pixels(var[0])
+    assert gen("--checkpoint", run, "-n", 1, "--parts-sentence", "parts", "--out", tmp_path / "p.png") == 2
+    assert not (tmp_path / "p.png").exists()  # a DCGAN reads no names
+    assert "--parts-sentence applies to a StackGAN trained with --parts" in capsys.readouterr().err
 
 
 def test_generate_errors(run, tmp_path, capsys):

@@ -207,6 +207,11 @@ def test_bad_arguments(runs):
             pipe.generate(NAMES[0], **args)
     with pytest.raises(UserError):
         pipe.variations(NAMES[0], 1, 2, sigma=-1)
+    assert pipe.parts_sentence == "own"
+    with pytest.raises(UserError, match="trained with --parts"):
+        pipe.parts_sentence = "parts"
+    with pytest.raises(UserError, match="'own' or 'parts'"):
+        pipe.parts_sentence = "mean"
 
 
 def test_stage2_pipeline_and_sources(runs):

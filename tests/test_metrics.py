@@ -464,6 +464,12 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     assert label0 == "stackgan-stage1-truncation0" and r0["model"]["truncation"] == 0
     assert r0["diversity"]["generated"] < 1e-3 < r["diversity"]["generated"]
     capsys.readouterr()
+    # --parts-sentence is for a model that reads names with their parts; refused before any work
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev-ps"), "--parts-sentence", "parts",
+                 *SMALL]) == 2
+    assert "trained with --parts" in capsys.readouterr().err and not (tmp_path / "ev-ps").exists()
+    assert main(["evaluate", str(run), "--parts-sentence", "mean", *SMALL]) == 2
+    assert "--parts-sentence must be own or parts" in capsys.readouterr().err
 
     # with --stackgan, the baseline and the ablations take that run's settings and budget
     rc = main(["compare", "--out", str(tmp_path / "cmp"), "--models", "dcgan", "no-diffaugment", "no-ca",

@@ -16,6 +16,7 @@ from stackgan.models.init import init_weights
 from stackgan.models.stackgan import CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G
 from stackgan.train import stackgan as tr
 from stackgan.stackgan_config import StackGANConfig
+from stackgan.text.parts import SentenceFit
 from stackgan.utils.runlog import read_jsonl
 from conftest import assert_a_nan_step_is_undone, use_hash_encoder  # noqa: E402
 
@@ -1166,7 +1167,34 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
         assert len(changed) == 1 and all(float(b.sum()) == 1 for b in new)
         assert known[changed[0]][int(new[changed[0]].argmax())]  # a value the training names have
     assert wp.train_step() is not None
+    # --parts-sentence parts: the mixed draws take the sentence vector their parts predict
+    ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), parts_sentence="parts", max_steps=2)
+    ps = tr.StackGANTrainer(ps_cfg, data, tmp_path / "ps", device="cpu")
+    torch.manual_seed(0)
+    mixed, mask = ps.mix_parts(ps.emb.repeat(16, 1))
+    fit = SentenceFit(ps.emb, t)
+    assert int(mask.sum()) > 0 and torch.allclose(mixed[mask, :t], fit(mixed[mask, t:]), atol=1e-6)
+    assert not torch.allclose(mixed[mask, :t], ps.G.ca.emb_shift[:t].expand(int(mask.sum()), -1))
+    assert torch.equal(mixed[~mask], ps.emb.repeat(16, 1)[~mask])
+    assert tr.train(ps_cfg, data=data)["step"] == 2
+    # ... and the pipeline reads a new name made of known parts the same way; training names, and names
+    # with a word the vocabulary does not know, keep their own vector
+    pipe = load_pipeline(tmp_path / "ps")
+    assert pipe.parts_sentence == "parts"
+    new = pipe.embed("サーモンうどん")
+    assert torch.allclose(new[:t], fit(new[None, t:])[0], atol=1e-6)
+    assert torch.equal(pipe.embed(data.names[0]), pipe.emb[0])
+    odd = pipe.embed("抹茶サーモンうどん")
+    pipe.parts_sentence = "own"  # an override (evaluate / generate --parts-sentence) drops the cached reading
+    assert torch.equal(pipe.embed("抹茶サーモンうどん"), odd)
+    own = pipe.embed("サーモンうどん")
+    assert torch.equal(own[t:], new[t:]) and not torch.allclose(own[:t], new[:t])
+    assert json.loads((tmp_path / "ps" / "config.json").read_text())["parts_sentence"] == "parts"
+    assert "--parts-sentence parts" in pipe.model_card() and "--parts-sentence" not in load_pipeline(
+        tmp_path / "run").model_card()
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
+                     ({"parts_sentence": "parts"}, "need --parts"),
+                     ({"parts": True, "parts_sentence": "mean"}, "must be one of"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
                      ({"wrong_parts": 0.5}, "need --parts"),
                      ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):

@@ -9,7 +9,7 @@ import torch
 
 from stackgan.data.names import read_attributes_tsv
 from stackgan.errors import DataError
-from stackgan.text.parts import PartVocab, names_parts
+from stackgan.text.parts import PartVocab, SentenceFit, names_parts
 
 MENU = Path(__file__).resolve().parents[1] / "data" / "menu"
 
@@ -94,3 +94,28 @@ def test_names_parts_checks_the_table():
         names_parts([{"file": "a.png", "name": "カツカレー"}], ["カツカレー"])
     with pytest.raises(DataError, match="fills no part column"):
         names_parts([{"file": "a.png", "name": "x", "base": "-"}], ["x"])
+
+
+def test_the_sentence_fit_predicts_a_name_from_its_parts():
+    torch.manual_seed(0)
+    parts = torch.zeros(6, 5)  # two parts: 3 values, 2 values
+    for i, (a, b) in enumerate([(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4)]):
+        parts[i, a] = parts[i, b] = 1
+    basis = torch.randn(5, 8)
+    sentences = parts @ basis + 0.5
+    lengths = sentences.norm(dim=1).mean()
+    fit = SentenceFit(torch.cat([sentences, parts], 1), text_dim=8, ridge=1e-6)
+    got = fit(parts)
+    # vectors linear in their parts: the fit gives each name's direction back, at the names' mean length
+    assert torch.allclose(torch.nn.functional.cosine_similarity(got, sentences), torch.ones(6), atol=1e-4)
+    assert torch.allclose(got.norm(dim=1), torch.full((6,), float(lengths)), atol=1e-4)
+    # a combination no row has: still the sum of its parts' shares
+    new = torch.zeros(1, 5)
+    new[0, 2] = new[0, 4] = 1
+    want = new @ basis + 0.5
+    assert float(torch.nn.functional.cosine_similarity(fit(new), want)) > 0.999
+    assert fit(parts.to(torch.bfloat16)).dtype == torch.bfloat16
+    with pytest.raises(DataError, match="parts code after 8"):
+        SentenceFit(sentences, text_dim=8)
+    with pytest.raises(DataError, match="at least two"):
+        SentenceFit(torch.cat([sentences, parts], 1)[:1], text_dim=8)

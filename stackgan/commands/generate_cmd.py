@@ -40,6 +40,10 @@ class GenerateConfig(Config):
     out: str = opt("generated.png", "the grid PNG")
     out_dir: Optional[str] = opt(None, "folder for the single PNGs [the grid's path without .png]")
     truncation: float = opt(1.0, "scale z towards its mean (< 1: safer, less varied samples)", min=0.0, max=2.0)
+    parts_sentence: Optional[str] = opt(None, "a StackGAN trained with --parts: how names outside training that "
+                                              "the parts vocabulary reads whole get their sentence vector: own "
+                                              "(their encoding) or parts (predicted from their parts) [the run's "
+                                              "--parts-sentence]")
     variations_of: Optional[int] = opt(None, "draw variations of the sample with this seed instead", min=0)
     sigma: float = opt(0.5, "noise added to z for --variations-of", min=0.0)
     interpolate: bool = opt(False, "StackGAN: write an animated GIF (--out NAME.gif), or an MP4 (--out NAME.mp4, "
@@ -56,6 +60,8 @@ class GenerateConfig(Config):
     def check(self) -> None:
         if not str(self.checkpoint).strip():
             raise ConfigError("--checkpoint is required")
+        if self.parts_sentence not in (None, "own", "parts"):
+            raise ConfigError(f"--parts-sentence must be own or parts, got {self.parts_sentence!r}")
         suffixes = (".gif", ".mp4") if self.interpolate else (".png",)
         if not str(self.out).lower().endswith(suffixes):
             raise ConfigError(f"--out must be a {' or '.join(suffixes)} file"
@@ -166,6 +172,10 @@ def generate_samples(cfg: GenerateConfig, dcgan: bool) -> int:
     from stackgan.utils.device import resolve_device
 
     sampler = load_sampler(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
+    if cfg.parts_sentence is not None:
+        if dcgan:
+            raise ConfigError("--parts-sentence applies to a StackGAN trained with --parts, not to a DCGAN")
+        sampler.parts_sentence = cfg.parts_sentence
     seeds = [cfg.seed + i for i in range(cfg.num)]
     all_images, all_seeds, all_names = [], [], []
     for name in cfg.names or (None,):
@@ -195,6 +205,8 @@ def interpolate_stackgan(cfg: GenerateConfig) -> int:
     from stackgan.utils.viz import save_gif, save_mp4
 
     pipe = load_pipeline(cfg.checkpoint, device=resolve_device(cfg.device), precision=cfg.precision)
+    if cfg.parts_sentence is not None:
+        pipe.parts_sentence = cfg.parts_sentence
     seeds = [cfg.seed + i for i in range(cfg.num)] if len(cfg.names) == 1 else [cfg.seed]
     res = pipe.interpolate(cfg.names, seeds, frames=cfg.frames)
     images = to_pil(res.images)

@@ -68,6 +68,10 @@ class EvaluateConfig(ProtocolOptions):
                            min=0)
     truncation: float = opt(1.0, "StackGAN only: scale z and the CA noise towards their mean (< 1: safer, less "
                                  "varied pictures; 1: none), as `stackgan generate --truncation`", min=0.0, max=2.0)
+    parts_sentence: Optional[str] = opt(None, "a --parts StackGAN only: how names outside training that the "
+                                              "parts vocabulary reads whole get their sentence vector: own "
+                                              "(their encoding) or parts (predicted from their parts); "
+                                              "[the run's --parts-sentence]")
     dprobe_steps: int = opt(150, "steps of D activation maximisation (0: skip)", min=0)
     dprobe_names: int = opt(4, "names probed", min=1)
     write_run_metrics: bool = opt(True, "also write a compact metrics.json into the run folder "
@@ -76,6 +80,8 @@ class EvaluateConfig(ProtocolOptions):
     def check(self) -> None:
         if not self.run:
             raise ConfigError("give the run folder or checkpoint to evaluate")
+        if self.parts_sentence not in (None, "own", "parts"):
+            raise ConfigError(f"--parts-sentence must be own or parts, got {self.parts_sentence!r}")
 
 
 MODELS = ("stackgan", "dcgan", "no-diffaugment", "no-ca")

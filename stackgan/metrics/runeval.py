@@ -219,7 +219,8 @@ def dprobe_metric(ctx: MetricContext) -> dict | None:
 
 
 def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Protocol, k: int, device,
-                      stage: str, printer, truncation: float = 1.0, reader: Classifier | None = None) -> list[dict]:
+                      stage: str, printer, truncation: float = 1.0, reader: Classifier | None = None,
+                      parts_sentence: str | None = None) -> list[dict]:
     """FID, KID and faithfulness of up to ``k`` checkpoints (evenly spaced, the last one included)."""
     cks = checkpoints(info.folder)
     if k <= 0 or not cks:
@@ -232,7 +233,7 @@ def checkpoint_series(info: RunInfo, data: RealData, clf: Classifier, proto: Pro
     out = []
     for step, path in cks:
         printer(f"checkpoint {path.name}")
-        sampler, _ = make_sampler(path, info.kind, device, stage, truncation)
+        sampler, _ = make_sampler(path, info.kind, device, stage, truncation, parts_sentence)
         fgen, _ = fid_set(sampler, data, light.seed)
         d = distances(clf, fgen, data.test_images, light.kid_subsets, light.seed)
         names = pick_names(data.names, light.max_names, light.seed)
@@ -251,7 +252,8 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print, co
     metrics = parse_metrics(cfg.metrics)  # a bad name fails before any work
     device = resolve_device(cfg.device)
     info = read_run(cfg.run)
-    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation)  # bad options fail first
+    sampler, desc = make_sampler(info.path, info.kind, device, cfg.stage, cfg.truncation,
+                                 cfg.parts_sentence)  # bad options fail first
     desc["sampler"] = sampler
     check_invented_file(cfg)
     out = Path(cfg.out) if cfg.out else info.folder / "eval"
@@ -273,6 +275,7 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print, co
     label = "stackgan" if info.kind == STACKGAN else "dcgan"
     if info.kind == STACKGAN:
         label += f"-stage{desc['stage']}" + (f"-truncation{cfg.truncation:g}" if cfg.truncation != 1.0 else "")
+        label += f"-parts-sentence-{cfg.parts_sentence}" if cfg.parts_sentence else ""
     run = RunContext(info=info, desc=desc, device=device, dprobe_steps=cfg.dprobe_steps,
                      dprobe_names=cfg.dprobe_names) if info.kind == STACKGAN else None
     res = evaluate_sampler(sampler, data, clf, proto, out, label, inception=inception, progress=printer,
@@ -287,7 +290,7 @@ def evaluate_run(cfg: EvaluateConfig, printer: Callable[[str], None] = print, co
                "models": {label: res}}
     if cfg.checkpoints and info.path.is_dir():
         series = checkpoint_series(info, data, clf, proto, cfg.checkpoints, device, cfg.stage, printer,
-                                   cfg.truncation, reader)
+                                   cfg.truncation, reader, cfg.parts_sentence)
         if series:
             results["checkpoints"] = series
             results["checkpoint_plot"] = plot_series(series, ["fid", "kid", "faith"], out / "checkpoints.png",

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from stackgan.errors import CheckpointError, ConfigError
+from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.metrics.features import Sampler
 from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json
 
@@ -97,15 +97,18 @@ def checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu", stage: str = "auto",
-                 truncation: float = 1.0) -> tuple[Sampler, dict]:
+                 truncation: float = 1.0, parts_sentence: str | None = None) -> tuple[Sampler, dict]:
     """A sampler ``(name, n, seed) -> images`` for a run or checkpoint, and a description of it: the
     ``sample`` of :func:`stackgan.inference.load_sampler` on seeds ``seed .. seed + n - 1``.
 
     The DCGAN ignores the name (it is unconditional): it is scored the same way, which is the point.
-    ``truncation`` (StackGAN only) scales z and the conditioning noise.
+    ``truncation`` (StackGAN only) scales z and the conditioning noise; ``parts_sentence`` (a ``--parts``
+    StackGAN only) overrides how names outside training get their sentence vector.
     """
     if kind == DCGAN and truncation != 1.0:
         raise ConfigError("--truncation applies to StackGAN runs; the DCGAN samples z as it was trained")
+    if kind == DCGAN and parts_sentence is not None:
+        raise ConfigError("--parts-sentence applies to StackGAN runs trained with --parts")
     from stackgan.inference import load_sampler
 
     sampler = load_sampler(path, device)
@@ -118,6 +121,11 @@ def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu"
 
         return dcgan, {"kind": DCGAN, "conditional": False, "size": list(sampler.image_size)}
     pipe = sampler
+    if parts_sentence is not None:
+        try:
+            pipe.parts_sentence = parts_sentence
+        except UserError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
     use2 = pipe.g2 is not None and stage != "1"
     if stage == "2" and pipe.g2 is None:
         raise CheckpointError(f"{path} is a stage-I run; --stage 2 needs a stage-II run")
@@ -126,7 +134,7 @@ def make_sampler(path: str | Path, kind: str, device: str | torch.device = "cpu"
         return pipe.sample(range(seed, seed + n), name, truncation, stage=2 if use2 else 1)
 
     return stackgan, {"kind": STACKGAN, "conditional": True, "stage": 2 if use2 else 1, "truncation": truncation,
-                      "pipeline": pipe}
+                      "parts_sentence": pipe.parts_sentence if pipe.parts is not None else None, "pipeline": pipe}
 
 
 def loss_plot(info: RunInfo, out: Path, label: str) -> str | None:

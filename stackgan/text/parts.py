@@ -128,6 +128,36 @@ class PartVocab:
         return " ".join(f"{s}={'-' if v is None else v}" for s, v in parts.items())
 
 
+class SentenceFit:
+    """A sentence vector predicted from a parts code: a linear map (ridge least squares, with a bias)
+    fitted on the training names' ``[sentence | parts]`` vectors, the prediction scaled to their mean
+    length. A name made of known parts then gets a sentence vector composed from the training names it
+    shares parts with (「サーモンうどん」: the salmon dishes' and the udon dishes' share), instead of its own
+    encoding, which a model conditioned on the training names' vectors may read as the nearest one
+    (「激辛カツカレー」 as 激辛カレー). Deterministic: the same training vectors give the same map."""
+
+    def __init__(self, emb: torch.Tensor, text_dim: int, ridge: float = 1e-3):
+        emb = emb.detach().float().cpu()
+        if emb.ndim != 2 or not 0 < text_dim < emb.shape[1]:
+            raise DataError(f"a sentence fit needs [names, sentence + parts] vectors with a parts code after "
+                            f"{text_dim} sentence dimensions, got {tuple(emb.shape)}")
+        if emb.shape[0] < 2:
+            raise DataError("a sentence fit needs at least two training names")
+        x = torch.cat([emb[:, text_dim:], torch.ones(emb.shape[0], 1)], dim=1)
+        y = emb[:, :text_dim]
+        self.text_dim = text_dim
+        self.weight = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)  # [parts + 1, T]
+        self.length = float(y.norm(dim=1).mean())
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        """[N, T] sentence vectors for [N, parts] codes (on the codes' device and dtype)."""
+        w = self.weight.to(codes.device)
+        x = torch.cat([codes.float(), torch.ones(codes.shape[0], 1, device=codes.device)], dim=1)
+        out = x @ w
+        out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-8) * self.length
+        return out.to(codes.dtype)
+
+
 def names_parts(rows: Sequence[Mapping[str, str]], names: Sequence[str]) -> dict[str, dict[str, str]]:
     """``attributes.tsv`` rows -> ``{name: {slot: value}}`` for ``names``; the part columns are every
     column after ``file`` and ``name``. A name with two different part lists, or one of ``names``
