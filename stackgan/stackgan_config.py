@@ -76,10 +76,12 @@ class StackGANConfig(Config):
     parts_sentence: str = opt("own", "--parts: the sentence vector of a name outside training that the parts "
                                      "vocabulary reads whole: its own encoding (own), or the one predicted from its "
                                      "parts by a linear fit on the training names' vectors (parts), so an unseen "
-                                     "combination reads like the training names it shares parts with; with "
-                                     "--part-mix, the mixed draws then take the predicted vector too, instead of "
-                                     "the hidden one. `stackgan evaluate` and `generate` can override it",
-                              choices=("own", "parts"))
+                                     "combination reads like the training names it shares parts with. How the model "
+                                     "reads new names, not how it trains: `stackgan evaluate` and `generate` can "
+                                     "override it", choices=("own", "parts"))
+    part_mix_sentence: str = opt("hidden", "--part-mix: the sentence vector of the mixed draws: hidden (the "
+                                           "training names' mean) or parts (the one their parts predict, as "
+                                           "--parts-sentence parts reads a new name)", choices=("hidden", "parts"))
     wrong_parts: float = opt(0.0, "--parts: share of the mismatched pairs (a real photo with a wrong name) whose "
                                   "wrong name is the photo's own parts with one part changed to another known "
                                   "value, the sentence vector hidden: hard negatives that differ in one part only, "
@@ -201,6 +203,8 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts or self.parts_sentence != "own"):
             raise ConfigError("--part-loss, --part-mix, --wrong-parts and --parts-sentence need --parts")
+        if self.part_mix_sentence != "hidden" and not self.part_mix:
+            raise ConfigError("--part-mix-sentence is about the --part-mix draws: give --part-mix too")
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
             raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
                               "--part-mix too")

@@ -1167,8 +1167,9 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
         assert len(changed) == 1 and all(float(b.sum()) == 1 for b in new)
         assert known[changed[0]][int(new[changed[0]].argmax())]  # a value the training names have
     assert wp.train_step() is not None
-    # --parts-sentence parts: the mixed draws take the sentence vector their parts predict
-    ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), parts_sentence="parts", max_steps=2)
+    # --part-mix-sentence parts: the mixed draws take the sentence vector their parts predict
+    ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), part_mix_sentence="parts", parts_sentence="parts",
+                                 max_steps=2)
     ps = tr.StackGANTrainer(ps_cfg, data, tmp_path / "ps", device="cpu")
     torch.manual_seed(0)
     mixed, mask = ps.mix_parts(ps.emb.repeat(16, 1))
@@ -1177,8 +1178,8 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     assert not torch.allclose(mixed[mask, :t], ps.G.ca.emb_shift[:t].expand(int(mask.sum()), -1))
     assert torch.equal(mixed[~mask], ps.emb.repeat(16, 1)[~mask])
     assert tr.train(ps_cfg, data=data)["step"] == 2
-    # ... and the pipeline reads a new name made of known parts the same way; training names, and names
-    # with a word the vocabulary does not know, keep their own vector
+    # --parts-sentence parts: the pipeline reads a new name made of known parts the same way; training
+    # names, and names with a word the vocabulary does not know, keep their own vector
     pipe = load_pipeline(tmp_path / "ps")
     assert pipe.parts_sentence == "parts"
     new = pipe.embed("サーモンうどん")
@@ -1195,6 +1196,7 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
                      ({"parts_sentence": "parts"}, "need --parts"),
                      ({"parts": True, "parts_sentence": "mean"}, "must be one of"),
+                     ({"parts": True, "part_mix_sentence": "parts"}, "give --part-mix too"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
                      ({"wrong_parts": 0.5}, "need --parts"),
                      ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):

@@ -405,7 +405,7 @@ class StackGANTrainer:
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
         self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else ())
         self._part_shares: tuple[torch.Tensor, ...] | None = None  # --part-mix, computed on first use
-        self._sentence_fit = None  # --parts-sentence parts, fitted on first use
+        self._sentence_fit = None  # --part-mix-sentence parts, fitted on first use
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -523,7 +523,7 @@ class StackGANTrainer:
     def mix_parts(self, emb: torch.Tensor, share: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``--part-mix``: a share of the rows (``share``, else ``--part-mix``) replaced by random
         combinations of known parts (each part drawn from its share among the training names,
-        independently) with the sentence vector hidden (``--parts-sentence parts``: predicted from the parts).
+        independently) with the sentence vector hidden (``--part-mix-sentence parts``: predicted from the parts).
         Returns the rows and the mask of the replaced ones."""
         cfg = self.cfg
         n, t = emb.shape[0], self.G.ca.text_dim
@@ -538,7 +538,7 @@ class StackGANTrainer:
             pick = torch.multinomial(share, k, replacement=True)
             codes[torch.arange(k, device=emb.device), at + pick] = 1.0
             at += len(share)
-        if cfg.parts_sentence == "parts":  # the sentence vector a name of these parts would be read with
+        if cfg.part_mix_sentence == "parts":  # the sentence vector a new name of these parts is read with
             emb[mixed, :t] = self.sentence_fit(codes)
         else:
             emb[mixed, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
@@ -546,7 +546,7 @@ class StackGANTrainer:
         return emb, mixed
 
     def sentence_fit(self, codes: torch.Tensor) -> torch.Tensor:
-        """``--parts-sentence parts``: the sentence vectors predicted from parts codes by the fit on the
+        """``--part-mix-sentence parts``: the sentence vectors predicted from parts codes by the fit on the
         training names' vectors (:class:`stackgan.text.parts.SentenceFit`, as the pipeline reads new names)."""
         if self._sentence_fit is None:
             from stackgan.text.parts import SentenceFit
