@@ -229,7 +229,7 @@ class Pipeline:
                                       f"the model {cfg1.part_dim}")
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._fit = None
-        self.parts_sentence = getattr(cfg1, "parts_sentence", "own")
+        self.parts_sentence = cfg1.parts_sentence if self.parts is not None else "own"
         self._directions = self._explore_directions()
 
     # -- names ---------------------------------------------------------------------------------

@@ -101,7 +101,8 @@ def model_card(cfg: StackGANConfig, cfg1: StackGANConfig, stages: int, names: li
            "unknown and the sentence vector speaks for it."
            + (" A new name read whole takes the sentence vector its parts predict (`--parts-sentence parts`: a "
               "linear fit of the training names' sentence vectors on their parts codes) instead of its own "
-              "encoding." if getattr(cfg1, "parts_sentence", "own") == "parts" else ""), ""]
+              "encoding." if cfg1.parts_sentence == "parts" else " New names keep their own sentence vector "
+              "(`--parts-sentence own`)."), ""]
           if cfg1.part_dim else []),
         "## Training recipe", "",
         "```", train_command(cfg1) if stages == 2 else train_command(cfg), *( [train_command(cfg)] if stages == 2 else []),

@@ -73,12 +73,13 @@ class StackGANConfig(Config):
                                     "term with their own codes; --no-part-mix-cond: only the unconditional and "
                                     "the parts terms judge them (no photo has their code, so the conditional "
                                     "term could call them fake from the code alone)")
-    parts_sentence: str = opt("own", "--parts: the sentence vector of a name outside training that the parts "
-                                     "vocabulary reads whole: its own encoding (own), or the one predicted from its "
-                                     "parts by a linear fit on the training names' vectors (parts), so an unseen "
-                                     "combination reads like the training names it shares parts with. How the model "
-                                     "reads new names, not how it trains: `stackgan evaluate` and `generate` can "
-                                     "override it", choices=("own", "parts"))
+    parts_sentence: str = opt("parts", "--parts: the sentence vector of a name outside training that the parts "
+                                       "vocabulary reads whole: the one predicted from its parts by a linear fit on "
+                                       "the training names' vectors (parts), so an unseen combination reads like the "
+                                       "training names it shares parts with, or its own encoding (own). How the "
+                                       "model reads new names, not how it trains: `stackgan evaluate` and `generate` "
+                                       "can override it; a model without --parts reads every name by its own",
+                              choices=("own", "parts"))
     part_mix_sentence: str = opt("hidden", "--part-mix: the sentence vector of the mixed draws: hidden (the "
                                            "training names' mean) or parts (the one their parts predict, as "
                                            "--parts-sentence parts reads a new name)", choices=("hidden", "parts"))
@@ -201,8 +202,8 @@ class StackGANConfig(Config):
             raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
-        if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts or self.parts_sentence != "own"):
-            raise ConfigError("--part-loss, --part-mix, --wrong-parts and --parts-sentence need --parts")
+        if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
+            raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
         if self.part_mix_sentence != "hidden" and not self.part_mix:
             raise ConfigError("--part-mix-sentence is about the --part-mix draws: give --part-mix too")
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:

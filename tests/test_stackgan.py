@@ -1168,8 +1168,8 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
         assert known[changed[0]][int(new[changed[0]].argmax())]  # a value the training names have
     assert wp.train_step() is not None
     # --part-mix-sentence parts: the mixed draws take the sentence vector their parts predict
-    ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), part_mix_sentence="parts", parts_sentence="parts",
-                                 max_steps=2)
+    assert cfg.parts_sentence == "parts"  # the default
+    ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), part_mix_sentence="parts", max_steps=2)
     ps = tr.StackGANTrainer(ps_cfg, data, tmp_path / "ps", device="cpu")
     torch.manual_seed(0)
     mixed, mask = ps.mix_parts(ps.emb.repeat(16, 1))
@@ -1191,10 +1191,12 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     own = pipe.embed("サーモンうどん")
     assert torch.equal(own[t:], new[t:]) and not torch.allclose(own[:t], new[:t])
     assert json.loads((tmp_path / "ps" / "config.json").read_text())["parts_sentence"] == "parts"
-    assert "--parts-sentence parts" in pipe.model_card() and "--parts-sentence" not in load_pipeline(
-        tmp_path / "run").model_card()
+    own_cfg = dataclasses.replace(cfg, out=str(tmp_path / "own"), parts_sentence="own", max_steps=1)
+    tr.train(own_cfg, data=data)
+    assert load_pipeline(tmp_path / "own").parts_sentence == "own"
+    assert "`--parts-sentence parts`" in pipe.model_card()
+    assert "`--parts-sentence own`" in load_pipeline(tmp_path / "own").model_card()
     for bad, msg in (({"part_loss": 1.0}, "need --parts"), ({"part_mix": 0.2}, "need --parts"),
-                     ({"parts_sentence": "parts"}, "need --parts"),
                      ({"parts": True, "parts_sentence": "mean"}, "must be one of"),
                      ({"parts": True, "part_mix_sentence": "parts"}, "give --part-mix too"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
