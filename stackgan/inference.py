@@ -42,7 +42,7 @@ from torch import nn
 from stackgan.errors import CheckpointError, UserError
 from stackgan.models.stackgan import Stage1G, Stage2G, stage1_generator, stage2_generator
 from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json, read_safetensors
-from stackgan.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import PARTS_SENTENCES, StackGANConfig
 from stackgan.utils import io
 
 if TYPE_CHECKING:
@@ -268,8 +268,9 @@ class Pipeline:
         with torch.inference_mode():
             vec = self.encoder().encode([key])[0].float().cpu()
         if self.parts is not None:  # a name outside training: its parts as the vocabulary reads them
-            code = self.parts.codes([key])[0]
-            if self.parts_sentence == "parts" and "?" not in self.parts.parse(key).values():
+            parts = self.parts.parse(key)
+            code = self.parts.code(parts)
+            if self.parts_sentence == "parts" and "?" not in parts.values():
                 vec = self._sentence_fit()(code[None])[0]  # read whole: the sentence its parts predict
             vec = torch.cat([vec, code])
         self._cache[key] = vec
@@ -286,7 +287,7 @@ class Pipeline:
 
     @parts_sentence.setter
     def parts_sentence(self, mode: str) -> None:
-        if mode not in ("own", "parts"):
+        if mode not in PARTS_SENTENCES:
             raise UserError(f"parts_sentence is 'own' or 'parts', got {mode!r}")
         if mode != "own" and self.parts is None:
             raise UserError("--parts-sentence applies to a model trained with --parts; this one reads names "

@@ -17,6 +17,7 @@ STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
+PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
 
 STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency (stage I: 0)
 
@@ -79,7 +80,7 @@ class StackGANConfig(Config):
                                        "training names it shares parts with, or its own encoding (own). How the "
                                        "model reads new names, not how it trains: `stackgan evaluate` and `generate` "
                                        "can override it; a model without --parts reads every name by its own",
-                              choices=("own", "parts"))
+                              choices=PARTS_SENTENCES)
     part_mix_sentence: str = opt("hidden", "--part-mix: the sentence vector of the mixed draws: hidden (the "
                                            "training names' mean) or parts (the one their parts predict, as "
                                            "--parts-sentence parts reads a new name)", choices=("hidden", "parts"))

@@ -11,6 +11,7 @@ from typing import Optional
 from stackgan.commands import add_trust_argument, apply_trust_argument
 from stackgan.config import PRECISIONS, Config, opt
 from stackgan.errors import CheckpointError, ConfigError
+from stackgan.stackgan_config import PARTS_SENTENCES
 
 DESCRIPTION = """\
 Write N samples (one PNG each) and a grid of them from a checkpoint: a ckpt-*.pt file, a run
@@ -60,7 +61,7 @@ class GenerateConfig(Config):
     def check(self) -> None:
         if not str(self.checkpoint).strip():
             raise ConfigError("--checkpoint is required")
-        if self.parts_sentence not in (None, "own", "parts"):
+        if self.parts_sentence not in (None, *PARTS_SENTENCES):
             raise ConfigError(f"--parts-sentence must be own or parts, got {self.parts_sentence!r}")
         suffixes = (".gif", ".mp4") if self.interpolate else (".png",)
         if not str(self.out).lower().endswith(suffixes):

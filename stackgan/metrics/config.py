@@ -7,6 +7,7 @@ from typing import Optional
 
 from stackgan.config import Config, opt
 from stackgan.errors import ConfigError
+from stackgan.stackgan_config import PARTS_SENTENCES
 
 
 @dataclasses.dataclass
@@ -80,7 +81,7 @@ class EvaluateConfig(ProtocolOptions):
     def check(self) -> None:
         if not self.run:
             raise ConfigError("give the run folder or checkpoint to evaluate")
-        if self.parts_sentence not in (None, "own", "parts"):
+        if self.parts_sentence not in (None, *PARTS_SENTENCES):
             raise ConfigError(f"--parts-sentence must be own or parts, got {self.parts_sentence!r}")
 
 

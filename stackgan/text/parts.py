@@ -145,7 +145,6 @@ class SentenceFit:
             raise DataError("a sentence fit needs at least two training names")
         x = torch.cat([emb[:, text_dim:], torch.ones(emb.shape[0], 1)], dim=1)
         y = emb[:, :text_dim]
-        self.text_dim = text_dim
         self.weight = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)  # [parts + 1, T]
         self.length = float(y.norm(dim=1).mean())
 
