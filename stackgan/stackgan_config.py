@@ -129,7 +129,8 @@ class StackGANConfig(Config):
                                  "make D, and so G, look at the topping, not only the bowl; 0: uniform over the "
                                  "other names", min=0.0, max=1.0)
     mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
-                                   "name are pushed apart in proportion to their noise; 0: off", min=0.0)
+                                   "name vector (with --part-mix, of one combination) are pushed apart in proportion to "
+                                   "their noise; 0: off", min=0.0)
 
     name_loss: float = opt(0.2, "weight of a name-classification term (projection D only): D's picture features "
                                 "must pick the picture's own name among all training names (softmax over the "
@@ -210,9 +211,6 @@ class StackGANConfig(Config):
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
             raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
                               "--part-mix too")
-        if self.part_mix and self.mode_seeking:
-            raise ConfigError("--part-mix and --mode-seeking do not go together (mode seeking pairs two pictures of "
-                              "one name; a random combination has none)")
         if self.stage2_consistency is None:  # not given: the default of the stage
             self.stage2_consistency = self.stage_default("stage2_consistency")
 

@@ -1167,6 +1167,28 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
         assert len(changed) == 1 and all(float(b.sum()) == 1 for b in new)
         assert known[changed[0]][int(new[changed[0]].argmax())]  # a value the training names have
     assert wp.train_step() is not None
+    # --mode-seeking with --part-mix: a pair is one draw (the same mixed combination, the same hidden
+    # sentence vector), so the term compares two pictures of one name; the pairs differ in z only
+    ms = tr.StackGANTrainer(dataclasses.replace(cfg, out=str(tmp_path / "ms"), mode_seeking=1.0, part_mix=0.9,
+                                                batch_size=8), data, tmp_path / "ms", device="cpu")
+    drawn = {}
+    generate, g_phase_ms = ms._generate, ms.loss.g_phase
+
+    def spy_generate(G, z, emb, *a):
+        drawn.update(z=z.clone(), emb=emb.clone())
+        return generate(G, z, emb, *a)
+
+    def spy_ms(fake, y_fake, *a, **k):
+        drawn.update(y_fake=y_fake.clone())
+        return g_phase_ms(fake, y_fake, *a, **k)
+
+    ms._generate, ms.loss.g_phase = spy_generate, spy_ms
+    torch.manual_seed(1)
+    step = ms.train_step()
+    assert step is not None and step["ms"] > 0
+    e, yf = drawn["emb"], drawn["y_fake"]
+    assert torch.equal(e[:4], e[4:8]) and torch.equal(yf[:4], yf[4:8]) and (yf == -1).any()
+    assert not torch.equal(drawn["z"][:4], drawn["z"][4:8])
     # --part-mix-sentence parts: the mixed draws take the sentence vector their parts predict
     assert cfg.parts_sentence == "parts"  # the default
     ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), part_mix_sentence="parts", max_steps=2)
@@ -1200,7 +1222,6 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
                      ({"parts": True, "parts_sentence": "mean"}, "must be one of"),
                      ({"parts": True, "part_mix_sentence": "parts"}, "give --part-mix too"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
-                     ({"wrong_parts": 0.5}, "need --parts"),
-                     ({"parts": True, "part_mix": 0.2, "mode_seeking": 1.0}, "do not go together")):
+                     ({"wrong_parts": 0.5}, "need --parts")):
         with pytest.raises(ConfigError, match=msg):
             StackGANConfig(**bad).validate()

@@ -627,6 +627,9 @@ class StackGANTrainer:
         elif cfg.part_mix > 0:  # some fakes are of random combinations of known parts: no training name
             emb, mixed = self.mix_parts(emb)
             y_fake = torch.where(mixed, torch.full_like(y_fake, -1), y_fake)
+        if cfg.mode_seeking > 0:  # a pair is one name, drawn once: the second repeats the first's vector
+            emb[half:2 * half] = emb[:half]  # (what --parts hid, or the --part-mix combination)
+            y_fake[half:2 * half] = y_fake[:half]
         z = torch.randn(emb.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, low = self._generate(self.G, z, emb)
