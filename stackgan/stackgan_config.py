@@ -18,6 +18,7 @@ LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
+PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
 
 STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency (stage I: 0)
 
@@ -84,6 +85,11 @@ class StackGANConfig(Config):
     part_mix_sentence: str = opt("hidden", "--part-mix: the sentence vector of the mixed draws: hidden (the "
                                            "training names' mean) or parts (the one their parts predict, as "
                                            "--parts-sentence parts reads a new name)", choices=("hidden", "parts"))
+    part_mix_draw: str = opt("share", "--part-mix: how each part of a mixed draw is chosen among the values the "
+                                      "training names have: by its share among them (share), or each value "
+                                      "alike (uniform), so rare parts (a modifier three names have) and the "
+                                      "combinations they make are drawn as often as common ones",
+                             choices=PART_MIX_DRAWS)
     wrong_parts: float = opt(0.0, "--parts: share of the mismatched pairs (a real photo with a wrong name) whose "
                                   "wrong name is the photo's own parts with one part changed to another known "
                                   "value, the sentence vector hidden: hard negatives that differ in one part only, "
@@ -206,8 +212,9 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
             raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
-        if self.part_mix_sentence != "hidden" and not self.part_mix:
-            raise ConfigError("--part-mix-sentence is about the --part-mix draws: give --part-mix too")
+        if (self.part_mix_sentence != "hidden" or self.part_mix_draw != "share") and not self.part_mix:
+            raise ConfigError("--part-mix-sentence and --part-mix-draw are about the --part-mix draws: give "
+                              "--part-mix too")
         if (not self.part_mix_cond or self.part_mix_add) and not self.part_mix:
             raise ConfigError("--no-part-mix-cond and --part-mix-add are about the --part-mix draws: give "
                               "--part-mix too")

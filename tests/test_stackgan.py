@@ -1189,6 +1189,21 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     e, yf = drawn["emb"], drawn["y_fake"]
     assert torch.equal(e[:4], e[4:8]) and torch.equal(yf[:4], yf[4:8]) and (yf == -1).any()
     assert not torch.equal(drawn["z"][:4], drawn["z"][4:8])
+    # --part-mix-draw uniform: each part of a mixed draw alike among the values the training names have
+    # (the default draws it by its share among them, which is uneven here)
+    un = tr.StackGANTrainer(dataclasses.replace(cfg, out=str(tmp_path / "un"), part_mix_draw="uniform"), data,
+                            tmp_path / "un", device="cpu")
+    torch.manual_seed(0)
+    drawn_rows, mask = un.mix_parts(un.emb.repeat(400, 1), share=1.0)
+    assert bool(mask.all())
+    shares = un.part_shares()
+    assert any(float(s[s > 0].max() - s[s > 0].min()) > 0.1 for s in shares)
+    for block, share in zip(drawn_rows[:, t:].split(list(data.parts.sizes), dim=1), shares):
+        seen_share = block.float().mean(0)
+        assert float(seen_share[share == 0].sum()) == 0  # never a value no training name has
+        known = seen_share[share > 0]
+        assert float((known - 1 / len(known)).abs().max()) < 0.05, (known, share)
+    assert un.train_step() is not None
     # --part-mix-sentence parts: the mixed draws take the sentence vector their parts predict
     assert cfg.parts_sentence == "parts"  # the default
     ps_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ps"), part_mix_sentence="parts", max_steps=2)
@@ -1222,6 +1237,8 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
                      ({"parts": True, "parts_sentence": "mean"}, "must be one of"),
                      ({"parts": True, "part_mix_sentence": "parts"}, "give --part-mix too"),
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
+                     ({"parts": True, "part_mix_draw": "uniform"}, "give --part-mix too"),
+                     ({"parts": True, "part_mix": 0.5, "part_mix_draw": "even"}, "must be one of"),
                      ({"wrong_parts": 0.5}, "need --parts")):
         with pytest.raises(ConfigError, match=msg):
             StackGANConfig(**bad).validate()

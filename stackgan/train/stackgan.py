@@ -522,8 +522,8 @@ class StackGANTrainer:
 
     def mix_parts(self, emb: torch.Tensor, share: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``--part-mix``: a share of the rows (``share``, else ``--part-mix``) replaced by random
-        combinations of known parts (each part drawn from its share among the training names,
-        independently) with the sentence vector hidden (``--part-mix-sentence parts``: predicted from the parts).
+        combinations of known parts (each part drawn independently, from its share among the training
+        names or, with ``--part-mix-draw uniform``, alike among the values they have) with the sentence vector hidden (``--part-mix-sentence parts``: predicted from the parts).
         Returns the rows and the mask of the replaced ones."""
         cfg = self.cfg
         n, t = emb.shape[0], self.G.ca.text_dim
@@ -535,6 +535,8 @@ class StackGANTrainer:
         codes = torch.zeros(k, cfg.part_dim, device=emb.device, dtype=emb.dtype)
         at = 0
         for share in self.part_shares():
+            if cfg.part_mix_draw == "uniform":
+                share = (share > 0).float()
             pick = torch.multinomial(share, k, replacement=True)
             codes[torch.arange(k, device=emb.device), at + pick] = 1.0
             at += len(share)
