@@ -523,7 +523,8 @@ class StackGANTrainer:
     def mix_parts(self, emb: torch.Tensor, share: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``--part-mix``: a share of the rows (``share``, else ``--part-mix``) replaced by random
         combinations of known parts (each part drawn independently, from its share among the training
-        names or, with ``--part-mix-draw uniform``, alike among the values they have) with the sentence vector hidden (``--part-mix-sentence parts``: predicted from the parts).
+        names or, with ``--part-mix-draw uniform``, alike among the values they have) with the sentence
+        vector hidden (``--part-mix-sentence parts``: predicted from the parts).
         Returns the rows and the mask of the replaced ones."""
         cfg = self.cfg
         n, t = emb.shape[0], self.G.ca.text_dim
@@ -534,12 +535,12 @@ class StackGANTrainer:
         emb = emb.clone()
         codes = torch.zeros(k, cfg.part_dim, device=emb.device, dtype=emb.dtype)
         at = 0
-        for share in self.part_shares():
+        for weights in self.part_shares():
             if cfg.part_mix_draw == "uniform":
-                share = (share > 0).float()
-            pick = torch.multinomial(share, k, replacement=True)
+                weights = (weights > 0).float()
+            pick = torch.multinomial(weights, k, replacement=True)
             codes[torch.arange(k, device=emb.device), at + pick] = 1.0
-            at += len(share)
+            at += len(weights)
         if cfg.part_mix_sentence == "parts":  # the sentence vector a new name of these parts is read with
             emb[mixed, :t] = self.sentence_fit(codes)
         else:
@@ -618,8 +619,7 @@ class StackGANTrainer:
         if cfg.wrong_parts > 0:  # some wrong names differ from the photo's own in one part only
             emb_w = self.swap_a_part(self.emb[y], emb_w)
         half = real.shape[0] // 2
-        # mode seeking draws the fakes in pairs: the second half repeats the first half's names
-        y_fake = torch.cat([y[:half], y[:half], y[2 * half:]]) if cfg.mode_seeking > 0 else y
+        y_fake = y
         emb = self.hide(self.emb[y_fake])
         if cfg.part_mix > 0 and cfg.part_mix_add:  # more fakes, of random combinations of known parts
             k = round(cfg.part_mix * len(y_fake))
@@ -629,9 +629,10 @@ class StackGANTrainer:
         elif cfg.part_mix > 0:  # some fakes are of random combinations of known parts: no training name
             emb, mixed = self.mix_parts(emb)
             y_fake = torch.where(mixed, torch.full_like(y_fake, -1), y_fake)
-        if cfg.mode_seeking > 0:  # a pair is one name, drawn once: the second repeats the first's vector
-            emb[half:2 * half] = emb[:half]  # (what --parts hid, or the --part-mix combination)
-            y_fake[half:2 * half] = y_fake[:half]
+        if cfg.mode_seeking > 0:  # the fakes in pairs: the second half repeats the first half's name vectors
+            # (what --parts hid, or the --part-mix combination, too)
+            y_fake = torch.cat([y_fake[:half], y_fake[:half], y_fake[2 * half:]])
+            emb = torch.cat([emb[:half], emb[:half], emb[2 * half:]])
         z = torch.randn(emb.shape[0], cfg.z_dim, device=self.device)
         with autocast(self.device, self.use_amp):
             fake, mu, logvar, low = self._generate(self.G, z, emb)
