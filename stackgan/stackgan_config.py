@@ -19,6 +19,7 @@ G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this modu
 D_CONDS = ("concat", "projection")
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
 PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
+PART_HEADS = ("pooled", "spatial")  # --part-head: how D's parts head reads its 4x4 features
 
 STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency (stage I: 0)
 
@@ -64,6 +65,11 @@ class StackGANConfig(Config):
     part_loss: float = opt(0.0, "--parts: weight of a parts-classification term: D learns to read each part of a "
                                 "real photo's name from its features (one softmax per part), and G's pictures must "
                                 "be read as the parts they were drawn for; 0: off", min=0.0)
+    part_head: str = opt("pooled", "--part-loss: how D reads the parts: one linear read of the spatially "
+                                   "averaged 4x4 features (pooled), or a read of every one of the 4x4 places, "
+                                   "pooled by a soft maximum (spatial), so a part is read from where it shows "
+                                   "(a topping, ice on the bowl) rather than from the whole dish",
+                         choices=PART_HEADS)
     part_mix: float = opt(0.0, "--parts: share of G's pictures drawn for random combinations of known parts (each "
                                "part from its share among the training names, the sentence vector hidden): names "
                                "no photo shows, judged by the adversarial and the parts terms, so G learns to put "
@@ -212,6 +218,8 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
             raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
+        if self.part_head != "pooled" and not self.part_loss:
+            raise ConfigError("--part-head applies to the parts head of --part-loss")
         if (self.part_mix_sentence != "hidden" or self.part_mix_draw != "share") and not self.part_mix:
             raise ConfigError("--part-mix-sentence and --part-mix-draw are about the --part-mix draws: give "
                               "--part-mix too")

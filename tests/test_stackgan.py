@@ -1239,6 +1239,44 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
                      ({"parts": True, "part_mix_add": True}, "give --part-mix too"),
                      ({"parts": True, "part_mix_draw": "uniform"}, "give --part-mix too"),
                      ({"parts": True, "part_mix": 0.5, "part_mix_draw": "even"}, "must be one of"),
+                     ({"parts": True, "part_head": "spatial"}, "applies to the parts head of --part-loss"),
+                     ({"parts": True, "part_loss": 1.0, "part_head": "max"}, "must be one of"),
                      ({"wrong_parts": 0.5}, "need --parts")):
         with pytest.raises(ConfigError, match=msg):
             StackGANConfig(**bad).validate()
+
+
+def test_spatial_part_head_reads_each_place_then_takes_a_soft_maximum(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+
+    torch.manual_seed(0)
+    D = Stage1D(c_dim=16, ndf=8, image_size=16, part_dim=5, part_head="spatial")
+    assert isinstance(D.part_head, torch.nn.Conv2d) and D.part_head.out_channels == 5
+    assert isinstance(Stage1D(c_dim=16, ndf=8, image_size=16, part_dim=5).part_head, torch.nn.Linear)  # the default
+    assert isinstance(Stage2D(c_dim=16, ndf=8, size=32, part_dim=5, part_head="spatial").part_head, torch.nn.Conv2d)
+    feats = torch.zeros(2, D.feat_ch, 4, 4)
+    feats[0, :, 1, 2] = 3.0  # one place shows something, the rest nothing
+    feats[1] = torch.randn(D.feat_ch, 4, 4)
+    w, b = D.part_head.weight[:, :, 0, 0], D.part_head.bias
+    per_place = torch.einsum("pc,bchw->bphw", w, feats).flatten(2) + b[None, :, None]  # [B, 5, 16]
+    want = torch.log(per_place.exp().mean(2))
+    got = D.part_logits(feats)
+    assert got.shape == (2, 5) and torch.allclose(got, want, atol=1e-5)
+    # not the read of the averaged features: a linear head on the mean gives w . mean + b
+    assert not torch.allclose(got, feats.mean((2, 3)) @ w.T + b, atol=1e-3)
+    # where the place is does not matter, that it is there does
+    moved = torch.zeros_like(feats[:1])
+    moved[0, :, 3, 0] = 3.0
+    assert torch.allclose(D.part_logits(moved), got[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="part_head must be one of"):
+        Stage1D(c_dim=16, ndf=8, image_size=16, part_dim=5, part_head="max")
+    # a run with it trains (the parts terms see the spatial head), resumes, and its config says so
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu")), parts=True, part_loss=1.0, part_mix=0.5,
+                   part_head="spatial", d_cond="projection", ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    assert tr.train(cfg, data=data)["step"] == 2
+    rows = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert rows and all(r["part_d"] > 0 and r["part_g"] > 0 for r in rows)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["part_head"] == "spatial"
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.stackgan_config import D_CONDS, G_CONDS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
+from stackgan.stackgan_config import D_CONDS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
 
 STAGE2_SCALES = (2, 4)
 
@@ -320,18 +320,32 @@ class _DBase(nn.Module):
     encode: nn.Module
     feat_ch: int
 
-    def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0) -> None:
+    def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0, part_head: str = "pooled") -> None:
         if d_cond not in D_CONDS:
             raise ValueError(f"d_cond must be one of {D_CONDS}, got {d_cond!r}")
+        if part_head not in PART_HEADS:
+            raise ValueError(f"part_head must be one of {PART_HEADS}, got {part_head!r}")
         self.cond_head = ProjectionLogits(self.feat_ch, c_dim) if d_cond == "projection" else CondLogits(self.feat_ch, c_dim)
         self.uncond_head = CondLogits(self.feat_ch, 0)
-        # --part-loss: logits of every value of every part of the name (one softmax per part, see the loss)
-        self.part_head = nn.Linear(self.feat_ch, part_dim) if part_dim else None
+        # --part-loss: logits of every value of every part of the name (one softmax per part, see the loss);
+        # pooled: a linear read of the averaged features; spatial: a read of each place (a 1x1 convolution)
+        self.part_head_kind = part_head
+        if not part_dim:
+            self.part_head = None
+        elif part_head == "spatial":
+            self.part_head = nn.Conv2d(self.feat_ch, part_dim, 1)
+        else:
+            self.part_head = nn.Linear(self.feat_ch, part_dim)
 
     def part_logits(self, feats: torch.Tensor) -> torch.Tensor:
-        """[B, part_dim]: the parts the pictures show, read from the spatially pooled 4x4 features."""
+        """[B, part_dim]: the parts the pictures show, read from the 4x4 features: from their spatial mean
+        (pooled), or at each place and pooled by a soft maximum, log-mean-exp (spatial), so that one place
+        that shows a value is enough to read it."""
         if self.part_head is None:
             raise ValueError("this discriminator has no parts head (--part-loss 0)")
+        if self.part_head_kind == "spatial":
+            per_place = self.part_head(feats.float()).flatten(2)  # [B, part_dim, H*W]
+            return torch.logsumexp(per_place, dim=2) - math.log(per_place.shape[2])
         return self.part_head(feats.float().mean(dim=(2, 3)))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
@@ -352,7 +366,7 @@ class Stage1D(_DBase):
     """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
-                 part_dim: int = 0):
+                 part_dim: int = 0, part_head: str = "pooled"):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -363,7 +377,7 @@ class Stage1D(_DBase):
         layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
         self.feat_ch = chans[-1]
-        self._heads(c_dim, d_cond, part_dim)
+        self._heads(c_dim, d_cond, part_dim, part_head)
 
 
 class Stage2G(nn.Module):
@@ -428,7 +442,8 @@ class Stage2D(_DBase):
     """Stage-II discriminator at ``size``: conv stack to 4x4 (channels capped at 32 ndf), then 3x3
     convs back down to 8 ndf, as in the paper."""
 
-    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat", part_dim: int = 0):
+    def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat", part_dim: int = 0,
+                 part_head: str = "pooled"):
         super().__init__()
         n_down = _log2_int(size, "stage-II size") - 2
         chans = [ndf * 2 ** min(i, 5) for i in range(n_down)]
@@ -441,7 +456,7 @@ class Stage2D(_DBase):
         self.encode = nn.Sequential(*layers)
         self.size = size
         self.feat_ch = ch
-        self._heads(c_dim, d_cond, part_dim)
+        self._heads(c_dim, d_cond, part_dim, part_head)
 
 
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
@@ -458,6 +473,7 @@ def stage2_generator(cfg) -> Stage2G:
 def discriminator(cfg) -> _DBase:
     """The discriminator of ``cfg.stage`` (stage I at ``image_size``, stage II at its output size)."""
     part_dim = getattr(cfg, "part_dim", 0) if getattr(cfg, "part_loss", 0.0) > 0 else 0
+    head = getattr(cfg, "part_head", "pooled")
     if cfg.stage == 1:
-        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim)
-    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim)
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head)
+    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head)
