@@ -20,6 +20,7 @@ D_CONDS = ("concat", "projection")
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
 PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
 PART_HEADS = ("pooled", "spatial")  # --part-head: how D's parts head reads its 4x4 features
+PART_LAYER_SIZES = (0, 8, 16, 32)  # --part-layer: the side of G's feature map the parts' maps join (0: none)
 
 STAGE2_CONSISTENCY = 50.0  # the stage-II default of --stage2-consistency (stage I: 0)
 
@@ -100,6 +101,11 @@ class StackGANConfig(Config):
                                   "wrong name is the photo's own parts with one part changed to another known "
                                   "value, the sentence vector hidden: hard negatives that differ in one part only, "
                                   "so D must check every part", min=0.0, max=1.0)
+    part_layer: int = opt(0, "stage I, --parts: a learnt feature map per part value (side N: 8, 16 or 32) added "
+                             "to G's features of that side, so each part (a cutlet, ice cubes) is drawn from "
+                             "the same features, in the same place, on any base, beside the conditional "
+                             "BatchNorm that only scales and shifts whole channels; 0: off",
+                          choices=PART_LAYER_SIZES)
     part_dim: int = opt(0, "size of the parts code at the end of the name vectors (set from the data)", min=0,
                         cli=False)
 
@@ -218,6 +224,12 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
             raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
+        if self.part_layer and not self.parts:
+            raise ConfigError("--part-layer needs --parts (it draws the parts code)")
+        if self.part_layer and self.stage != 1:
+            raise ConfigError("--part-layer is only for --stage 1 (stage II builds on the stage-I picture)")
+        if self.part_layer and self.part_layer >= self.image_size:
+            raise ConfigError(f"--part-layer {self.part_layer} must be smaller than --image-size {self.image_size}")
         if self.part_head != "pooled" and not self.part_loss:
             raise ConfigError("--part-head applies to the parts head of --part-loss")
         if (self.part_mix_sentence != "hidden" or self.part_mix_draw != "share") and not self.part_mix:

@@ -1280,3 +1280,55 @@ def test_spatial_part_head_reads_each_place_then_takes_a_soft_maximum(tmp_path, 
     assert rows and all(r["part_d"] > 0 and r["part_g"] > 0 for r in rows)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["part_head"] == "spatial"
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3
+
+
+def test_part_layer_adds_one_learnt_map_per_part_value_to_g_features(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+    from stackgan.inference import load_pipeline
+    from stackgan.models.stackgan import PartMaps
+
+    torch.manual_seed(0)
+    G = Stage1G(EMB + 5, c_dim=16, z_dim=20, ngf=8, image_size=32, g_cond="fusion", part_dim=5, part_layer=16)
+    assert isinstance(G.part_maps, PartMaps) and G.part_at == 2  # the output of the second up-block is 16 x 16
+    # one map per value: a code's map is the sum of its values' maps, an unknown (all-zero) code adds nothing
+    a, b = torch.eye(5)[[0]], torch.eye(5)[[3]]
+    assert G.part_maps(a).shape == (1, G.part_maps.ch, 16, 16)
+    assert torch.allclose(G.part_maps(a + b), G.part_maps(a) + G.part_maps(b), atol=1e-6)
+    assert torch.count_nonzero(G.part_maps(torch.zeros(1, 5))) == 0
+    # the map joins G's features: only through it does the parts code reach the picture once CA ignores it
+    G.eval()
+    with torch.no_grad():
+        G.ca.fc.weight[:, EMB:] = 0
+        z, text = torch.randn(1, 20), torch.randn(1, EMB)
+        eps = torch.zeros(1, 16)
+        one, other = (G(z, torch.cat([text, code], 1), eps)[0] for code in (a, b))
+        assert not torch.allclose(one, other)
+        G.part_maps.maps.weight.zero_()
+        one, other = (G(z, torch.cat([text, code], 1), eps)[0] for code in (a, b))
+        assert torch.allclose(one, other)
+    for bad in (dict(part_dim=0, part_layer=16), dict(part_dim=5, part_layer=32), dict(part_dim=5, part_layer=4),
+                dict(part_dim=5, part_layer=12)):
+        with pytest.raises(ValueError, match="part_layer|part layer"):
+            Stage1G(EMB + 5, c_dim=16, z_dim=20, ngf=8, image_size=32, **bad)
+    # the config refuses it without --parts, on stage II and at the picture's own size
+    for bad, msg in ((dict(part_layer=8), "needs --parts"), (dict(parts=True, part_layer=16), "smaller than"),
+                     (dict(parts=True, part_layer=8, stage=2, stage1="s1"), "only for --stage 1")):
+        with pytest.raises(ConfigError, match=msg):
+            StackGANConfig(image_size=16, max_steps=1, **bad).validate()
+    with pytest.raises(ConfigError, match="must be one of"):
+        StackGANConfig(parts=True, part_layer=12, max_steps=1).validate()
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).part_layer == 0  # old runs: no maps
+    # a run with it trains, resumes (the maps learn: a step changes them), and a pipeline built from its folder
+    # draws with them
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu")), parts=True, part_loss=1.0, part_mix=0.5,
+                   part_layer=8, d_cond="projection", ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    assert tr.train(cfg, data=data)["step"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["part_layer"] == 8
+    before = load_pipeline(tmp_path / "run").g1.part_maps.maps.weight.detach().clone()
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3))["step"] == 3
+    pipe = load_pipeline(tmp_path / "run")
+    assert pipe.g1.part_maps is not None and pipe.g1.part_maps.side == 8
+    assert not torch.allclose(pipe.g1.part_maps.maps.weight, before)
+    assert pipe.generate("サーモンうどん", 2, seed=1).images.shape == (2, 3, 16, 16)

@@ -226,13 +226,29 @@ class SkipExcitation(nn.Module):
         return high * self.net(low)
 
 
+class PartMaps(nn.Module):
+    """``--part-layer``: a learnt feature map per value of every part, [part_dim] -> [ch, side, side]: the parts
+    code (one-hot per part, zeros where a part is unknown) picks and sums its values' maps. Added to G's
+    features of that side, a part is drawn from the same features in the same place whatever the other
+    parts are, which the conditional BatchNorm (a scale and shift of whole channels) cannot place."""
+
+    def __init__(self, part_dim: int, ch: int, side: int):
+        super().__init__()
+        self.ch, self.side = ch, side
+        self.maps = nn.Linear(part_dim, ch * side * side, bias=False)
+
+    def forward(self, parts: torch.Tensor) -> torch.Tensor:
+        return self.maps(parts).view(-1, self.ch, self.side, self.side)
+
+
 class Stage1G(nn.Module):
     """Stage-I generator: (z, text embedding) -> low-resolution picture in [-1, 1]."""
 
     SLE_SPAN = 3  # a skip-layer excitation gates the feature map 3 up-blocks (8x the size) above its source
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
-                 g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0):
+                 g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0,
+                 part_layer: int = 0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -250,6 +266,15 @@ class Stage1G(nn.Module):
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
         self.sle = nn.ModuleDict({str(j): SkipExcitation(chans[j - self.SLE_SPAN], chans[j])
                                   for j in range(self.SLE_SPAN, len(chans))}) if sle else None
+        # --part-layer: the parts' maps join the output of up-block j (side 4 * 2^j)
+        self.part_at, self.part_maps = 0, None
+        if part_layer:
+            if not part_dim:
+                raise ValueError("part_layer needs a parts code (part_dim > 0)")
+            self.part_at = _log2_int(part_layer, "part layer") - 2
+            if not 1 <= self.part_at < len(chans) - 1:
+                raise ValueError(f"part_layer must be between 8 and half the image size, got {part_layer}")
+            self.part_maps = PartMaps(part_dim, chans[self.part_at], part_layer)
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,12 +282,14 @@ class Stage1G(nn.Module):
         c, mu, logvar = self.ca(emb, eps)
         zc = torch.cat([z, c.to(z.dtype)], dim=1)
         h = match_memory_format(self.fc(zc).view(z.shape[0], -1, 4, 4), self.ups)
-        if self.sle is None:
+        if self.sle is None and self.part_maps is None:
             return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
         feats = [h]
         for j, block in enumerate(self.ups, start=1):
             h = block(h, zc) if isinstance(self.ups, nn.ModuleList) else block(h)
-            if str(j) in self.sle:
+            if j == self.part_at:
+                h = h + self.part_maps(emb[:, self.ca.text_dim:]).to(h.dtype)
+            if self.sle is not None and str(j) in self.sle:
                 h = self.sle[str(j)](feats[j - self.SLE_SPAN], h)
             feats.append(h)
         return self.to_rgb(h), mu, logvar
@@ -462,7 +489,8 @@ class Stage2D(_DBase):
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
 def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
-                   sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0))
+                   sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0),
+                   part_layer=getattr(cfg, "part_layer", 0))
 
 
 def stage2_generator(cfg) -> Stage2G:
