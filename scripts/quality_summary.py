@@ -4,6 +4,11 @@ memorisation (median distance to the nearest training photo, generated vs held-o
 
     python scripts/quality_summary.py runs/quality/*/eval/eval.json
     python scripts/quality_summary.py runs/quality/m*/eval/eval.json    # menu rows: parts read by the reader
+    python scripts/quality_summary.py --per-name runs/quality/m18k-*-s*/eval/eval.json   # invented names by run
+
+A menu row scored on invented names ends with the invented-names issue's target: each part of the invented
+names >= 0.8 of the reader's ceiling on true renders of them, all three parts >= 0.5, and training names
+>= 0.9 / 0.85 (base / topping); `target met`, or the parts that miss it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,18 @@ from pathlib import Path
 
 
 PARTS = ("base", "topping", "modifier", "all")
+TARGET_SHARE = 0.8  # of the reader's ceiling, for each part of the invented names
+TARGET_ALL = 0.5  # all three parts of an invented name right
+TARGET_TRAIN = {"base": 0.9, "topping": 0.85}
+
+
+def target_misses(d: dict, m: dict) -> list[str]:
+    """The parts of the invented-names target a menu row misses ([] = met), as 'part got < needed'."""
+    ceiling = d["reader"]["invented_accuracy"]
+    inv, train = m["faithfulness_invented"]["overall"], m["faithfulness_train"]["overall"]
+    need = {k: TARGET_SHARE * ceiling[k] for k in ("base", "topping", "modifier")} | {"all": TARGET_ALL}
+    misses = [f"invented {k} {inv[k]:.3f} < {v:.3f}" for k, v in need.items() if inv[k] < v - 1e-9]
+    return misses + [f"training {k} {train[k]:.3f} < {v:.2f}" for k, v in TARGET_TRAIN.items() if train[k] < v - 1e-9]
 
 
 def _parts(scores: dict) -> str:
@@ -26,10 +43,13 @@ def row(path: Path) -> str:
     d = json.loads(path.read_text(encoding="utf-8"))
     (label, m), = [(k, v) for k, v in d["models"].items()]
     overall = m["faithfulness_train"]["overall"]
+    target = ""
     if isinstance(overall, dict):  # the menu: parts read by the attribute reader
         faith = "train " + _parts(overall)
         if m.get("faithfulness_invented"):
             faith += " | invented " + _parts(m["faithfulness_invented"]["overall"])
+            misses = target_misses(d, m) if "invented_accuracy" in d.get("reader", {}) else None
+            target = "" if misses is None else " | target " + ("met" if not misses else "missed: " + ", ".join(misses))
     else:
         ceiling = d["classifier"]["heldout_accuracy"]
         ceil = ceiling.get("name", ceiling.get("all"))
@@ -43,9 +63,35 @@ def row(path: Path) -> str:
     t = m.get("training") or {}
     return (f"{Path(d['run']).name:24s} steps {t.get('steps') or '?':>6} | {faith} | "
             f"FID {fid:6.2f} / {floor:.2f} = {fid / floor:4.1f}x{detail} | div {m['diversity']['ratio']:.2f} | "
-            f"mem {mem['feature']['median']:.2f} vs held-out {mem['heldout_feature']['median']:.2f} | n {m['faithfulness_train']['images']}")
+            f"mem {mem['feature']['median']:.2f} vs held-out {mem['heldout_feature']['median']:.2f} | n {m['faithfulness_train']['images']}"
+            f"{target}")
+
+
+def per_name(paths: list[Path]) -> str:
+    """Each invented name's topping / modifier share per run (one column per run) and their mean over the
+    runs, worst first by the lower of the two means: which names a recipe fails on every seed."""
+    runs = []
+    for path in paths:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        (m,) = d["models"].values()
+        if not m.get("faithfulness_invented"):
+            raise SystemExit(f"{path}: no invented names scored (a menu run's eval.json is needed)")
+        runs.append((Path(d["run"]).name, {r["name"]: r for r in m["faithfulness_invented"]["per_name"]}))
+    names = list(runs[0][1])
+    mean = {n: {k: sum(r[n][k] for _, r in runs if n in r) / sum(n in r for _, r in runs) for k in PARTS}
+            for n in names}
+    lines = ["topping / modifier per run: " + ", ".join(f"[{i}] {label}" for i, (label, _) in enumerate(runs))]
+    for n in sorted(names, key=lambda n: min(mean[n]["topping"], mean[n]["modifier"])):
+        cells = " ".join(f"{r[n]['topping']:.2f}/{r[n]['modifier']:.2f}" if n in r else "   -     " for _, r in runs)
+        lines.append(f"{n}\t{cells} | mean {mean[n]['topping']:.2f}/{mean[n]['modifier']:.2f} "
+                     f"base {mean[n]['base']:.2f} all {mean[n]['all']:.2f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    for p in sys.argv[1:]:
-        print(row(Path(p)))
+    args = sys.argv[1:]
+    if args[:1] == ["--per-name"]:
+        print(per_name([Path(p) for p in args[1:]]))
+    else:
+        for p in args:
+            print(row(Path(p)))

@@ -164,3 +164,38 @@ def test_reader_scale_check_reads_four_versions_of_the_same_pictures(stage2_run,
     assert mod.main([str(stage2_run), "--data", str(tmp_path), "--seeds", "2", "--crisp"]) == 0
     assert "crisp-trained" in capsys.readouterr().out
     assert asked == [1.2, 0.0]  # the evaluator's reader (blurred), then the crisp one
+
+
+def _menu_eval(tmp_path, label, invented, train, per_name):
+    """A menu run's eval.json as `stackgan evaluate` writes it, with only the fields the summary reads."""
+    model = {"faithfulness_train": {"overall": dict(zip(("base", "topping", "modifier", "all"), train)),
+                                    "images": 64},
+             "faithfulness_invented": {"overall": dict(zip(("base", "topping", "modifier", "all"), invented)),
+                                       "per_name": [{"name": n, "n": 32, "base": 1.0, "topping": t, "modifier": m,
+                                                     "all": min(t, m)} for n, t, m in per_name]},
+             "fid": {"fid": 6.0}, "fid_floor": {"fid": 1.5}, "diversity": {"ratio": 0.7},
+             "memorisation": {"feature": {"median": 3.0}, "heldout_feature": {"median": 3.2}},
+             "training": {"steps": 18000}}
+    d = {"run": f"runs/quality/{label}", "models": {label: model},
+         "reader": {"invented_accuracy": {"base": 1.0, "topping": 0.95, "modifier": 0.9, "all": 0.85}}}
+    path = tmp_path / label / "eval.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(d), encoding="utf-8")
+    return path
+
+
+def test_quality_summary_checks_the_invented_names_target_and_lists_names_worst_first(tmp_path):
+    qs = _script("quality_summary")
+    # needed: base 0.8, topping 0.76, modifier 0.72 (0.8 of the ceilings), all 0.5; training 0.9 / 0.85
+    met = _menu_eval(tmp_path, "a", (0.8, 0.76, 0.72, 0.5), (0.95, 0.9, 0.9, 0.8),
+                     [("月見そば", 1.0, 1.0), ("冷やしラーメン", 0.9, 0.1)])
+    missed = _menu_eval(tmp_path, "b", (0.9, 0.75, 0.8, 0.49), (0.95, 0.84, 0.9, 0.8),
+                        [("月見そば", 0.8, 1.0), ("冷やしラーメン", 1.0, 0.3)])
+    assert qs.row(met).endswith("| target met")
+    line = qs.row(missed)
+    assert "target missed: invented topping 0.750 < 0.760, invented all 0.490 < 0.500, training topping 0.840 < 0.85" in line
+    assert "base" not in line.split("target missed")[1]  # base 0.9 >= 0.8 is not listed
+    table = qs.per_name([met, missed]).splitlines()
+    assert "[0] a" in table[0] and "[1] b" in table[0]
+    assert table[1].startswith("冷やしラーメン\t0.90/0.10 1.00/0.30 | mean 0.95/0.20")  # worst first
+    assert table[2].startswith("月見そば\t1.00/1.00 0.80/1.00 | mean 0.90/1.00")
