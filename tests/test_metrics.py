@@ -276,6 +276,10 @@ def test_attribute_faithfulness_counts_matches(menu):
     assert per["卵麺"]["base"] > 0.8 and per["卵麺"]["topping"] < 0.2
     assert per["謎皿"]["topping"] == 0.0 and r["unseen_parts"] == 1
     assert r["images"] == 24
+    # what a name is read as when a part is missed: the drawn topping, on the right base
+    assert per["卵麺"]["read_as"][0]["parts"].startswith("麺 / 海苔") and per["卵麺"]["read_as"][0]["share"] > 0.8
+    assert sum(a["share"] for a in per["サーモン丼"]["read_as"]) <= 1 - per["サーモン丼"]["all"] + 1e-9
+    assert len(per["卵麺"]["read_as"]) <= 2
 
 
 def test_class_faithfulness_with_name_head(menu):
@@ -352,6 +356,11 @@ def test_evaluate_sampler_separates_good_from_collapsed(menu, tmp_path):
     js, md = write_report(results, tmp_path, "test report")
     text = md.read_text(encoding="utf-8")
     assert "not on Inception features" in text and "| metric | good | collapsed |" in text
+    # the collapsed model draws 丼 with 卵 for every invented name: the report says so for those it gets wrong
+    misread = [r for r in bad["faithfulness_invented"]["per_name"] if r["all"] < 0.5]
+    assert misread and all(r["read_as"][0]["parts"].startswith("丼 / 卵") for r in misread)
+    assert "collapsed: invented names drawn right less than half the time" in text
+    assert f"- {misread[0]['name']} (all three right" in text and "丼 / 卵" in text
     for f in good["files"].values():
         assert (tmp_path / f).is_file()
     import json

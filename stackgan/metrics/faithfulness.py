@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import torch
@@ -23,6 +24,8 @@ def attribute_faithfulness(clf: Classifier, images: torch.Tensor, name_idx: torc
 
     Overall scores are means over names (each name counts once). A part value the classifier never
     saw in training cannot be predicted; such names are counted in ``unseen_parts``, scored 0.
+    Each row's ``read_as`` lists the (at most 2) commonest readings of its pictures that miss a part, as
+    ``{"parts": "base / topping / modifier", "share": of its pictures}``: what a name is drawn as instead.
     """
     heads = [h for h in PARTS if h in clf.classes]
     pred = clf.predict(images)
@@ -45,6 +48,9 @@ def attribute_faithfulness(clf: Classifier, images: torch.Tensor, name_idx: torc
             row[h] = float(hit.float().mean())
             ok_all &= hit
         row["all"] = float(ok_all.float().mean())
+        wrong = [" / ".join(clf.classes[h][int(pred[h][sel][j])] for h in heads)
+                 for j in (~ok_all).nonzero().flatten().tolist()]
+        row["read_as"] = [{"parts": c, "share": k / n} for c, k in Counter(wrong).most_common(2)]
         unseen += missing
         rows.append(row)
     overall = {h: (sum(r[h] for r in rows) / len(rows) if rows else None) for h in [*heads, "all"]}

@@ -119,6 +119,24 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def misread_lines(models: dict) -> list[str]:
+    """The invented names whose pictures get all three parts right less than half the time, with what the
+    reader reads them as instead (a part dropped, or one taken from a training name)."""
+    lines = []
+    for m, r in models.items():
+        rows = [row for row in (r.get("faithfulness_invented") or {}).get("per_name", [])
+                if row.get("all", 1.0) < 0.5 and row.get("read_as")]
+        if not rows:
+            continue
+        lines += [f"**{m}: invented names drawn right less than half the time**, and what they are read as "
+                  "instead (base / topping / modifier, share of the name's pictures):", ""]
+        for row in sorted(rows, key=lambda row: row["all"]):
+            read = "; ".join(f"{a['parts']} ({a['share']:.0%})" for a in row["read_as"])
+            lines.append(f"- {row['name']} (all three right {row['all']:.0%}): {read}")
+        lines.append("")
+    return lines
+
+
 def ceiling_table(clf: dict, reader: dict) -> list[str]:
     """Markdown rows: the ceilings of the attribute reader and of the photo classifier, training and
     invented names side by side."""
@@ -170,6 +188,7 @@ def markdown(results: dict, title: str) -> str:
                   f"{inv_names.get('names', 0)} were scored):", ""]
         lines += [f"- line {b['line']}: {b['name'] or '(empty)'}: {b['reason']}" for b in inv_names["not_scorable"]]
         lines.append("")
+    lines += misread_lines(models)
     lines += ["## Metrics", "", f"_{FID_NOTE}_", "",
               "Counts in brackets: names × pictures per name, or generated vs real sample sizes.", ""]
     lines.append("| metric | " + " | ".join(labels) + " |")
