@@ -48,8 +48,8 @@ def attribute_faithfulness(clf: Classifier, images: torch.Tensor, name_idx: torc
             row[h] = float(hit.float().mean())
             ok_all &= hit
         row["all"] = float(ok_all.float().mean())
-        wrong = [" / ".join(clf.classes[h][int(pred[h][sel][j])] for h in heads)
-                 for j in (~ok_all).nonzero().flatten().tolist()]
+        read = {h: pred[h][sel][~ok_all].tolist() for h in heads}  # the readings of the pictures missed
+        wrong = [" / ".join(clf.classes[h][read[h][j]] for h in heads) for j in range(n - int(ok_all.sum()))]
         row["read_as"] = [{"parts": c, "share": k / n} for c, k in Counter(wrong).most_common(2)]
         unseen += missing
         rows.append(row)
