@@ -90,8 +90,11 @@ class StackGANConfig(Config):
                                        "can override it; a model without --parts reads every name by its own",
                               choices=PARTS_SENTENCES)
     part_mix_sentence: str = opt("hidden", "--part-mix: the sentence vector of the mixed draws: hidden (the "
-                                           "training names' mean) or parts (the one their parts predict, as "
-                                           "--parts-sentence parts reads a new name)", choices=("hidden", "parts"))
+                                           "training names' mean), parts (the one their parts predict, as "
+                                           "--parts-sentence parts reads a new name) or nearest (that of a "
+                                           "training name sharing the most parts with the draw, so the parts "
+                                           "code must carry what that name lacks)",
+                                           choices=("hidden", "parts", "nearest"))
     part_mix_draw: str = opt("share", "--part-mix: how each part of a mixed draw is chosen among the values the "
                                       "training names have: by its share among them (share), or each value "
                                       "alike (uniform), so rare parts (a modifier three names have) and the "

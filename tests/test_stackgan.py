@@ -1215,6 +1215,28 @@ def test_part_loss_and_part_mix_train_resume_and_load(tmp_path, monkeypatch):
     assert not torch.allclose(mixed[mask, :t], ps.G.ca.emb_shift[:t].expand(int(mask.sum()), -1))
     assert torch.equal(mixed[~mask], ps.emb.repeat(16, 1)[~mask])
     assert tr.train(ps_cfg, data=data)["step"] == 2
+    # --part-mix-sentence nearest: the mixed draws take the sentence vector of a training name that shares
+    # the most parts with them (any of the ties), so their parts code differs from that name's where they do
+    nn_cfg = dataclasses.replace(cfg, out=str(tmp_path / "nn"), part_mix_sentence="nearest", max_steps=2)
+    nn_tr = tr.StackGANTrainer(nn_cfg, data, tmp_path / "nn", device="cpu")
+    torch.manual_seed(0)
+    rows, mask = nn_tr.mix_parts(nn_tr.emb.repeat(100, 1), share=1.0)
+    own_codes = nn_tr.emb[:, t:]
+    picked_names, other_parts = set(), 0
+    for row in rows[mask]:
+        same = (nn_tr.emb[:, :t] == row[:t]).all(1).nonzero().flatten().tolist()
+        assert len(same) >= 1  # a training name's own sentence vector
+        shared = own_codes @ row[t:]
+        assert all(float(shared[i]) == float(shared.max()) for i in same)
+        picked_names.update(same)
+        other_parts += all(not torch.equal(own_codes[i], row[t:]) for i in same)
+    assert len(picked_names) > 1 and other_parts > 0
+    torch.manual_seed(0)
+    code = own_codes[:1].repeat(200, 1)  # a training name's own code: its nearest is itself or a name alike
+    picks = nn_tr.nearest_by_parts(code)
+    alike = ((own_codes == own_codes[0]).all(1)).nonzero().flatten()
+    assert set(picks.tolist()) == set(alike.tolist())
+    assert tr.train(nn_cfg, data=data)["step"] == 2
     # --parts-sentence parts: the pipeline reads a new name made of known parts the same way; training
     # names, and names with a word the vocabulary does not know, keep their own vector
     pipe = load_pipeline(tmp_path / "ps")

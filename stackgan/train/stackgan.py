@@ -524,7 +524,8 @@ class StackGANTrainer:
         """``--part-mix``: a share of the rows (``share``, else ``--part-mix``) replaced by random
         combinations of known parts (each part drawn independently, from its share among the training
         names or, with ``--part-mix-draw uniform``, alike among the values they have) with the sentence
-        vector hidden (``--part-mix-sentence parts``: predicted from the parts).
+        vector hidden (``--part-mix-sentence parts``: predicted from the parts; ``nearest``: that of a training
+        name sharing the most parts).
         Returns the rows and the mask of the replaced ones."""
         cfg = self.cfg
         n, t = emb.shape[0], self.G.ca.text_dim
@@ -543,10 +544,18 @@ class StackGANTrainer:
             at += len(weights)
         if cfg.part_mix_sentence == "parts":  # the sentence vector a new name of these parts is read with
             emb[mixed, :t] = self.sentence_fit(codes)
+        elif cfg.part_mix_sentence == "nearest":  # a training name's own vector, with other parts
+            emb[mixed, :t] = self.emb[self.nearest_by_parts(codes), :t].to(emb.dtype)
         else:
             emb[mixed, :t] = self.G.ca.emb_shift[:t].to(emb.dtype)
         emb[mixed, t:] = codes
         return emb, mixed
+
+    def nearest_by_parts(self, codes: torch.Tensor) -> torch.Tensor:
+        """``--part-mix-sentence nearest``: for each parts code, the index of a training name that shares the
+        most parts with it (drawn at random among the ties)."""
+        shared = codes.float() @ self.emb[:, self.G.ca.text_dim:].float().T  # [k, names]: parts in common
+        return (shared + 0.5 * torch.rand_like(shared)).argmax(1)
 
     def sentence_fit(self, codes: torch.Tensor) -> torch.Tensor:
         """``--part-mix-sentence parts``: the sentence vectors predicted from parts codes by the fit on the
