@@ -5,15 +5,19 @@ memorisation (median distance to the nearest training photo, generated vs held-o
     python scripts/quality_summary.py runs/quality/*/eval/eval.json
     python scripts/quality_summary.py runs/quality/m*/eval/eval.json    # menu rows: parts read by the reader
     python scripts/quality_summary.py --per-name runs/quality/m18k-*-s*/eval/eval.json   # invented names by run
+    python scripts/quality_summary.py --by-recipe runs/quality/m18k-*-s*/eval/eval.json  # seeds of each recipe
 
 A menu row scored on invented names ends with the invented-names issue's target: each part of the invented
 names >= 0.8 of the reader's ceiling on true renders of them, all three parts >= 0.5, and training names
->= 0.9 / 0.85 (base / topping); `target met`, or the parts that miss it.
+>= 0.9 / 0.85 (base / topping); `target met`, or the parts that miss it. `--by-recipe` groups menu runs by
+their training settings (each run's config.json, all but the seed and the run's housekeeping) and gives each
+group's mean and spread over its seeds and how many of them meet that target.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -89,10 +93,62 @@ def per_name(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+# config.json keys that do not make a recipe: the seed, and where and how a run was kept
+NOT_RECIPE = {"seed", "out", "resume", "device", "progress", "ckpt_every", "keep_ckpts", "sample_every", "log_every",
+              "max_minutes", "grid_rows", "grid_cols"}
+
+
+def _run_config(path: Path, d: dict) -> dict:
+    """The training config of the run an eval.json scored: in the run folder it names, else in the folder
+    above the eval folder (where `stackgan evaluate` writes by default)."""
+    for folder in (Path(d["run"]), path.parent.parent):
+        if (folder / "config.json").is_file():
+            return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    raise SystemExit(f"{path}: no config.json in {d['run']} or {path.parent.parent}: --by-recipe needs the run folder")
+
+
+def by_recipe(paths: list[Path]) -> str:
+    """One line per recipe (runs whose configs differ only in the seed and housekeeping): the options that set
+    it apart from the other groups, its seeds, the invented names' base / topping / modifier / all three as
+    mean (standard deviation over the seeds), training names' all three, FID / floor, and the seeds that meet
+    the invented-names target."""
+    groups: dict[str, list] = {}
+    configs = {}
+    for path in paths:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        (m,) = d["models"].values()
+        if not m.get("faithfulness_invented"):
+            raise SystemExit(f"{path}: no invented names scored (a menu run's eval.json is needed)")
+        cfg = _run_config(path, d)
+        recipe = {k: v for k, v in cfg.items() if k not in NOT_RECIPE}
+        key = json.dumps(recipe, sort_keys=True)
+        configs[key] = recipe
+        groups.setdefault(key, []).append((cfg.get("seed"), d, m))
+    differ = sorted({k for r in configs.values() for k in r if len({json.dumps(c.get(k)) for c in configs.values()}) > 1})
+    lines = ["recipe | seeds | invented base / topping / modifier / all: mean (sd) | training all | FID / floor | target met"]
+    for key, runs in groups.items():
+        label = ", ".join(f"{k}={configs[key].get(k)}" for k in differ) or "(one recipe)"
+
+        def stat(part: str, which: str = "faithfulness_invented") -> tuple[float, float]:
+            xs = [m[which]["overall"][part] for _, _, m in runs]
+            return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+        inv = [stat(p) for p in PARTS]
+        fid = statistics.fmean(m["fid"]["fid"] / m["fid_floor"]["fid"] for _, _, m in runs)
+        met = [seed for seed, d, m in runs if "invented_accuracy" in d.get("reader", {}) and not target_misses(d, m)]
+        lines.append(f"{label} | {', '.join(str(s) for s, _, _ in runs)} | "
+                     + " / ".join(f"{mu:.3f}" for mu, _ in inv) + " (" + " / ".join(f"{sd:.3f}" for _, sd in inv) + ")"
+                     + f" | {stat('all', 'faithfulness_train')[0]:.3f} | {fid:.1f}x | {len(met)} of {len(runs)}"
+                     + (f" (seeds {', '.join(str(s) for s in met)})" if met else ""))
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--per-name"]:
         print(per_name([Path(p) for p in args[1:]]))
+    elif args[:1] == ["--by-recipe"]:
+        print(by_recipe([Path(p) for p in args[1:]]))
     else:
         for p in args:
             print(row(Path(p)))

@@ -178,8 +178,8 @@ def _menu_eval(tmp_path, label, invented, train, per_name):
              "training": {"steps": 18000}}
     d = {"run": f"runs/quality/{label}", "models": {label: model},
          "reader": {"invented_accuracy": {"base": 1.0, "topping": 0.95, "modifier": 0.9, "all": 0.85}}}
-    path = tmp_path / label / "eval.json"
-    path.parent.mkdir()
+    path = tmp_path / label / "eval" / "eval.json"  # where `stackgan evaluate` writes it: RUN/eval
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps(d), encoding="utf-8")
     return path
 
@@ -199,3 +199,26 @@ def test_quality_summary_checks_the_invented_names_target_and_lists_names_worst_
     assert "[0] a" in table[0] and "[1] b" in table[0]
     assert table[1].startswith("冷やしラーメン\t0.90/0.10 1.00/0.30 | mean 0.95/0.20")  # worst first
     assert table[2].startswith("月見そば\t1.00/1.00 0.80/1.00 | mean 0.90/1.00")
+
+
+def test_quality_summary_groups_runs_by_recipe_and_counts_the_seeds_that_meet_the_target(tmp_path):
+    qs = _script("quality_summary")
+    runs = [("a0", 0, 32, (0.8, 0.76, 0.72, 0.5)), ("a1", 1, 32, (0.9, 0.80, 0.76, 0.6)),
+            ("a2", 2, 32, (0.9, 0.70, 0.76, 0.4)), ("b0", 0, 16, (0.9, 0.80, 0.80, 0.6))]
+    paths = []
+    for label, seed, layer, invented in runs:
+        path = _menu_eval(tmp_path, label, invented, (0.95, 0.9, 0.9, 0.8), [("月見そば", 1.0, 1.0)])
+        cfg = {"seed": seed, "out": f"runs/quality/{label}", "device": "cpu" if seed else "cuda",
+               "part_layer": layer, "part_loss": 3.0, "max_steps": 18000}
+        (path.parent.parent / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+        paths.append(path)
+    lines = qs.by_recipe(paths).splitlines()
+    assert len(lines) == 3  # the header, then two recipes: seed, out and device do not make a recipe
+    a = next(ln for ln in lines if ln.startswith("part_layer=32 |"))
+    assert "| 0, 1, 2 |" in a and "0.867 / 0.753 / 0.747 / 0.500 (0.058 / 0.050 / 0.023 / 0.100)" in a
+    assert a.endswith("| 2 of 3 (seeds 0, 1)")  # a2 misses topping and all three
+    assert lines[2] == ("part_layer=16 | 0 | 0.900 / 0.800 / 0.800 / 0.600 (0.000 / 0.000 / 0.000 / 0.000) | "
+                        "0.800 | 4.0x | 1 of 1 (seeds 0)")
+    (paths[3].parent.parent / "config.json").unlink()
+    with pytest.raises(SystemExit, match="no config.json"):
+        qs.by_recipe(paths)
