@@ -107,6 +107,10 @@ def _run_config(path: Path, d: dict) -> dict:
     raise SystemExit(f"{path}: no config.json in {d['run']} or {path.parent.parent}: --by-recipe needs the run folder")
 
 
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
 def by_recipe(paths: list[Path]) -> str:
     """One line per recipe (runs whose configs differ only in the seed and housekeeping): the options that set
     it apart from the other groups, its seeds, the invented names' base / topping / modifier / all three as
@@ -128,17 +132,13 @@ def by_recipe(paths: list[Path]) -> str:
     lines = ["recipe | seeds | invented base / topping / modifier / all: mean (sd) | training all | FID / floor | target met"]
     for key, runs in groups.items():
         label = ", ".join(f"{k}={configs[key].get(k)}" for k in differ) or "(one recipe)"
-
-        def stat(part: str, which: str = "faithfulness_invented") -> tuple[float, float]:
-            xs = [m[which]["overall"][part] for _, _, m in runs]
-            return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-        inv = [stat(p) for p in PARTS]
+        inv = [_mean_sd([m["faithfulness_invented"]["overall"][p] for _, _, m in runs]) for p in PARTS]
+        train_all = statistics.fmean(m["faithfulness_train"]["overall"]["all"] for _, _, m in runs)
         fid = statistics.fmean(m["fid"]["fid"] / m["fid_floor"]["fid"] for _, _, m in runs)
         met = [seed for seed, d, m in runs if "invented_accuracy" in d.get("reader", {}) and not target_misses(d, m)]
         lines.append(f"{label} | {', '.join(str(s) for s, _, _ in runs)} | "
                      + " / ".join(f"{mu:.3f}" for mu, _ in inv) + " (" + " / ".join(f"{sd:.3f}" for _, sd in inv) + ")"
-                     + f" | {stat('all', 'faithfulness_train')[0]:.3f} | {fid:.1f}x | {len(met)} of {len(runs)}"
+                     + f" | {train_all:.3f} | {fid:.1f}x | {len(met)} of {len(runs)}"
                      + (f" (seeds {', '.join(str(s) for s in met)})" if met else ""))
     return "\n".join(lines)
 
