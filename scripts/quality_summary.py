@@ -72,15 +72,21 @@ def row(path: Path) -> str:
             f"{target}")
 
 
+def _menu_run(path: Path) -> tuple[dict, dict]:
+    """An eval.json and its one model's scores, for the views that need invented names scored."""
+    d = json.loads(path.read_text(encoding="utf-8"))
+    (m,) = d["models"].values()
+    if not m.get("faithfulness_invented"):
+        raise SystemExit(f"{path}: no invented names scored (a menu run's eval.json is needed)")
+    return d, m
+
+
 def per_name(paths: list[Path]) -> str:
     """Each invented name's topping / modifier share per run (one column per run) and their mean over the
     runs, worst first by the lower of the two means: which names a recipe fails on every seed."""
     runs = []
     for path in paths:
-        d = json.loads(path.read_text(encoding="utf-8"))
-        (m,) = d["models"].values()
-        if not m.get("faithfulness_invented"):
-            raise SystemExit(f"{path}: no invented names scored (a menu run's eval.json is needed)")
+        d, m = _menu_run(path)
         runs.append((Path(d["run"]).name, {r["name"]: r for r in m["faithfulness_invented"]["per_name"]}))
     names = list(runs[0][1])
     mean = {n: {k: sum(r[n][k] for _, r in runs if n in r) / sum(n in r for _, r in runs) for k in PARTS}
@@ -119,10 +125,7 @@ def by_recipe(paths: list[Path]) -> str:
     groups: dict[str, list] = {}
     configs = {}
     for path in paths:
-        d = json.loads(path.read_text(encoding="utf-8"))
-        (m,) = d["models"].values()
-        if not m.get("faithfulness_invented"):
-            raise SystemExit(f"{path}: no invented names scored (a menu run's eval.json is needed)")
+        d, m = _menu_run(path)
         cfg = _run_config(path, d)
         recipe = {k: v for k, v in cfg.items() if k not in NOT_RECIPE}
         key = json.dumps(recipe, sort_keys=True)
