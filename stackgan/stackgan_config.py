@@ -18,6 +18,7 @@ LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
+PART_MIX_SENTENCES = ("hidden", "parts", "nearest")  # --part-mix-sentence: the mixed draws' sentence vector
 PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
 PART_HEADS = ("pooled", "spatial")  # --part-head: how D's parts head reads its 4x4 features
 PART_LAYER_SIZES = (0, 8, 16, 32)  # --part-layer: the side of G's feature map the parts' maps join (0: none)
@@ -94,7 +95,7 @@ class StackGANConfig(Config):
                                            "--parts-sentence parts reads a new name) or nearest (that of a "
                                            "training name sharing the most parts with the draw, so the parts "
                                            "code must carry what that name lacks)",
-                                           choices=("hidden", "parts", "nearest"))
+                                           choices=PART_MIX_SENTENCES)
     part_mix_draw: str = opt("share", "--part-mix: how each part of a mixed draw is chosen among the values the "
                                       "training names have: by its share among them (share), or each value "
                                       "alike (uniform), so rare parts (a modifier three names have) and the "
