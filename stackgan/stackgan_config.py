@@ -72,6 +72,11 @@ class StackGANConfig(Config):
                                    "pooled by a soft maximum (spatial), so a part is read from where it shows "
                                    "(a topping, ice on the bowl) rather than from the whole dish",
                          choices=PART_HEADS)
+    part_twin: bool = opt(False, "--part-loss: TAC-GAN's twin classifier (Gong et al., NeurIPS 2019): a second "
+                                 "parts head of D learns to read the parts G's pictures were drawn for, and G "
+                                 "subtracts that head's term from its own, so the parts term no longer rewards "
+                                 "drawing every picture of a name as its most readable one (the loss of variety "
+                                 "of an auxiliary classifier)")
     part_mix: float = opt(0.0, "--parts: share of G's pictures drawn for random combinations of known parts (each "
                                "part from its share among the training names, the sentence vector hidden): names "
                                "no photo shows, judged by the adversarial and the parts terms, so G learns to put "
@@ -236,6 +241,8 @@ class StackGANConfig(Config):
             raise ConfigError(f"--part-layer {self.part_layer} must be smaller than --image-size {self.image_size}")
         if self.part_head != "pooled" and not self.part_loss:
             raise ConfigError("--part-head applies to the parts head of --part-loss")
+        if self.part_twin and not self.part_loss:
+            raise ConfigError("--part-twin is a second parts head: give --part-loss too")
         if (self.part_mix_sentence != "hidden" or self.part_mix_draw != "share") and not self.part_mix:
             raise ConfigError("--part-mix-sentence and --part-mix-draw are about the --part-mix draws: give "
                               "--part-mix too")

@@ -200,3 +200,47 @@ def test_no_part_mix_cond_keeps_the_mixed_fakes_from_the_conditional_term(loss):
     assert q_off["g_adv"].item() != pytest.approx(q_on["g_adv"].item(), rel=1e-5)
     with pytest.raises(ConfigError, match="give --part-mix"):
         StackGANConfig(**{**base, "part_mix": 0.0}, part_mix_cond=False).validate()
+
+
+def test_part_twin_trains_a_second_parts_head_on_the_fakes_and_g_subtracts_its_term():
+    sizes = (3, 2)
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, loss="hinge", gp_weight=0.0, d_cond="projection",
+                name_loss=0.0, parts=True, part_loss=2.0, part_dim=5)
+    plain = StackGANConfig(**base).validate()
+    twin = StackGANConfig(**base, part_twin=True).validate()
+    torch.manual_seed(1)
+    D = Stage1D(c_dim=8, ndf=8, image_size=16, d_cond="projection", part_dim=5, part_twin=True)
+    assert isinstance(D.twin_head, torch.nn.Linear) and D.twin_head.out_features == 5
+    assert Stage1D(c_dim=8, ndf=8, image_size=16, part_dim=5).twin_head is None  # off by default
+    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
+    codes = torch.randn(5, 8)
+    y = torch.arange(4) % 5
+    c, c_w, c_r = codes[y], codes[(y + 1) % 5], codes[y]
+    one_hot = lambda i, j: torch.cat([torch.eye(3)[i], torch.eye(2)[j]])  # noqa: E731
+    parts_real = torch.stack([one_hot(0, 1), one_hot(1, 0), one_hot(2, 1), one_hot(0, 0)])
+    parts_fake = torch.stack([one_hot(2, 0), one_hot(1, 1), one_hot(0, 1), one_hot(2, 1)])
+    d0, p0 = L.StackGANLoss(plain, D, lambda x: x, sizes).d_phase(real, fake, y, c, c_w, c_r, None, step=1,
+                                                                   parts_real=parts_real, parts_fake=parts_fake)
+    d1, p1 = L.StackGANLoss(twin, D, lambda x: x, sizes).d_phase(real, fake, y, c, c_w, c_r, None, step=1,
+                                                                  parts_real=parts_real, parts_fake=parts_fake)
+    # D: the twin head reads the fakes as the parts they were drawn for; the real-photo head is unchanged
+    want_d = L.part_classification(D.part_logits(D.features(fake), twin=True), parts_fake, sizes)
+    assert p0["twin_d"].item() == 0.0 and p1["twin_d"].item() == pytest.approx(want_d.item(), rel=1e-5)
+    assert p1["part_d"].item() == pytest.approx(p0["part_d"].item(), rel=1e-6)
+    assert d1.item() == pytest.approx((d0 + 2.0 * want_d).item(), rel=1e-5)
+    # only the twin head (and the shared features) learn from the twin term; the real-photo head does not
+    D.zero_grad()
+    p1["twin_d"].backward()
+    assert D.twin_head.weight.grad.abs().sum() > 0 and D.part_head.weight.grad is None
+    # G: its own parts term less the twin's, both read on its pictures
+    mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
+    g0, q0 = L.StackGANLoss(plain, D, lambda x: x, sizes).g_phase(fake, y, c, mu, logvar, None, z, pairs=0,
+                                                                   parts_fake=parts_fake)
+    g1, q1 = L.StackGANLoss(twin, D, lambda x: x, sizes).g_phase(fake, y, c, mu, logvar, None, z, pairs=0,
+                                                                  parts_fake=parts_fake)
+    assert q0["twin_g"].item() == 0.0 and q1["twin_g"].item() == pytest.approx(want_d.item(), rel=1e-5)
+    assert g1.item() == pytest.approx((g0 - 2.0 * q1["twin_g"]).item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="give --part-loss too"):
+        StackGANConfig(parts=True, part_twin=True).validate()
+    with pytest.raises(ValueError, match="twin parts head"):
+        Stage1D(c_dim=8, ndf=8, image_size=16, part_dim=5).part_logits(torch.zeros(1, 16, 4, 4), twin=True)

@@ -1354,3 +1354,19 @@ def test_part_layer_adds_one_learnt_map_per_part_value_to_g_features(tmp_path, m
     assert pipe.g1.part_maps is not None and pipe.g1.part_maps.side == 8
     assert not torch.allclose(pipe.g1.part_maps.maps.weight, before)
     assert pipe.generate("サーモンうどん", 2, seed=1).images.shape == (2, 3, 16, 16)
+
+
+def test_part_twin_trains_logs_its_terms_and_resumes(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, data=str(parts_folder(tmp_path / "menu")), parts=True, part_loss=1.0, part_mix=0.5,
+                   part_twin=True, d_cond="projection", ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    assert tr.train(cfg, data=data)["step"] == 2
+    rows = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert rows and all(r["twin_d"] > 0 and r["twin_g"] > 0 and r["part_d"] > 0 for r in rows)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["part_twin"] is True
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data)["step"] == 3
+    d_state = torch.load(tmp_path / "run" / "ckpt-000003.pt", map_location="cpu", weights_only=False)["D"]
+    assert d_state["twin_head.weight"].shape[0] == data.parts.dim  # the twin head is saved and resumed

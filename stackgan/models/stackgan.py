@@ -347,7 +347,8 @@ class _DBase(nn.Module):
     encode: nn.Module
     feat_ch: int
 
-    def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0, part_head: str = "pooled") -> None:
+    def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0, part_head: str = "pooled",
+               part_twin: bool = False) -> None:
         if d_cond not in D_CONDS:
             raise ValueError(f"d_cond must be one of {D_CONDS}, got {d_cond!r}")
         if part_head not in PART_HEADS:
@@ -357,23 +358,26 @@ class _DBase(nn.Module):
         # --part-loss: logits of every value of every part of the name (one softmax per part, see the loss);
         # pooled: a linear read of the averaged features; spatial: a read of each place (a 1x1 convolution)
         self.part_head_kind = part_head
-        if not part_dim:
-            self.part_head = None
-        elif part_head == "spatial":
-            self.part_head = nn.Conv2d(self.feat_ch, part_dim, 1)
-        else:
-            self.part_head = nn.Linear(self.feat_ch, part_dim)
+        if part_twin and not part_dim:
+            raise ValueError("part_twin needs a parts head (part_dim > 0)")
+        make = (lambda: nn.Conv2d(self.feat_ch, part_dim, 1)) if part_head == "spatial" else (
+            lambda: nn.Linear(self.feat_ch, part_dim))
+        self.part_head = make() if part_dim else None
+        # --part-twin: the same read, trained on G's pictures (TAC-GAN's twin classifier)
+        self.twin_head = make() if part_twin else None
 
-    def part_logits(self, feats: torch.Tensor) -> torch.Tensor:
+    def part_logits(self, feats: torch.Tensor, twin: bool = False) -> torch.Tensor:
         """[B, part_dim]: the parts the pictures show, read from the 4x4 features: from their spatial mean
         (pooled), or at each place and pooled by a soft maximum, log-mean-exp (spatial), so that one place
-        that shows a value is enough to read it."""
-        if self.part_head is None:
-            raise ValueError("this discriminator has no parts head (--part-loss 0)")
+        that shows a value is enough to read it. ``twin``: by the head trained on G's pictures (--part-twin)."""
+        head = self.twin_head if twin else self.part_head
+        if head is None:
+            raise ValueError("this discriminator has no " + ("twin parts head (--part-twin)" if twin
+                                                               else "parts head (--part-loss 0)"))
         if self.part_head_kind == "spatial":
-            per_place = self.part_head(feats.float()).flatten(2)  # [B, part_dim, H*W]
+            per_place = head(feats.float()).flatten(2)  # [B, part_dim, H*W]
             return torch.logsumexp(per_place, dim=2) - math.log(per_place.shape[2])
-        return self.part_head(feats.float().mean(dim=(2, 3)))
+        return head(feats.float().mean(dim=(2, 3)))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
         return self.encode(img)
@@ -393,7 +397,7 @@ class Stage1D(_DBase):
     """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
-                 part_dim: int = 0, part_head: str = "pooled"):
+                 part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -404,7 +408,7 @@ class Stage1D(_DBase):
         layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
         self.feat_ch = chans[-1]
-        self._heads(c_dim, d_cond, part_dim, part_head)
+        self._heads(c_dim, d_cond, part_dim, part_head, part_twin)
 
 
 class Stage2G(nn.Module):
@@ -470,7 +474,7 @@ class Stage2D(_DBase):
     convs back down to 8 ndf, as in the paper."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat", part_dim: int = 0,
-                 part_head: str = "pooled"):
+                 part_head: str = "pooled", part_twin: bool = False):
         super().__init__()
         n_down = _log2_int(size, "stage-II size") - 2
         chans = [ndf * 2 ** min(i, 5) for i in range(n_down)]
@@ -483,7 +487,7 @@ class Stage2D(_DBase):
         self.encode = nn.Sequential(*layers)
         self.size = size
         self.feat_ch = ch
-        self._heads(c_dim, d_cond, part_dim, part_head)
+        self._heads(c_dim, d_cond, part_dim, part_head, part_twin)
 
 
 # -- builders from a run's configuration (any object with the StackGANConfig fields) ---------------
@@ -501,7 +505,7 @@ def stage2_generator(cfg) -> Stage2G:
 def discriminator(cfg) -> _DBase:
     """The discriminator of ``cfg.stage`` (stage I at ``image_size``, stage II at its output size)."""
     part_dim = getattr(cfg, "part_dim", 0) if getattr(cfg, "part_loss", 0.0) > 0 else 0
-    head = getattr(cfg, "part_head", "pooled")
+    head, twin = getattr(cfg, "part_head", "pooled"), bool(part_dim and getattr(cfg, "part_twin", False))
     if cfg.stage == 1:
-        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head)
-    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head)
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin)
+    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin)

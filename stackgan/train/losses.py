@@ -186,11 +186,12 @@ class StackGANLoss:
     def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
                 c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
                 step: int, parts_real: torch.Tensor | None = None,
-                cond_fakes: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                cond_fakes: torch.Tensor | None = None,
+                parts_fake: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
         ``c_wrong``, a (detached) fake with its own ``c`` (only the fakes of mask ``cond_fakes``, when
         given); plus the GP (hinge), lazy R1, the name term and the parts term (``parts_real``: the real
-        photos' parts codes)."""
+        photos' parts codes; with --part-twin the twin head also learns to read the fakes' ``parts_fake``)."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=real.device)
         real_aug = self.augment(real)
@@ -208,7 +209,7 @@ class StackGANLoss:
         fake_c = D.cond(ff, c) if cond_fakes is None else D.cond(ff[cond_fakes], c[cond_fakes])
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = part_d = zero
+        gp = r1 = name_d = part_d = twin_d = zero
         if ma_gp:
             gp = cfg.gp_weight * matching_aware_gp(real_c, real_aug, c_gp, cfg.gp_power)
             loss = loss + gp
@@ -221,7 +222,11 @@ class StackGANLoss:
         if cfg.part_loss > 0 and parts_real is not None:  # D: which parts does this photo's name have?
             part_d = part_classification(D.part_logits(fr), parts_real, self.part_sizes)
             loss = loss + cfg.part_loss * part_d
-        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "real_c": real_c, "real_u": real_u,
+        if getattr(cfg, "part_twin", False) and parts_fake is not None:  # the twin: which parts was it drawn for?
+            twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
+            loss = loss + cfg.part_loss * twin_d
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d,
+                      "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
@@ -230,7 +235,8 @@ class StackGANLoss:
                 ) -> tuple[torch.Tensor, dict[str, Any]]:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
         fake must be read as its own name; ``y_fake`` < 0: a fake of no training name, left out); the
-        parts term (read as the parts ``parts_fake`` it was drawn for); mode seeking over the first
+        parts term (read as the parts ``parts_fake`` it was drawn for, less the twin head's term with
+        --part-twin: TAC-GAN's unbiased auxiliary classifier); mode seeking over the first
         ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it.
         With ``--no-part-mix-cond`` the fakes of no training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
@@ -242,7 +248,7 @@ class StackGANLoss:
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl
-        name_g = ms = part_g = zero
+        name_g = ms = part_g = twin_g = zero
         named = y_fake >= 0
         if cfg.name_loss > 0 and bool(named.any()):
             name_g = name_classification(D.cond_head.name_logits(ffg[named], c_all), y_fake[named])
@@ -250,6 +256,9 @@ class StackGANLoss:
         if cfg.part_loss > 0 and parts_fake is not None:
             part_g = part_classification(D.part_logits(ffg), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * part_g
+            if getattr(cfg, "part_twin", False):
+                twin_g = part_classification(D.part_logits(ffg, twin=True), parts_fake, self.part_sizes)
+                loss = loss - cfg.part_loss * twin_g
         if cfg.mode_seeking > 0:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
@@ -257,4 +266,4 @@ class StackGANLoss:
         if (cfg.stage2_consistency or 0.0) > 0 and low is not None:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
-        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g}
+        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g, "twin_g": twin_g}

@@ -656,7 +656,8 @@ class StackGANTrainer:
             t = self.G.ca.text_dim
             d_loss, d_parts = self.loss.d_phase(real, fake, y, c, c_w, c_r, c_all, self.step,
                                                 parts_real=self.emb[y][:, t:] if cfg.part_loss > 0 else None,
-                                                cond_fakes=self.loss.cond_fakes(y_fake))
+                                                cond_fakes=self.loss.cond_fakes(y_fake),
+                                                parts_fake=emb[:, t:] if cfg.part_twin else None)
         if not torch.isfinite(d_loss):
             return self._recover("D", d_loss)
         self.opt_d.zero_grad(set_to_none=True)
@@ -688,6 +689,8 @@ class StackGANTrainer:
                 "cons": float(g_parts["cons"]),
                 "r1": float(d_parts["r1"]), "name_d": float(d_parts["name_d"]), "name_g": float(g_parts["name_g"]),
                 **({"part_d": float(d_parts["part_d"]), "part_g": float(g_parts["part_g"])} if cfg.part_loss > 0
+                   else {}),
+                **({"twin_d": float(d_parts["twin_d"]), "twin_g": float(g_parts["twin_g"])} if cfg.part_twin
                    else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
