@@ -16,9 +16,9 @@ group's mean and spread over its seeds and how many of them meet that target.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 
@@ -146,12 +146,24 @@ def by_recipe(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> str:
+    """The report the command line asks for (argparse: ``--help``, a clear error for a missing file)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--per-name", action="store_true", help="each invented name's topping / modifier share per run")
+    how.add_argument("--by-recipe", action="store_true", help="mean and spread of each recipe over its seeds")
+    ap.add_argument("evals", nargs="+", type=Path, help="eval.json files written by stackgan evaluate")
+    args = ap.parse_args(argv)
+    missing = [str(p) for p in args.evals if not p.is_file()]
+    if missing:
+        ap.error("no such eval.json: " + ", ".join(missing))
+    if args.per_name:
+        return per_name(args.evals)
+    if args.by_recipe:
+        return by_recipe(args.evals)
+    return "\n".join(row(p) for p in args.evals)
+
+
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--per-name"]:
-        print(per_name([Path(p) for p in args[1:]]))
-    elif args[:1] == ["--by-recipe"]:
-        print(by_recipe([Path(p) for p in args[1:]]))
-    else:
-        for p in args:
-            print(row(Path(p)))
+    print(main())

@@ -222,3 +222,12 @@ def test_quality_summary_groups_runs_by_recipe_and_counts_the_seeds_that_meet_th
     (paths[3].parent.parent / "config.json").unlink()
     with pytest.raises(SystemExit, match="no config.json"):
         qs.by_recipe(paths)
+    # the command line: the same report, --help, and a clear error for a file that is not there
+    assert qs.main(["--by-recipe", *map(str, paths[:3])]) == qs.by_recipe(paths[:3])
+    assert qs.main([str(p) for p in paths[:2]]).splitlines() == [qs.row(p) for p in paths[:2]]
+    with pytest.raises(SystemExit) as help_exit:
+        qs.main(["--help"])
+    assert help_exit.value.code == 0
+    with pytest.raises(SystemExit) as bad:
+        qs.main([str(paths[0]), str(tmp_path / "nope.json")])
+    assert bad.value.code == 2
