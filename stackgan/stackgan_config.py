@@ -141,6 +141,10 @@ class StackGANConfig(Config):
     sle: bool = opt(False, "stage I: FastGAN's skip-layer excitation: the 4x4 and 8x8 feature maps gate the "
                            "channels of the 32x32 and 64x64 ones (Liu et al. 2021), so the coarse layout reaches "
                            "the fine layers directly")
+    mbstd: int = opt(0, "D: StyleGAN's minibatch standard deviation over groups of N pictures (4 in StyleGAN): "
+                        "one more feature, how much the pictures of a group differ, so D can tell a generator that "
+                        "draws every picture alike (one table, one bowl whatever z) from the varied photos; 0: off",
+                     min=0)
     d_cond: str = opt("projection", "how D matches picture and text: concat (the paper: tiled c joined to the 4x4 "
                                     "features) or projection (an inner product, Miyato & Koyama 2018)",
                       choices=D_CONDS)
@@ -241,6 +245,9 @@ class StackGANConfig(Config):
             raise ConfigError(f"--part-layer {self.part_layer} must be smaller than --image-size {self.image_size}")
         if self.part_head != "pooled" and not self.part_loss:
             raise ConfigError("--part-head applies to the parts head of --part-loss")
+        if self.mbstd == 1:
+            raise ConfigError("--mbstd N compares the pictures of groups of N: give 2 or more (4 as in StyleGAN), "
+                              "or 0 for off")
         if self.part_twin and not self.part_loss:
             raise ConfigError("--part-twin is a second parts head: give --part-loss too")
         if (self.part_mix_sentence != "hidden" or self.part_mix_draw != "share") and not self.part_mix:

@@ -1370,3 +1370,39 @@ def test_part_twin_trains_logs_its_terms_and_resumes(tmp_path, monkeypatch):
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data)["step"] == 3
     d_state = torch.load(tmp_path / "run" / "ckpt-000003.pt", map_location="cpu", weights_only=False)["D"]
     assert d_state["twin_head.weight"].shape[0] == data.parts.dim  # the twin head is saved and resumed
+
+
+def test_mbstd_gives_d_one_more_feature_the_spread_of_each_group_of_pictures(tmp_path, monkeypatch):
+    from conftest import use_hash_encoder
+    from stackgan.models.stackgan import MinibatchStd
+
+    torch.manual_seed(0)
+    layer = MinibatchStd(4)
+    x = torch.randn(8, 3, 2, 2)
+    out = layer(x)
+    assert out.shape == (8, 4, 2, 2) and torch.equal(out[:, :3], x)
+    # groups are pictures {k, k + 2, k + 4, k + 6}: the mean over features of the spread over the group
+    for k in range(2):
+        grp = x[k::2]
+        want = (grp.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+        assert torch.allclose(out[k::2, 3], want.expand(4, 2, 2), atol=1e-6)
+    same = layer(x[:1].expand(8, -1, -1, -1).contiguous())  # every picture alike: no spread at all
+    assert same[:, 3].max().item() < 1e-3 < out[:, 3].min().item()
+    assert layer(x[:6]).shape == (6, 4, 2, 2)  # a batch of 6: groups of 3, the largest divisor up to 4
+    with pytest.raises(ValueError, match="at least 2"):
+        MinibatchStd(1)
+    D = Stage1D(c_dim=16, ndf=8, image_size=16, mbstd=4)
+    assert D.feat_ch == Stage1D(c_dim=16, ndf=8, image_size=16).feat_ch + 1
+    assert D.features(torch.randn(8, 3, 16, 16)).shape[1] == D.feat_ch
+    D2 = Stage2D(c_dim=16, ndf=8, size=32, mbstd=4)
+    assert D2.feat_ch == Stage2D(c_dim=16, ndf=8, size=32).feat_ch + 1
+    assert D2.features(torch.randn(4, 3, 32, 32)).shape[1] == D2.feat_ch
+    with pytest.raises(ConfigError, match="2 or more"):
+        StackGANConfig(mbstd=1).validate()
+    # a run with it trains, resumes, and its config says so
+    use_hash_encoder(monkeypatch, tmp_path / "cache", dim=EMB)
+    cfg = tiny_cfg(tmp_path, mbstd=4, ckpt_every=1, precision="fp32")
+    data = tr.load_training_data(cfg, progress=False)
+    assert tr.train(cfg, data=data)["step"] == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mbstd"] == 4
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data)["step"] == 3

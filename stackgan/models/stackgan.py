@@ -341,11 +341,32 @@ class CondLogits(nn.Module):
         return self.net(feats).view(-1)
 
 
+class MinibatchStd(nn.Module):
+    """StyleGAN's minibatch standard deviation (Karras et al., 2018): the pictures are split into groups of
+    ``group`` (the largest divisor of the batch up to it), and each picture's features gain one channel, the
+    standard deviation of every feature over its group, averaged. A generator that draws every picture alike
+    (one table, one bowl, whatever z) gives fakes a smaller value than real photos, which D can then see."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        if group < 2:
+            raise ValueError(f"minibatch std needs groups of at least 2, got {group}")
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        g = max(d for d in range(1, min(self.group, b) + 1) if b % d == 0)
+        y = x.float().view(g, b // g, *x.shape[1:])  # picture j * (b // g) + k is member j of group k
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3)).repeat(g)  # [b]: its group's
+        return torch.cat([x, std.to(x.dtype).view(b, 1, 1, 1).expand(b, 1, *x.shape[2:])], dim=1)
+
+
 class _DBase(nn.Module):
     """Shared head: ``features(img)``, ``cond(feats, c)``, ``uncond(feats)``."""
 
     encode: nn.Module
     feat_ch: int
+    batch_std: MinibatchStd | None  # set by each subclass (an nn.Module attribute: no class default)
 
     def _heads(self, c_dim: int, d_cond: str = "concat", part_dim: int = 0, part_head: str = "pooled",
                part_twin: bool = False) -> None:
@@ -380,7 +401,8 @@ class _DBase(nn.Module):
         return head(feats.float().mean(dim=(2, 3)))
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
-        return self.encode(img)
+        feats = self.encode(img)
+        return feats if self.batch_std is None else self.batch_std(feats)
 
     def cond(self, feats: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.cond_head(feats, c)
@@ -397,7 +419,7 @@ class Stage1D(_DBase):
     """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
-                 part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False):
+                 part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -407,7 +429,8 @@ class Stage1D(_DBase):
         layers = [down_block(3, chans[0], bn=False)]
         layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
-        self.feat_ch = chans[-1]
+        self.batch_std = MinibatchStd(mbstd) if mbstd else None
+        self.feat_ch = chans[-1] + (1 if mbstd else 0)
         self._heads(c_dim, d_cond, part_dim, part_head, part_twin)
 
 
@@ -474,7 +497,7 @@ class Stage2D(_DBase):
     convs back down to 8 ndf, as in the paper."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, size: int = 256, d_cond: str = "concat", part_dim: int = 0,
-                 part_head: str = "pooled", part_twin: bool = False):
+                 part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0):
         super().__init__()
         n_down = _log2_int(size, "stage-II size") - 2
         chans = [ndf * 2 ** min(i, 5) for i in range(n_down)]
@@ -486,7 +509,8 @@ class Stage2D(_DBase):
             ch //= 2
         self.encode = nn.Sequential(*layers)
         self.size = size
-        self.feat_ch = ch
+        self.batch_std = MinibatchStd(mbstd) if mbstd else None
+        self.feat_ch = ch + (1 if mbstd else 0)
         self._heads(c_dim, d_cond, part_dim, part_head, part_twin)
 
 
@@ -506,6 +530,7 @@ def discriminator(cfg) -> _DBase:
     """The discriminator of ``cfg.stage`` (stage I at ``image_size``, stage II at its output size)."""
     part_dim = getattr(cfg, "part_dim", 0) if getattr(cfg, "part_loss", 0.0) > 0 else 0
     head, twin = getattr(cfg, "part_head", "pooled"), bool(part_dim and getattr(cfg, "part_twin", False))
+    mbstd = getattr(cfg, "mbstd", 0)
     if cfg.stage == 1:
-        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin)
-    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin)
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd)
+    return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)
