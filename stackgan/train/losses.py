@@ -222,7 +222,7 @@ class StackGANLoss:
         if cfg.part_loss > 0 and parts_real is not None:  # D: which parts does this photo's name have?
             part_d = part_classification(D.part_logits(fr), parts_real, self.part_sizes)
             loss = loss + cfg.part_loss * part_d
-        if getattr(cfg, "part_twin", False) and parts_fake is not None:  # the twin: which parts was it drawn for?
+        if cfg.part_twin and parts_fake is not None:  # the twin: which parts was it drawn for?
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
         return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d,
@@ -256,7 +256,7 @@ class StackGANLoss:
         if cfg.part_loss > 0 and parts_fake is not None:
             part_g = part_classification(D.part_logits(ffg), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * part_g
-            if getattr(cfg, "part_twin", False):
+            if cfg.part_twin:
                 twin_g = part_classification(D.part_logits(ffg, twin=True), parts_fake, self.part_sizes)
                 loss = loss - cfg.part_loss * twin_g
         if cfg.mode_seeking > 0:
