@@ -219,6 +219,13 @@ def test_quality_summary_groups_runs_by_recipe_and_counts_the_seeds_that_meet_th
     assert a.endswith("| 2 of 3 (seeds 0, 1)")  # a2 misses topping and all three
     assert lines[2] == ("part_layer=16 | 0 | 0.900 / 0.800 / 0.800 / 0.600 (0.000 / 0.000 / 0.000 / 0.000) | "
                         "0.800 | 4.0x | 1 of 1 (seeds 0)")
+    # a run trained before an option existed has no such key: it groups with the runs that have its default
+    later = _menu_eval(tmp_path, "a3", (0.9, 0.80, 0.76, 0.6), (0.95, 0.9, 0.9, 0.8), [("月見そば", 1.0, 1.0)])
+    (later.parent.parent / "config.json").write_text(json.dumps(
+        {"seed": 3, "out": "runs/quality/a3", "device": "cpu", "part_layer": 32, "part_loss": 3.0, "max_steps": 18000,
+         "mbstd": 0, "part_twin": False}), encoding="utf-8")
+    assert len(qs.by_recipe([*paths, later]).splitlines()) == 3
+    assert "| 0, 1, 2, 3 |" in qs.by_recipe([*paths, later])
     (paths[3].parent.parent / "config.json").unlink()
     with pytest.raises(SystemExit, match="no config.json"):
         qs.by_recipe(paths)
