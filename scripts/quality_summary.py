@@ -113,16 +113,6 @@ def _run_config(path: Path, d: dict) -> dict:
     raise SystemExit(f"{path}: no config.json in {d['run']} or {path.parent.parent}: --by-recipe needs the run folder")
 
 
-def _option_defaults() -> dict:
-    """Every `stackgan train` option's default, as config.json writes it."""
-    import dataclasses
-
-    from stackgan.stackgan_config import StackGANConfig
-
-    return {f.name: f.default for f in dataclasses.fields(StackGANConfig)
-            if f.default is not dataclasses.MISSING and isinstance(f.default, (bool, int, float, str, type(None)))}
-
-
 def _mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
@@ -132,14 +122,17 @@ def by_recipe(paths: list[Path]) -> str:
     it apart from the other groups, its seeds, the invented names' base / topping / modifier / all three as
     mean (standard deviation over the seeds), training names' all three, FID / floor, and the seeds that meet
     the invented-names target."""
+    from stackgan.stackgan_config import StackGANConfig
+
+    # an option added after a run was trained is missing from its config.json: the run trained without it,
+    # which is the option's default (new options default to off)
+    defaults = StackGANConfig().to_dict()
     groups: dict[str, list] = {}
     configs = {}
     for path in paths:
         d, m = _menu_run(path)
         cfg = _run_config(path, d)
-        # an option added after the run was trained is missing from its config.json: the run trained without
-        # it, which is the option's default (new options default to off)
-        recipe = {k: v for k, v in {**_option_defaults(), **cfg}.items() if k not in NOT_RECIPE}
+        recipe = {k: v for k, v in {**defaults, **cfg}.items() if k not in NOT_RECIPE}
         key = json.dumps(recipe, sort_keys=True)
         configs[key] = recipe
         groups.setdefault(key, []).append((cfg.get("seed"), d, m))
