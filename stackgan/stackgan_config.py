@@ -174,6 +174,11 @@ class StackGANConfig(Config):
               "picture, so that stage II adds detail without redrawing what stage I drew of the name; 0: off. Not "
               f"given: {STAGE2_CONSISTENCY} for stage II (it cut the FID of the detail by 2-3x on the menu, README), "
               "0 for stage I", min=0.0)
+    stage2_paired: float = opt(
+        0.0, "stage II: weight of a supervised super-resolution term: G also redraws real photos from their copies "
+             "average-pooled to the stage-I size (with their own names), and W times the mean absolute difference "
+             "to the photo is added to G's loss, so stage II learns the renders' detail from real pairs and not "
+             "only through D (SRGAN's content term); 0: off", min=0.0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
@@ -231,8 +236,8 @@ class StackGANConfig(Config):
                               "--name-loss 0")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
-        if self.stage == 1 and (self.stage2_skips or self.stage2_consistency):
-            raise ConfigError("--stage2-skips and --stage2-consistency are only for --stage 2")
+        if self.stage == 1 and (self.stage2_skips or self.stage2_consistency or self.stage2_paired):
+            raise ConfigError("--stage2-skips, --stage2-consistency and --stage2-paired are only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):

@@ -105,6 +105,31 @@ def test_stage2_consistency_is_added_to_gs_phase_only_when_on_and_given_stage_on
     assert q2["cons"].item() == 0.0  # no stage-I picture (stage I): nothing to compare
 
 
+def test_stage2_paired_adds_the_redrawn_photos_distance_to_gs_phase_when_on():
+    real = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert L.paired_reconstruction(real, real).item() == 0.0
+    assert L.paired_reconstruction(real + 0.25, real).item() == pytest.approx(0.25, rel=1e-5)
+    assert L.paired_reconstruction(-real, real).item() == pytest.approx(2 * real.abs().mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        L.paired_reconstruction(real[:, :, :4], real)
+    base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0,
+                stage2_consistency=0.0)
+    off = StackGANConfig(**base).validate()
+    D, photos, fake, y, codes = _phase_inputs(off)
+    mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
+    redrawn = photos + 0.1 * torch.randn_like(photos)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2,
+                                                         paired=(redrawn, photos))
+    assert q0["paired"].item() == 0.0  # off: given or not, nothing is added
+    on = StackGANConfig(**base, stage2_paired=3.0).validate()
+    g1, q1 = L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2,
+                                                        paired=(redrawn, photos))
+    assert q1["paired"].item() == pytest.approx((redrawn - photos).abs().mean().item(), rel=1e-5)
+    assert g1.item() == pytest.approx((g0 + 3.0 * q1["paired"]).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="needs the redrawn real photos"):
+        L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2)
+
+
 def _phase_inputs(cfg, b=4, names=5):
     torch.manual_seed(1)
     D = Stage1D(c_dim=cfg.c_dim, ndf=8, image_size=16, d_cond=cfg.d_cond)

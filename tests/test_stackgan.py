@@ -181,6 +181,35 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
+def test_stage2_paired_redraws_real_photos_from_their_pooled_copies_trains_and_resumes(tmp_path, monkeypatch):
+    data = make_data()
+    tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=data)
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), stage2_paired=5.0, ndf=4, max_steps=2,
+                   ckpt_every=1, precision="fp32")
+    seen = []
+    real_g_phase = tr.StackGANLoss.g_phase
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["paired"])
+        return real_g_phase(self, *args, **kwargs)
+
+    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy)
+    tr.train(cfg, data=make_data(size=32))
+    rec, real = seen[0]
+    assert rec.shape == real.shape == (cfg.batch_size, 3, 32, 32) and rec.requires_grad and not real.requires_grad
+    logged = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert len(logged) == 2 and all(r["paired"] > 0 for r in logged)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_paired"] == 5.0
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    # off: G is not asked to redraw photos and nothing is logged
+    seen.clear()
+    tr.train(dataclasses.replace(cfg, stage2_paired=0.0, out=str(tmp_path / "off"), max_steps=1), data=make_data(size=32))
+    assert seen == [None] and "paired" not in read_jsonl(tmp_path / "off" / "log.jsonl")[-1]
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_paired == 0.0  # old runs: off
+    with pytest.raises(ConfigError, match="only for --stage 2"):
+        StackGANConfig(stage2_paired=1.0).validate()
+
+
 def test_the_consistency_term_is_on_by_default_for_stage_two_only():
     from stackgan.stackgan_config import STAGE2_CONSISTENCY
 

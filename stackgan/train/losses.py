@@ -18,6 +18,7 @@ Regularisers and other terms:
     name_classification(logits, labels)    which of all the training names is this picture's
     part_classification(logits, codes, sizes)  which value of each part (base, topping, ...) it shows
     low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
+    paired_reconstruction(rec, real)       stage II: a real photo redrawn from its pooled copy, against the photo
 
 :class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
 ``g_phase``, each a loss and its parts), as stylegan2-ada's ``Loss.accumulate_gradients(phase)`` does;
@@ -36,7 +37,7 @@ from stackgan.stackgan_config import StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
            "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
-           "StackGANLoss"]
+           "paired_reconstruction", "StackGANLoss"]
 
 
 # -- adversarial terms ---------------------------------------------------------------------------------
@@ -160,6 +161,15 @@ def low_res_consistency(img: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(img.float(), k) - low.float()).abs().mean()
 
 
+def paired_reconstruction(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between stage II's picture ``rec``, drawn from a real photo average-pooled to
+    the stage-I size, and that photo: the content term of a super-resolution GAN (SRGAN, ESRGAN), which
+    teaches the detail from pairs instead of only through D."""
+    if rec.shape != real.shape:
+        raise ValueError(f"the redrawn photos {tuple(rec.shape)} and the photos {tuple(real.shape)} differ in shape")
+    return (rec.float() - real.float()).abs().mean()
+
+
 # -- StackGAN: the two phases of a step ----------------------------------------------------------------
 class StackGANLoss:
     """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
@@ -231,13 +241,14 @@ class StackGANLoss:
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
                 logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
-                pairs: int, low: torch.Tensor | None = None, parts_fake: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, Any]]:
+                pairs: int, low: torch.Tensor | None = None, parts_fake: torch.Tensor | None = None,
+                paired: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
         fake must be read as its own name; ``y_fake`` < 0: a fake of no training name, left out); the
         parts term (read as the parts ``parts_fake`` it was drawn for, less the twin head's term with
         --part-twin: TAC-GAN's unbiased auxiliary classifier); mode seeking over the first
-        ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it.
+        ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it, and
+        with --stage2-paired ``paired`` = (real photos redrawn from their pooled copies, the photos) must match.
         With ``--no-part-mix-cond`` the fakes of no training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
@@ -266,4 +277,11 @@ class StackGANLoss:
         if (cfg.stage2_consistency or 0.0) > 0 and low is not None:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
-        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g, "twin_g": twin_g}
+        rec = zero
+        if cfg.stage2_paired > 0:
+            if paired is None:
+                raise ValueError("--stage2-paired needs the redrawn real photos and the photos (paired=)")
+            rec = paired_reconstruction(*paired)
+            loss = loss + cfg.stage2_paired * rec
+        return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g,
+                      "twin_g": twin_g, "paired": rec}
