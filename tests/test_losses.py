@@ -89,7 +89,8 @@ def test_low_res_consistency_compares_the_pooled_picture_with_stage_one():
 
 
 def test_stage2_consistency_is_added_to_gs_phase_only_when_on_and_given_stage_one():
-    base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0)
+    base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0,
+                stage2_paired=0.0)
     off = StackGANConfig(**base, stage2_consistency=0.0).validate()
     D, _, fake, y, codes = _phase_inputs(off)
     low = torch.rand(4, 3, 8, 8) * 2 - 1
@@ -113,7 +114,7 @@ def test_stage2_paired_adds_the_redrawn_photos_distance_to_gs_phase_when_on():
     with pytest.raises(ValueError, match="differ in shape"):
         L.paired_reconstruction(real[:, :, :4], real)
     base = dict(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0,
-                stage2_consistency=0.0)
+                stage2_consistency=0.0, stage2_paired=0.0)
     off = StackGANConfig(**base).validate()
     D, photos, fake, y, codes = _phase_inputs(off)
     mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
@@ -121,7 +122,7 @@ def test_stage2_paired_adds_the_redrawn_photos_distance_to_gs_phase_when_on():
     g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2,
                                                          paired=(redrawn, photos))
     assert q0["paired"].item() == 0.0  # off: given or not, nothing is added
-    on = StackGANConfig(**base, stage2_paired=3.0).validate()
+    on = StackGANConfig(**{**base, "stage2_paired": 3.0}).validate()
     g1, q1 = L.StackGANLoss(on, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2,
                                                         paired=(redrawn, photos))
     assert q1["paired"].item() == pytest.approx((redrawn - photos).abs().mean().item(), rel=1e-5)

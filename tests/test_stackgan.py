@@ -181,10 +181,10 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
-def test_stage2_paired_redraws_real_photos_from_their_pooled_copies_trains_and_resumes(tmp_path, monkeypatch):
+def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_trains_and_resumes(tmp_path, monkeypatch):
     data = make_data()
     tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=data)
-    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), stage2_paired=5.0, ndf=4, max_steps=2,
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2,  # the stage-II default
                    ckpt_every=1, precision="fp32")
     seen = []
     real_g_phase = tr.StackGANLoss.g_phase
@@ -199,7 +199,7 @@ def test_stage2_paired_redraws_real_photos_from_their_pooled_copies_trains_and_r
     assert rec.shape == real.shape == (cfg.batch_size, 3, 32, 32) and rec.requires_grad and not real.requires_grad
     logged = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
     assert len(logged) == 2 and all(r["paired"] > 0 for r in logged)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_paired"] == 5.0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_paired"] == 50.0
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
     # off: G is not asked to redraw photos and nothing is logged
     seen.clear()
@@ -232,6 +232,22 @@ def test_the_consistency_term_is_on_by_default_for_stage_two_only():
 
     assert "consistency" not in train_command(two) and "consistency" not in train_command(StackGANConfig().validate())
     assert "--stage2-consistency 0" in train_command(StackGANConfig.from_dict(old))
+
+
+def test_the_paired_term_is_on_by_default_for_stage_two_only():
+    from stackgan.model_card import train_command
+    from stackgan.stackgan_config import STAGE2_PAIRED
+
+    assert STAGE2_PAIRED == 50.0
+    assert StackGANConfig().validate().stage2_paired == 0.0
+    two = StackGANConfig(stage=2, stage1="s1").validate()
+    assert two.stage2_paired == 50.0 and two.stage_default("stage2_paired") == 50.0
+    assert StackGANConfig(stage=2, stage1="s1", stage2_paired=0.0).validate().stage2_paired == 0.0
+    old = two.to_dict()  # a stage-II run folder from before the option: trained without it, and so it stays
+    old.pop("stage2_paired")
+    assert StackGANConfig.from_dict(old).stage2_paired == 0.0
+    assert tr.ignored_on_resume(two, StackGANConfig.from_dict(old)) == []
+    assert "paired" not in train_command(two) and "--stage2-paired 0" in train_command(StackGANConfig.from_dict(old))
 
 
 def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():

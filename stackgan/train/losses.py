@@ -278,7 +278,7 @@ class StackGANLoss:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
         rec = zero
-        if cfg.stage2_paired > 0:
+        if (cfg.stage2_paired or 0.0) > 0:
             if paired is None:
                 raise ValueError("--stage2-paired needs the redrawn real photos and the photos (paired=)")
             rec = paired_reconstruction(*paired)
