@@ -210,44 +210,30 @@ def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_t
         StackGANConfig(stage2_paired=1.0).validate()
 
 
-def test_the_consistency_term_is_on_by_default_for_stage_two_only():
-    from stackgan.stackgan_config import STAGE2_CONSISTENCY
+@pytest.mark.parametrize("name", ["stage2_consistency", "stage2_paired"])
+def test_the_stage_two_terms_are_on_by_default_for_stage_two_only(name):
+    from stackgan.model_card import train_command
+    from stackgan.stackgan_config import STAGE2_CONSISTENCY, STAGE2_PAIRED, STAGE_DEFAULTS
 
-    assert STAGE2_CONSISTENCY == 50.0
-    assert StackGANConfig().validate().stage2_consistency == 0.0
+    assert STAGE_DEFAULTS == {"stage2_consistency": STAGE2_CONSISTENCY, "stage2_paired": STAGE2_PAIRED}
+    assert STAGE_DEFAULTS[name] == 50.0
+    flag = "--" + name.replace("_", "-")
+    assert getattr(StackGANConfig().validate(), name) == 0.0
     two = StackGANConfig(stage=2, stage1="s1").validate()
-    assert two.stage2_consistency == 50.0 and two.stage_default("stage2_consistency") == 50.0
-    assert StackGANConfig(stage=2, stage1="s1", stage2_consistency=0.0).validate().stage2_consistency == 0.0
+    assert getattr(two, name) == 50.0 and two.stage_default(name) == 50.0
+    assert getattr(StackGANConfig(stage=2, stage1="s1", **{name: 0.0}).validate(), name) == 0.0
     # a stage-II run folder from before the option: trained without it, and so it stays
     old = two.to_dict()
-    old.pop("stage2_consistency")
-    assert StackGANConfig.from_dict(old).stage2_consistency == 0.0
+    old.pop(name)
+    assert getattr(StackGANConfig.from_dict(old), name) == 0.0
     assert StackGANConfig.from_dict(two.to_dict()) == two
     # resuming that old run without the option is not "asking" for the new default
     assert tr.ignored_on_resume(two, StackGANConfig.from_dict(old)) == []
-    asked = StackGANConfig(stage=2, stage1="s1", stage2_consistency=5.0).validate()
-    assert tr.ignored_on_resume(asked, StackGANConfig.from_dict(old)) == ["--stage2-consistency 5.0 (the run's: 0.0)"]
+    asked = StackGANConfig(stage=2, stage1="s1", **{name: 5.0}).validate()
+    assert tr.ignored_on_resume(asked, StackGANConfig.from_dict(old)) == [f"{flag} 5.0 (the run's: 0.0)"]
     # the model card's command line names it only where it differs from the stage's default
-    from stackgan.model_card import train_command
-
-    assert "consistency" not in train_command(two) and "consistency" not in train_command(StackGANConfig().validate())
-    assert "--stage2-consistency 0" in train_command(StackGANConfig.from_dict(old))
-
-
-def test_the_paired_term_is_on_by_default_for_stage_two_only():
-    from stackgan.model_card import train_command
-    from stackgan.stackgan_config import STAGE2_PAIRED
-
-    assert STAGE2_PAIRED == 50.0
-    assert StackGANConfig().validate().stage2_paired == 0.0
-    two = StackGANConfig(stage=2, stage1="s1").validate()
-    assert two.stage2_paired == 50.0 and two.stage_default("stage2_paired") == 50.0
-    assert StackGANConfig(stage=2, stage1="s1", stage2_paired=0.0).validate().stage2_paired == 0.0
-    old = two.to_dict()  # a stage-II run folder from before the option: trained without it, and so it stays
-    old.pop("stage2_paired")
-    assert StackGANConfig.from_dict(old).stage2_paired == 0.0
-    assert tr.ignored_on_resume(two, StackGANConfig.from_dict(old)) == []
-    assert "paired" not in train_command(two) and "--stage2-paired 0" in train_command(StackGANConfig.from_dict(old))
+    assert flag not in train_command(two) and flag not in train_command(StackGANConfig().validate())
+    assert f"{flag} 0" in train_command(StackGANConfig.from_dict(old))
 
 
 def test_skip_layer_excitation_gates_the_fine_maps_from_the_coarse_ones():
