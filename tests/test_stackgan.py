@@ -181,7 +181,7 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
-def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_trains_and_resumes(tmp_path, monkeypatch):
+def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_and_resumes(tmp_path, monkeypatch):
     data = make_data()
     tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=data)
     cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2,  # the stage-II default

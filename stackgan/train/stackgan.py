@@ -669,7 +669,7 @@ class StackGANTrainer:
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
             paired = None
-            if (cfg.stage2_paired or 0.0) > 0:  # real photos redrawn from their stage-I-size copies, with their own names
+            if (cfg.stage2_paired or 0.0) > 0:  # the real photos redrawn from their stage-I-size copies (own names)
                 pooled = F.avg_pool2d(real, cfg.stage2_scale)
                 paired = (self.G(pooled, self.hide(self.emb[y]))[0], real)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
