@@ -203,7 +203,8 @@ def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_a
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
     # off: G is not asked to redraw photos and nothing is logged
     seen.clear()
-    tr.train(dataclasses.replace(cfg, stage2_paired=0.0, out=str(tmp_path / "off"), max_steps=1), data=make_data(size=32))
+    off = dataclasses.replace(cfg, stage2_paired=0.0, out=str(tmp_path / "off"), max_steps=1)
+    tr.train(off, data=make_data(size=32))
     assert seen == [None] and "paired" not in read_jsonl(tmp_path / "off" / "log.jsonl")[-1]
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_paired == 0.0  # old runs: off
     with pytest.raises(ConfigError, match="only for --stage 2"):
