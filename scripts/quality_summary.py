@@ -122,11 +122,12 @@ def by_recipe(paths: list[Path]) -> str:
     it apart from the other groups, its seeds, the invented names' base / topping / modifier / all three as
     mean (standard deviation over the seeds), training names' all three, FID / floor, and the seeds that meet
     the invented-names target."""
-    from stackgan.stackgan_config import StackGANConfig
+    from stackgan.stackgan_config import LEGACY_DEFAULTS, StackGANConfig
 
     # an option added after a run was trained is missing from its config.json: the run trained without it,
-    # which is the option's default (new options default to off)
-    defaults = StackGANConfig().to_dict()
+    # which is what the config loader reads its absence as (LEGACY_DEFAULTS, else the field's default; a
+    # stage-dependent default such as --stage2-paired's is in LEGACY_DEFAULTS as off)
+    defaults = {**StackGANConfig().to_dict(), **LEGACY_DEFAULTS}
     groups: dict[str, list] = {}
     configs = {}
     for path in paths:

@@ -226,6 +226,11 @@ def test_quality_summary_groups_runs_by_recipe_and_counts_the_seeds_that_meet_th
          "mbstd": 0, "part_twin": False}), encoding="utf-8")
     assert len(qs.by_recipe([*paths, later]).splitlines()) == 3
     assert "| 0, 1, 2, 3 |" in qs.by_recipe([*paths, later])
+    # ... also for an option whose default depends on the stage (off for a stage-I run, as the loader reads it)
+    (later.parent.parent / "config.json").write_text(json.dumps(
+        {"seed": 3, "out": "runs/quality/a3", "device": "cpu", "part_layer": 32, "part_loss": 3.0, "max_steps": 18000,
+         "stage2_consistency": 0.0, "stage2_paired": 0.0}), encoding="utf-8")
+    assert "| 0, 1, 2, 3 |" in qs.by_recipe([*paths, later])
     (paths[3].parent.parent / "config.json").unlink()
     with pytest.raises(SystemExit, match="no config.json"):
         qs.by_recipe(paths)
