@@ -66,7 +66,7 @@ def _timeit(fn, device, repeats: int, warmup: int = 1) -> list[float]:
 
 
 # the CPU recipe of the shipped model (scripts/train_default.sh) and the DCGAN `stackgan compare` trains beside it
-SHIPPED = {1: dict(ngf=32, ndf=32, batch_size=32, diffaugment="translation"),
+SHIPPED = {1: dict(ngf=32, ndf=32, batch_size=32, diffaugment="translation", ca=False, mode_seeking=3.0),
            2: dict(ngf=32, ndf=16, batch_size=16, diffaugment="translation", stage2_size=128),
            "dcgan": dict(ngf=32, ndf=32, batch_size=32)}
 
@@ -215,7 +215,8 @@ def _bench_trainer(stage: int, args, device) -> dict:
             steps[prec], resolved[prec] = tr.train_step, tr.precision
         times = _alternate(steps, device, repeats=args.steps)
     return {"batch_size": cfg.batch_size, "size": cfg.out_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
-            "diffaugment": cfg.diffaugment, **_per_precision(times, cfg.batch_size, resolved)}
+            "diffaugment": cfg.diffaugment, "ca": cfg.ca, "mode_seeking": cfg.mode_seeking,
+            **_per_precision(times, cfg.batch_size, resolved)}
 
 
 def bench_train_stage1(args, device) -> dict:

@@ -99,6 +99,7 @@ def test_bench_trains_stage1_in_both_precisions_with_the_shipped_preset(tmp_path
     assert rc == 0, capsys.readouterr().err
     r = json.loads(out.read_text(encoding="utf-8"))["results"]["cpu"]["train_stage1"]
     assert (r["ngf"], r["ndf"], r["batch_size"], r["diffaugment"]) == (32, 32, 4, "translation")
+    assert (r["ca"], r["mode_seeking"]) == (False, 3.0)  # the shipped stage I's (scripts/train_default.sh)
     assert [p["runs_as"] for p in r["precisions"].values()] == ["fp32", "bf16"]
     assert r["speedup"] == r["precisions"]["bf16"]["x_first"] > 0
 
@@ -243,3 +244,52 @@ def test_quality_summary_groups_runs_by_recipe_and_counts_the_seeds_that_meet_th
     with pytest.raises(SystemExit) as bad:
         qs.main([str(paths[0]), str(tmp_path / "nope.json")])
     assert bad.value.code == 2
+
+
+def _train_default_recipe() -> dict[int, list[str]]:
+    """The `stackgan train` command lines of scripts/train_default.sh by stage, as argv lists, with the
+    script's variables at their defaults (``S1_STEPS=${S1_STEPS:-6000}`` reads 6000)."""
+    import re
+    import shlex
+
+    text = (REPO / "scripts" / "train_default.sh").read_text(encoding="utf-8").replace("\\\n", " ")
+    defaults = dict(re.findall(r"^(\w+)=\$\{\w+:-([^}]*)\}$", text, flags=re.M))
+    commands = {}
+    for line in text.splitlines():
+        if '"$BIN/stackgan" train ' in line:
+            line = re.sub(r"\$(\w+)", lambda m: defaults.get(m.group(1), m.group(0)), line.split('"$BIN/stackgan"')[1])
+            argv = shlex.split(line)[1:]
+            commands[int(argv[argv.index("--stage") + 1])] = argv
+    return commands
+
+
+def test_the_shipped_recipe_is_the_shipped_models_and_trains_and_resumes(tmp_path):
+    """scripts/train_default.sh trains models/default: its options are the shipped configs' (all but
+    where the run went, how often it saved, the device and the precision), and they train a tiny
+    stage I that resumes, and a stage II on top of it."""
+    import dataclasses
+
+    from conftest import tiny_data
+    from stackgan.cli import build_parser
+    from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+    from stackgan.train import stackgan as tr
+
+    commands = _train_default_recipe()
+    assert sorted(commands) == [1, 2]
+    where = set(RESUMABLE_CHANGES) | {"stage1", "precision", "amp"}
+    shipped = {1: REPO / "models" / "default" / "stage1" / "config.json", 2: REPO / "models" / "default" / "config.json"}
+    cfgs = {}
+    for stage, argv in commands.items():
+        cfgs[stage] = StackGANConfig.from_args(build_parser().parse_args(["train", *argv]))
+        model = StackGANConfig.from_dict(json.loads(shipped[stage].read_text(encoding="utf-8")))
+        differ = {f.name: (getattr(cfgs[stage], f.name), getattr(model, f.name)) for f in dataclasses.fields(model)
+                  if f.name not in where and f.metadata.get("cli", True) and getattr(cfgs[stage], f.name) != getattr(model, f.name)}
+        assert not differ, f"stage {stage}: scripts/train_default.sh and models/default differ: {differ}"
+        assert cfgs[stage].max_steps == model.max_steps
+    tiny = dict(image_size=16, ngf=8, ndf=8, c_dim=8, z_dim=16, batch_size=8, grid_rows=2, grid_cols=2,
+                sample_every=100, ckpt_every=1, device="cpu", precision="fp32", data=None)
+    s1 = dataclasses.replace(cfgs[1], out=str(tmp_path / "s1"), max_steps=2, **tiny).validate()
+    assert tr.train(s1, data=tiny_data(16))["step"] == 2
+    assert tr.train(dataclasses.replace(s1, resume=True, max_steps=3), data=tiny_data(16))["step"] == 3
+    s2 = dataclasses.replace(cfgs[2], out=str(tmp_path / "s2"), stage1=s1.out, max_steps=1, **tiny).validate()
+    assert tr.train(s2, data=tiny_data(32))["step"] == 1
