@@ -15,7 +15,7 @@
 # --name-loss 0: the name-classification term, the default of `stackgan train` since it halved the FID
 # on real photos, made the menu's pictures of a name alike at the same budget (diversity 0.88 -> 0.69,
 # FID 1.5x -> 1.8x the floor, pictures nearer the training renders than held-out renders are).
-# Stage I: --no-ca --mode-seeking 3 (stop 34): conditioning augmentation's noise (sigma near 1 per element)
+# Stage I: --no-ca --mode-seeking 3 (stop 34): conditioning augmentation's noise (sigma 0.91 per element)
 # blurred names that differ in the topping alone (カツカレー / カレー), so the topping was read 0.81 of the
 # time; without it the topping is kept, and MSGAN's mode-seeking term makes z move the table and the bowl
 # instead (without that term, no CA alone gave diversity 0.53). At 12,000 steps: training names
