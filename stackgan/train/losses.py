@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from stackgan.models.stackgan import kl_divergence
-from stackgan.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
            "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
@@ -182,6 +182,9 @@ class StackGANLoss:
 
     def __init__(self, cfg: StackGANConfig, D: torch.nn.Module, augment: Callable[[torch.Tensor], torch.Tensor],
                  part_sizes: Sequence[int] = ()):
+        unset = [name for name in STAGE_DEFAULTS if getattr(cfg, name) is None]
+        if unset:  # validate() fills the options whose default depends on the stage
+            raise ValueError(f"StackGANLoss needs a validated config ({', '.join(unset)} not set): call cfg.validate()")
         self.cfg, self.D, self.augment = cfg, D, augment
         self.part_sizes = tuple(part_sizes)  # --part-loss: the width of each part's block of the codes
 
@@ -274,11 +277,11 @@ class StackGANLoss:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
         cons = zero
-        if (cfg.stage2_consistency or 0.0) > 0 and low is not None:
+        if cfg.stage2_consistency > 0 and low is not None:
             cons = low_res_consistency(fake, low)
             loss = loss + cfg.stage2_consistency * cons
         rec = zero
-        if (cfg.stage2_paired or 0.0) > 0:
+        if cfg.stage2_paired > 0:
             if paired is None:
                 raise ValueError("--stage2-paired needs the redrawn real photos and the photos (paired=)")
             rec = paired_reconstruction(*paired)

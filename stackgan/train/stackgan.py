@@ -669,7 +669,7 @@ class StackGANTrainer:
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
             paired = None
-            if (cfg.stage2_paired or 0.0) > 0:  # the real photos redrawn from their stage-I-size copies (own names)
+            if cfg.stage2_paired > 0:  # the real photos redrawn from their stage-I-size copies (own names)
                 pooled = F.avg_pool2d(real, cfg.stage2_scale)
                 paired = (self.G(pooled, self.hide(self.emb[y]))[0], real)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
@@ -697,7 +697,7 @@ class StackGANTrainer:
                    else {}),
                 **({"twin_d": float(d_parts["twin_d"]), "twin_g": float(g_parts["twin_g"])} if cfg.part_twin
                    else {}),
-                **({"paired": float(g_parts["paired"])} if (cfg.stage2_paired or 0.0) > 0 else {}),
+                **({"paired": float(g_parts["paired"])} if cfg.stage2_paired > 0 else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
                 # D's mean "real" on the fakes with their codes (unconditionally in a batch where none met
