@@ -24,9 +24,10 @@
 # at 50 and the same 1,500 steps it cut the FID of the 128 px detail from 8.9-10.5x to 3.9-4.3x the floor
 # and the swirling halos around the bowls went (two seeds, README); with the paired term, 150 instead of 50
 # cut it again (2.8x -> 2.2x and 3.2x -> 2.7x) and the whole picture's FID (1.65x -> 1.3x, 1.2x -> 1.0x;
-# two seeds, stop 35), where 10 doubled it (4.7x) and 500 sat between (2.5x). It also keeps the default
-# --stage2-paired 50 (it redraws real renders from their 64 px copies and must match them): the 128 px
-# detail's FID fell from 3.4-4.8x to 2.5-2.7x the floor, for 1.6x the time per step (two seeds, README).
+# two seeds, stop 35); 500 scored as 150 within the seeds' spread (2.5x, 2.5x), 10 nearly doubled it
+# (4.7x). It also keeps the default --stage2-paired 50 (it redraws real renders from their 64 px copies
+# and must match them): the 128 px detail's FID fell from 3.4-4.8x to 2.5-2.7x the floor, for 1.6x the
+# time per step (two seeds, README).
 # Stage II is 128 px, not 256 px, because on 2 CPU cores a 256 px stage II trains
 # about 3.6x fewer pictures per second in fp32 (2.2x in bf16; scripts/bench.py).
 set -euo pipefail
