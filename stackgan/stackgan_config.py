@@ -174,8 +174,9 @@ class StackGANConfig(Config):
     stage2_consistency: Optional[float] = opt(
         None, "stage II: weight of an L1 term between the picture average-pooled to the stage-I size and the stage-I "
               "picture, so that stage II adds detail without redrawing what stage I drew of the name; 0: off. Not "
-              f"given: {STAGE2_CONSISTENCY:g} for stage II (on the menu: at 50 it cut the FID of the detail by 2-3x; with "
-              "--stage2-paired, 150 cut it again, from 2.8-3.2x to 2.2-2.7x the floor, README), 0 for stage I", min=0.0)
+              f"given: {STAGE2_CONSISTENCY:g} for stage II (on the menu: at 50 it cut the FID of the detail by "
+              "2-3x; with --stage2-paired, 150 cut it again, from 2.8-3.2x to 2.2-2.7x the floor, README), 0 for "
+              "stage I", min=0.0)
     stage2_paired: Optional[float] = opt(
         None, "stage II: weight of a supervised super-resolution term: G also redraws real photos from their copies "
               "average-pooled to the stage-I size (with their own names), and W times the mean absolute difference "

@@ -275,9 +275,9 @@ def test_part_twin_trains_a_second_parts_head_on_the_fakes_and_g_subtracts_its_t
 def test_stackgan_loss_needs_a_validated_config():
     # the stage-dependent options are None until validate() gives them the stage's default
     raw = StackGANConfig(stage=2, stage1="s1", image_size=16, stage2_size=128, ngf=8, ndf=8, c_dim=8, name_loss=0.0)
-    assert raw.stage2_paired is None
-    D = _phase_inputs(raw.validate())[0]
+    assert raw.stage2_paired is None and raw.stage2_consistency is None
+    D = _phase_inputs(raw)[0]
     with pytest.raises(ValueError, match="validated config"):
-        L.StackGANLoss(StackGANConfig(stage=2, stage1="s1", image_size=16, stage2_size=128, name_loss=0.0), D,
-                       lambda x: x)
-    assert L.StackGANLoss(raw, D, lambda x: x).cfg.stage2_paired == 50.0
+        L.StackGANLoss(raw, D, lambda x: x)
+    cfg = raw.validate()
+    assert L.StackGANLoss(cfg, D, lambda x: x).cfg.stage2_consistency == cfg.stage_default("stage2_consistency") > 0
