@@ -9,9 +9,10 @@
 
 What it measures, at the default widths of `stackgan train` (stage I: 64 px, ngf 128, ndf 64;
 stage II: 64 -> 256 px) and `stackgan baseline-dcgan` (64 px, ngf = ndf = 64), or with
-``--preset shipped`` at the CPU recipe of the shipped model (stage I: 64 px, ngf = ndf = 32, batch 32,
-DiffAugment translation; stage II: 128 px, ngf 32, ndf 16, batch 16; the DCGAN of `stackgan compare`:
-64 px, ngf = ndf = 32, batch 32):
+``--preset shipped`` at the CPU recipe of the shipped model, read from models/default's configs (stage I:
+64 px, ngf = ndf = 32, batch 32, DiffAugment translation, no CA, mode seeking; stage II: 128 px, ngf 32,
+ndf 16, batch 16, its consistency and paired terms; the DCGAN of `stackgan compare`: 64 px, ngf = ndf = 32,
+batch 32):
 
 * training throughput (images/s) of stage I, stage II and the DCGAN: the trainers' own step (one
   D + G update, DiffAugment included) on random photos and sentence vectors, in every precision of
@@ -29,6 +30,7 @@ Every measurement prints one row of a table; ``--json`` writes them all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -39,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 EMB_DIM = 384  # multilingual-e5-small, the default text encoder
 BENCHES = ("matmul", "stage1_forward", "latency", "train_stage1", "train_stage2", "train_dcgan")
 EXTRA_BENCHES = ("compile_stage1",)  # run only when named in --only
@@ -65,10 +68,20 @@ def _timeit(fn, device, repeats: int, warmup: int = 1) -> list[float]:
     return times
 
 
-# the CPU recipe of the shipped model (scripts/train_default.sh) and the DCGAN `stackgan compare` trains beside it
-SHIPPED = {1: dict(ngf=32, ndf=32, batch_size=32, diffaugment="translation", ca=False, mode_seeking=3.0),
-           2: dict(ngf=32, ndf=16, batch_size=16, diffaugment="translation", stage2_size=128),
-           "dcgan": dict(ngf=32, ndf=32, batch_size=32)}
+# the shipped model's configs (models/default, trained by scripts/train_default.sh), read for --preset shipped;
+# of them, what shapes a step: everything but where the run went, what it read, how long it ran and saved
+SHIPPED_CONFIGS = {1: REPO / "models" / "default" / "stage1" / "config.json", 2: REPO / "models" / "default" / "config.json"}
+NOT_THE_STEP = {"data", "stage1", "held_out", "split_seed", "seed", "emb_dim", "precision", "amp"}
+SHIPPED_DCGAN = dict(ngf=32, ndf=32, batch_size=32)  # the DCGAN `stackgan compare` trains beside the shipped model
+
+
+def shipped_options(stage: int) -> dict:
+    """The step-shaping options of the shipped model's stage ``stage`` (its config.json)."""
+    from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+
+    cfg = StackGANConfig.from_dict(json.loads(SHIPPED_CONFIGS[stage].read_text(encoding="utf-8")))
+    skip = RESUMABLE_CHANGES | NOT_THE_STEP
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
 
 
 def _stage_cfg(stage: int, args, **kw):
@@ -77,7 +90,7 @@ def _stage_cfg(stage: int, args, **kw):
     base = dict(stage=stage, emb_dim=EMB_DIM, device=args.device, progress=False, batch_size=args.batch(stage),
                 stage1="bench" if stage == 2 else None, stage2_size=args.stage2_size or 256)
     if args.preset == "shipped":
-        base.update(SHIPPED[stage])
+        base.update(shipped_options(stage))
         if args.stage2_size:  # asked for: the shipped widths and batch at that size (what 256 px would cost)
             base["stage2_size"] = args.stage2_size
         if args.batch_size:
@@ -215,7 +228,8 @@ def _bench_trainer(stage: int, args, device) -> dict:
             steps[prec], resolved[prec] = tr.train_step, tr.precision
         times = _alternate(steps, device, repeats=args.steps)
     return {"batch_size": cfg.batch_size, "size": cfg.out_size, "ngf": cfg.ngf, "ndf": cfg.ndf,
-            "diffaugment": cfg.diffaugment, "ca": cfg.ca, "mode_seeking": cfg.mode_seeking,
+            "diffaugment": cfg.diffaugment, "ca": cfg.ca, "mode_seeking": cfg.mode_seeking, "name_loss": cfg.name_loss,
+            "stage2_consistency": cfg.stage2_consistency, "stage2_paired": cfg.stage2_paired,
             **_per_precision(times, cfg.batch_size, resolved)}
 
 
@@ -266,7 +280,7 @@ def bench_train_dcgan(args, device) -> dict:
 
     opts = dict(ngf=64, ndf=64, batch_size=args.batch(1))
     if args.preset == "shipped":
-        opts.update(SHIPPED["dcgan"])
+        opts.update(SHIPPED_DCGAN)
     if args.batch_size:
         opts["batch_size"] = args.batch_size
     steps, resolved = {}, {}
@@ -393,7 +407,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     results: dict = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                      "results": {}}
     print(f"{'device':<6}  {'measurement':<26}  result")

@@ -99,7 +99,8 @@ def test_bench_trains_stage1_in_both_precisions_with_the_shipped_preset(tmp_path
     assert rc == 0, capsys.readouterr().err
     r = json.loads(out.read_text(encoding="utf-8"))["results"]["cpu"]["train_stage1"]
     assert (r["ngf"], r["ndf"], r["batch_size"], r["diffaugment"]) == (32, 32, 4, "translation")
-    assert (r["ca"], r["mode_seeking"]) == (False, 3.0)  # the shipped stage I's (scripts/train_default.sh)
+    # the shipped stage I's, read from models/default (scripts/train_default.sh's, by another test)
+    assert (r["ca"], r["mode_seeking"], r["name_loss"]) == (False, 3.0, 0.0)
     assert [p["runs_as"] for p in r["precisions"].values()] == ["fp32", "bf16"]
     assert r["speedup"] == r["precisions"]["bf16"]["x_first"] > 0
 
@@ -139,6 +140,10 @@ def test_bench_stage2_size_is_the_presets_unless_asked(preset, asked, size):
     cfg = bench._stage_cfg(2, args)
     assert cfg.stage2_size == size
     assert (cfg.ndf, cfg.batch_size) == ((16, 16) if preset == "shipped" else (cfg.ndf, 2))
+    if preset == "shipped":  # the shipped stage II's terms, as its config.json has them
+        shipped = json.loads((REPO / "models" / "default" / "config.json").read_text(encoding="utf-8"))
+        assert (cfg.stage2_consistency, cfg.stage2_paired, cfg.ca) == (
+            shipped["stage2_consistency"], shipped["stage2_paired"], shipped["ca"])
 
 
 def test_reader_scale_check_reads_four_versions_of_the_same_pictures(stage2_run, tmp_path, monkeypatch, capsys):
