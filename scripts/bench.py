@@ -41,7 +41,6 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 EMB_DIM = 384  # multilingual-e5-small, the default text encoder
 BENCHES = ("matmul", "stage1_forward", "latency", "train_stage1", "train_stage2", "train_dcgan")
 EXTRA_BENCHES = ("compile_stage1",)  # run only when named in --only
@@ -68,18 +67,19 @@ def _timeit(fn, device, repeats: int, warmup: int = 1) -> list[float]:
     return times
 
 
-# the shipped model's configs (models/default, trained by scripts/train_default.sh), read for --preset shipped;
-# of them, what shapes a step: everything but where the run went, what it read, how long it ran and saved
-SHIPPED_CONFIGS = {1: REPO / "models" / "default" / "stage1" / "config.json", 2: REPO / "models" / "default" / "config.json"}
+# --preset shipped reads the shipped model's configs (trained by scripts/train_default.sh); of them, what
+# shapes a step: everything but where the run went, what it read, how long it ran and saved
 NOT_THE_STEP = {"data", "stage1", "held_out", "split_seed", "seed", "emb_dim", "precision", "amp"}
 SHIPPED_DCGAN = dict(ngf=32, ndf=32, batch_size=32)  # the DCGAN `stackgan compare` trains beside the shipped model
 
 
 def shipped_options(stage: int) -> dict:
     """The step-shaping options of the shipped model's stage ``stage`` (its config.json)."""
-    from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
+    from stackgan.defaults import shipped_model
+    from stackgan.runs import STACKGAN, RunFolder
+    from stackgan.stackgan_config import RESUMABLE_CHANGES
 
-    cfg = StackGANConfig.from_dict(json.loads(SHIPPED_CONFIGS[stage].read_text(encoding="utf-8")))
+    cfg = RunFolder.open(shipped_model() / "stage1" if stage == 1 else shipped_model()).require(STACKGAN)
     skip = RESUMABLE_CHANGES | NOT_THE_STEP
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
 
@@ -407,7 +407,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     results: dict = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                      "results": {}}
     print(f"{'device':<6}  {'measurement':<26}  result")
