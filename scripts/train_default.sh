@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped model (models/default) from the embedded menu set.
 #
-#   bash scripts/train_default.sh            # CPU: slim widths, as shipped (stage I about 41 min on one thread
+#   bash scripts/train_default.sh            # CPU: slim widths, as shipped (stage I 34-41 min on one thread
 #                                            # in bf16, the default on CPUs with native bf16; stage II 7.5 min)
 #   DEVICE=cuda bash scripts/train_default.sh
 #
@@ -24,7 +24,9 @@
 # the default 100 had halved them four times by 12,000 steps (to 1/16: why 18,000 steps changed little);
 # halving every 200 epochs (to 1/4 at the end) reads the topping 0.927 instead of 0.896 at stage I (its FID
 # 1.5x instead of 1.0x the floor), and with the stage II below 0.919 instead of 0.887 at FID 1.2x instead of
-# 1.3x the floor (README).
+# 1.3x the floor (README). Trained on to 18,000 steps at 200 (stop 37), the training names and the 128 px
+# detail read better but the invented names worse on both seeds (all three parts 0.322 -> 0.275, 0.346 ->
+# 0.295), so S1_STEPS stays 12,000 (README).
 # Stage II keeps the default --stage2-consistency 150 (its picture, pooled to 64 px, must match stage I's):
 # at 50 and the same 1,500 steps it cut the FID of the 128 px detail from 8.9-10.5x to 3.9-4.3x the floor
 # and the swirling halos around the bowls went (two seeds, README); with the paired term, 150 instead of 50
