@@ -27,6 +27,8 @@
 # 1.3x the floor (README). Trained on to 18,000 steps at 200 (stop 37), the training names and the 128 px
 # detail read better but the invented names worse on both seeds (all three parts 0.322 -> 0.275, 0.346 ->
 # 0.295), so S1_STEPS stays 12,000 (README).
+# D stays --ndf 32 (stop 38): at the same time ndf 48 drew the 128 px detail no nearer the renders (2.18x
+# against 2.21x the floor); ndf 64 at 1.5x the time read invented names better but on one seed (README).
 # Stage II keeps the default --stage2-consistency 150 (its picture, pooled to 64 px, must match stage I's):
 # at 50 and the same 1,500 steps it cut the FID of the 128 px detail from 8.9-10.5x to 3.9-4.3x the floor
 # and the swirling halos around the bowls went (two seeds, README); with the paired term, 150 instead of 50
