@@ -648,6 +648,21 @@ def test_pixel_diversity_of_the_training_log():
     assert math.isnan(div.real_pixel_diversity(u8, labels, [1], size=8))
 
 
+def test_shrink_like_photos_is_the_photos_own_path():
+    import numpy as np
+    from PIL import Image
+
+    from stackgan.menu.render import render_dish
+    from stackgan.metrics.evaluate import shrink_like_photos
+
+    img = render_dish("醤油ラーメン", None, None, np.random.default_rng(0), 256).convert("RGB")
+    as_photo = torch.from_numpy(np.asarray(img.resize((64, 64), Image.LANCZOS, reducing_gap=3.0)).copy())
+    full = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    got = shrink_like_photos(full[None], 64)
+    assert got.shape == (1, 3, 64, 64) and got.dtype == torch.float32
+    assert torch.equal(((got[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0), as_photo)
+
+
 # -- the detail FID: crops at the pictures' own size -------------------------------------------------
 def test_detail_crops_are_the_inset_corners_and_the_centre():
     from stackgan.metrics.evaluate import detail_crops
@@ -696,6 +711,19 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     assert fid_detail(small) is None
     synthetic = MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)
     assert fid_detail(synthetic) is None
+    # --detail-size: the sharp pictures at twice the size (each pixel a 2x2 block) are shrunk back to 64 px
+    # and scored against the same photos as the 64 px ones: the same detail FID, not the blurred one's
+    def sharp_big(name, n, seed):
+        return F.interpolate(sharp(name, n, seed), scale_factor=2, mode="nearest")
+
+    big = fid_detail(MetricContext(sampler=sharp_big, data=data, clf=clf, label="big",
+                                   proto=dataclasses.replace(proto, detail_size=64)))
+    assert (big["fid_detail"]["size"], big["fid_detail"]["picture_size"]) == (64, 128)
+    assert big["fid_detail_floor"] == s["fid_detail_floor"]
+    assert big["fid_detail"]["fid"] < 1.6 * s["fid_detail"]["fid"]  # 1.30 against 0.95 (Lanczos is no box filter)
+    assert b["fid_detail"]["fid"] > 2.5 * big["fid_detail"]["fid"]  # 4.34
+    with pytest.raises(ValueError, match="larger than the pictures"):
+        fid_detail(MetricContext(sampler=sharp, data=data, clf=clf, proto=dataclasses.replace(proto, detail_size=128)))
 
 
 def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():

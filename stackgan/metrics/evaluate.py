@@ -56,6 +56,7 @@ class Protocol:
     pixel_size: int = 32
     grid_names: int = 8
     fid_per_photo: int = 1
+    detail_size: int = 0  # fid_detail: the size the pictures are shrunk to before cropping; 0: their own
 
 
 def fit_classifier(data: RealData, config: ClassifierConfig, cache=True, device="cpu",
@@ -202,16 +203,36 @@ def detail_crops(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([images[..., a:a + size, b:b + size] for a, b in spots])
 
 
+def shrink_like_photos(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[-1, 1] pictures -> ``size`` px, through the photos' own path: 8-bit, PIL's Lanczos filter (as
+    :func:`stackgan.metrics.realdata.load_real_data` loads them), back to [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    from stackgan.utils.viz import to_pil, to_uint8
+
+    out = [torch.from_numpy(np.asarray(to_pil(a).convert("RGB").resize((size, size), Image.LANCZOS,
+                                                                      reducing_gap=3.0)).copy()).permute(2, 0, 1)
+           for a in to_uint8(images)]
+    return to_float(torch.stack(out))
+
+
 @register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "
                                "classifier's size taken at the pictures' own resolution (corners and centre), "
                                "against the held-out photos loaded at that size, with the floor of training photos: "
                                "the fine detail that the whole-picture FID, on shrunken copies, cannot see")
 def fid_detail(ctx: MetricContext) -> dict | None:
     fgen, fidx, _ = _fid_set(ctx)
-    size, crop = int(fgen.shape[-1]), int(ctx.clf.config.image_size)
+    own, crop = int(fgen.shape[-1]), int(ctx.clf.config.image_size)
+    size = ctx.proto.detail_size or own
+    if size > own:
+        raise ValueError(f"--detail-size {size} is larger than the pictures ({own} px): the detail FID shrinks "
+                         f"pictures to a common size, it does not enlarge them")
     data = ctx.data
     if size < 2 * crop or not data.root or data.held_out <= 0:
         return None
+    if size < own:
+        fgen = shrink_like_photos(fgen, size)
 
     def make():
         ctx.say(f"{ctx.label}: loading {data.root} at {size} px for the detail FID")
@@ -225,7 +246,7 @@ def fid_detail(ctx: MetricContext) -> dict | None:
     proto = ctx.proto
     real = detail_crops(big.test_images, crop)
     return {"fid_detail": {**distances(ctx.clf, detail_crops(fgen, crop), real, proto.kid_subsets, proto.seed),
-                           "size": size, "crop": crop},
+                           "size": size, "crop": crop, "picture_size": own},
             "fid_detail_floor": distances(ctx.clf, detail_crops(floor, crop), real, proto.kid_subsets, proto.seed)}
 
 

@@ -21,7 +21,8 @@ from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_
 
 
 def protocol_of(cfg: ProtocolOptions) -> Protocol:
-    return Protocol(n_per_name=cfg.n_per_name, max_names=cfg.max_names, seed=cfg.seed, kid_subsets=cfg.kid_subsets)
+    return Protocol(n_per_name=cfg.n_per_name, max_names=cfg.max_names, seed=cfg.seed, kid_subsets=cfg.kid_subsets,
+                    detail_size=cfg.detail_size)
 
 
 def classifier_config(cfg: ProtocolOptions) -> ClassifierConfig:
