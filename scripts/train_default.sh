@@ -27,8 +27,10 @@
 # 1.3x the floor (README). Trained on to 18,000 steps at 200 (stop 37), the training names and the 128 px
 # detail read better but the invented names worse on both seeds (all three parts 0.322 -> 0.275, 0.346 ->
 # 0.295), so S1_STEPS stays 12,000 (README).
-# D stays --ndf 32 (stop 38): at the same time ndf 48 drew the 128 px detail no nearer the renders (2.18x
-# against 2.21x the floor); ndf 64 at 1.5x the time read invented names better but on one seed (README).
+# D stays --ndf 32 (stops 38-39): at the same time ndf 48 drew the 128 px detail no nearer the renders (2.18x
+# against 2.21x the floor); ndf 64 at 1.5x the time (9,000 steps) read the topping better and drew the detail
+# nearer (1.74x / 1.75x against 2.21x / 1.98x, two seeds) but the whole picture farther (FID 1.43x / 1.41x
+# against 1.16x / 1.30x), no crisper, and the invented names' gain did not repeat on seed 1 (README).
 # Stage II keeps the default --stage2-consistency 150 (its picture, pooled to 64 px, must match stage I's):
 # at 50 and the same 1,500 steps it cut the FID of the 128 px detail from 8.9-10.5x to 3.9-4.3x the floor
 # and the swirling halos around the bowls went (two seeds, README); with the paired term, 150 instead of 50
@@ -37,8 +39,9 @@
 # (4.7x). It also keeps the default --stage2-paired 50 (it redraws real renders from their 64 px copies
 # and must match them): the 128 px detail's FID fell from 3.4-4.8x to 2.5-2.7x the floor, for 1.6x the
 # time per step (two seeds, README).
-# Stage II is 128 px, not 256 px, because on 2 CPU cores a 256 px stage II trains
-# about 3.6x fewer pictures per second in fp32 (2.2x in bf16; scripts/bench.py).
+# Stage II is 128 px, not 256 px: trained at 256 px (stop 39, seed 0) it took more than twice the time and
+# drew the same pictures (every part within 0.01, FID 1.15x both, detail shrunk to 128 px 1.94x against
+# 1.85x the floor) with the same strokes, bigger (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
