@@ -663,6 +663,19 @@ def test_shrink_like_photos_is_the_photos_own_path():
     assert torch.equal(((got[0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0), as_photo)
 
 
+def test_the_report_says_when_the_detail_fid_shrank_the_pictures():
+    from stackgan.metrics.report import metric_rows
+
+    def detail(size, own):
+        d = {"fid": 2.0, "kid": 0.0, "kid_std": 0.0, "n_a": 5, "n_b": 5, "size": size, "crop": 48}
+        return {"fid_detail": {**d, "picture_size": own}, "fid_detail_floor": {**d, "fid": 1.0}}
+
+    rows = dict(metric_rows({"models": {"a": detail(128, 256), "b": detail(128, 128)}}))
+    a, b = rows["FID in detail: crops of the classifier's size at the pictures' own size, generated vs held-out"]
+    assert a == "2.00 (48 px crops of 128 px (the 256 px pictures shrunk); 5 vs 5)"
+    assert b == "2.00 (48 px crops of 128 px; 5 vs 5)"
+
+
 # -- the detail FID: crops at the pictures' own size -------------------------------------------------
 def test_detail_crops_are_the_inset_corners_and_the_centre():
     from stackgan.metrics.evaluate import detail_crops
@@ -712,7 +725,7 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     synthetic = MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)
     assert fid_detail(synthetic) is None
     # --detail-size: the sharp pictures at twice the size (each pixel a 2x2 block) are shrunk back to 64 px
-    # and scored against the same photos as the 64 px ones: the same detail FID, not the blurred one's
+    # and scored against the same photos as the 64 px ones: near their detail FID, far from the blurred one's
     def sharp_big(name, n, seed):
         return F.interpolate(sharp(name, n, seed), scale_factor=2, mode="nearest")
 
@@ -722,8 +735,11 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     assert big["fid_detail_floor"] == s["fid_detail_floor"]
     assert big["fid_detail"]["fid"] < 1.6 * s["fid_detail"]["fid"]  # 1.30 against 0.95 (Lanczos is no box filter)
     assert b["fid_detail"]["fid"] > 2.5 * big["fid_detail"]["fid"]  # 4.34
-    with pytest.raises(ValueError, match="larger than the pictures"):
-        fid_detail(MetricContext(sampler=sharp, data=data, clf=clf, proto=dataclasses.replace(proto, detail_size=128)))
+    # pictures already smaller than --detail-size keep their own size (never enlarged)
+    same = fid_detail(MetricContext(sampler=sharp, data=data, clf=clf, label="sharp",
+                                    proto=dataclasses.replace(proto, detail_size=128)))
+    assert (same["fid_detail"]["size"], same["fid_detail"]["picture_size"]) == (64, 64)
+    assert same["fid_detail"]["fid"] == s["fid_detail"]["fid"]
 
 
 def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():

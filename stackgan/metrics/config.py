@@ -52,9 +52,10 @@ class ProtocolOptions(Config):
     metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
                               "fid_detail, fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
                               "applies (see stackgan.metrics.registry)")
-    detail_size: int = opt(0, "fid_detail: shrink the pictures to this size (as the photos are: Lanczos) before taking "
-                                 "the crops, and load the held-out photos at it, so stage IIs of different sizes "
-                                 "(128 and 256 px) are scored at one size; 0: the pictures' own size", min=0)
+    detail_size: int = opt(0, "fid_detail: shrink pictures larger than this to it (as the photos are: Lanczos) "
+                                 "before taking the crops, and load the held-out photos at it, so stage IIs of "
+                                 "different sizes (128 and 256 px) are scored at one size; smaller pictures keep "
+                                 "their own; 0: the pictures' own size", min=0)
     seed: int = opt(0, "seed of the generated pictures", min=0)
     device: str = opt("auto", "auto, cpu, cuda, ...")
     progress: bool = opt(True, "show progress")

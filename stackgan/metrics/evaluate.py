@@ -56,7 +56,7 @@ class Protocol:
     pixel_size: int = 32
     grid_names: int = 8
     fid_per_photo: int = 1
-    detail_size: int = 0  # fid_detail: the size the pictures are shrunk to before cropping; 0: their own
+    detail_size: int = 0  # fid_detail: larger pictures are shrunk to this size before cropping; 0: their own
 
 
 def fit_classifier(data: RealData, config: ClassifierConfig, cache=True, device="cpu",
@@ -224,10 +224,7 @@ def shrink_like_photos(images: torch.Tensor, size: int) -> torch.Tensor:
 def fid_detail(ctx: MetricContext) -> dict | None:
     fgen, fidx, _ = _fid_set(ctx)
     own, crop = int(fgen.shape[-1]), int(ctx.clf.config.image_size)
-    size = ctx.proto.detail_size or own
-    if size > own:
-        raise ValueError(f"--detail-size {size} is larger than the pictures ({own} px): the detail FID shrinks "
-                         f"pictures to a common size, it does not enlarge them")
+    size = min(ctx.proto.detail_size or own, own)  # larger pictures are shrunk to it; smaller ones never enlarged
     data = ctx.data
     if size < 2 * crop or not data.root or data.held_out <= 0:
         return None

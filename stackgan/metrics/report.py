@@ -93,9 +93,13 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
         lambda r: f"{_g(r['fid']['kid'])} ± {_g(r['fid']['kid_std'])} ({r['fid']['n_a']} vs {r['fid']['n_b']})")
     add("KID in-domain floor", lambda r: f"{_g(r['fid_floor']['kid'])} ± {_g(r['fid_floor']['kid_std'])} "
                                          f"({r['fid_floor']['n_a']} vs {r['fid_floor']['n_b']})")
+    def shrunk(d: dict) -> str:
+        own = d.get("picture_size", d["size"])
+        return f" (the {own} px pictures shrunk)" if own != d["size"] else ""
+
     add("FID in detail: crops of the classifier's size at the pictures' own size, generated vs held-out",
-        lambda r: f"{_f(r['fid_detail']['fid'], 2)} ({r['fid_detail']['crop']} px crops of {r['fid_detail']['size']} px; "
-                  f"{r['fid_detail']['n_a']} vs {r['fid_detail']['n_b']})")
+        lambda r: f"{_f(r['fid_detail']['fid'], 2)} ({r['fid_detail']['crop']} px crops of {r['fid_detail']['size']} px"
+                  f"{shrunk(r['fid_detail'])}; {r['fid_detail']['n_a']} vs {r['fid_detail']['n_b']})")
     add("FID in detail floor: train vs held-out",
         lambda r: f"{_f(r['fid_detail_floor']['fid'], 2)} ({r['fid_detail_floor']['n_a']} vs {r['fid_detail_floor']['n_b']})")
     add("Inception FID (local weights)",
