@@ -143,6 +143,10 @@ class StackGANConfig(Config):
     sle: bool = opt(False, "stage I: FastGAN's skip-layer excitation: the 4x4 and 8x8 feature maps gate the "
                            "channels of the 32x32 and 64x64 ones (Liu et al. 2021), so the coarse layout reaches "
                            "the fine layers directly")
+    d_recon: float = opt(0.0, "stage I: FastGAN's self-supervised D (Liu et al. 2021): D's 8x8 map must redraw "
+                              "the real picture it was shown at half size, and a quarter of its 16x16 map that "
+                              "quarter at full size (two small decoders, trained with D on real pictures only), "
+                              "this weight times their mean squared error joining D's loss; 0: off", min=0.0)
     mbstd: int = opt(0, "D: StyleGAN's minibatch standard deviation over groups of N pictures (4 in StyleGAN): "
                         "one more feature, how much the pictures of a group differ, so D can tell a generator that "
                         "draws every picture alike (one table, one bowl whatever z) from the varied photos; 0: off",
@@ -247,6 +251,10 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
             raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
+        if self.d_recon and self.stage != 1:
+            raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
+        if self.d_recon and self.image_size < 32:
+            raise ConfigError(f"--d-recon decodes D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
         if self.part_layer and not self.parts:
             raise ConfigError("--part-layer needs --parts (it draws the parts code)")
         if self.part_layer and self.stage != 1:

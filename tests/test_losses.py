@@ -281,3 +281,49 @@ def test_stackgan_loss_needs_a_validated_config():
         L.StackGANLoss(raw, D, lambda x: x)
     cfg = raw.validate()
     assert L.StackGANLoss(cfg, D, lambda x: x).cfg.stage2_consistency == cfg.stage_default("stage2_consistency") > 0
+
+
+def test_d_reconstruction_compares_the_half_size_picture_and_one_quarter_at_full_size():
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    whole = F.avg_pool2d(real, 2)
+    quarters = [real[..., :8, :8], real[..., :8, 8:], real[..., 8:, :8], real[..., 8:, 8:]]
+    for q, part in enumerate(quarters):
+        assert L.d_reconstruction(whole, part, real, q).item() == pytest.approx(0.0, abs=1e-7)
+    # the wrong quarter costs its squared distance; an offset of the whole costs its square
+    want = F.mse_loss(quarters[1], quarters[0]).item()
+    assert L.d_reconstruction(whole, quarters[1], real, 0).item() == pytest.approx(want, rel=1e-5)
+    assert L.d_reconstruction(whole + 0.5, quarters[3], real, 3).item() == pytest.approx(0.25, rel=1e-5)
+    with pytest.raises(ValueError, match="half the 16 px"):
+        L.d_reconstruction(real, quarters[0], real, 0)
+
+
+def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
+    base = dict(image_size=32, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0)
+    on = StackGANConfig(**{**base, "d_recon": 2.0}).validate()
+    torch.manual_seed(0)
+    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", recon=True)
+    plain = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection")
+    assert plain.recon_whole is None and D.recon_whole is not None
+    real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    y, codes = torch.arange(4) % 2, torch.randn(2, 8)
+    c, c_w = codes[y], codes[(y + 1) % 2]
+    feats, maps = D.features(real, maps=True)
+    assert torch.equal(feats, D.features(real)) and [m.shape[-1] for m in maps] == [16, 8, 4]
+    whole, part = D.reconstruct(maps, 2)
+    assert whole.shape == part.shape == (4, 3, 16, 16)
+    d1, p1 = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=6)  # quarter 2
+    assert p1["d_recon"].item() == pytest.approx(L.d_reconstruction(whole, part, real, 2).item(), rel=1e-5)
+    off = StackGANConfig(**base).validate()
+    d0, p0 = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=6)
+    assert p0["d_recon"].item() == 0.0
+    assert d1.item() == pytest.approx((d0 + 2.0 * p1["d_recon"]).item(), rel=1e-5)
+    d1.backward()  # the decoders learn with D, and so does D's down path through them
+    assert D.recon_part[0][1].weight.grad.abs().sum() > 0 and D.recon_whole[-2].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="no decoders"):
+        plain.reconstruct(maps, 0)
+    with pytest.raises(ValueError, match="32 or 64 px"):
+        Stage1D(c_dim=8, ndf=8, image_size=16, recon=True)
+    with pytest.raises(ConfigError, match="--image-size 32 or 64"):
+        StackGANConfig(**{**base, "image_size": 16, "d_recon": 1.0}).validate()
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_recon": 1.0}).validate()

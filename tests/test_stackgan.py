@@ -277,6 +277,19 @@ def test_sle_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).sle is False  # old runs: no SLE
 
 
+def test_d_recon_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, d_recon=1.0, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    again = tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))
+    assert again["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_recon"] == 1.0
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["d_recon"] > 0 for r in logs if "d_recon" in r] == [True] * 3
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    assert any(k.startswith("recon_part.") for k in ckpt["D"])  # the decoders are saved and resumed
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_recon == 0.0  # old runs: no decoders
+
+
 def test_bad_sizes_refused():
     with pytest.raises(ValueError):
         Stage1G(EMB, image_size=48)

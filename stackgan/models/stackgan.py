@@ -400,9 +400,17 @@ class _DBase(nn.Module):
             return torch.logsumexp(per_place, dim=2) - math.log(per_place.shape[2])
         return head(feats.float().mean(dim=(2, 3)))
 
-    def features(self, img: torch.Tensor) -> torch.Tensor:
-        feats = self.encode(img)
-        return feats if self.batch_std is None else self.batch_std(feats)
+    def features(self, img: torch.Tensor, maps: bool = False):
+        """D's 4x4 features of ``img``; ``maps=True``: also every map of the down path, largest first
+        (what --d-recon decodes)."""
+        if not maps:
+            feats = self.encode(img)
+            return feats if self.batch_std is None else self.batch_std(feats)
+        out, x = [], img
+        for layer in self.encode:
+            x = layer(x)
+            out.append(x)
+        return (x if self.batch_std is None else self.batch_std(x)), out
 
     def cond(self, feats: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.cond_head(feats, c)
@@ -415,11 +423,25 @@ class _DBase(nn.Module):
         return self.cond(feats, c), self.uncond(feats)
 
 
+def decoder(cin: int, n_up: int) -> nn.Sequential:
+    """A small decoder of D's features (FastGAN's self-supervised D): ``n_up`` up-blocks halving the channels
+    (down to 16), then a 3x3 convolution to RGB and tanh."""
+    chans = [cin] + [max(cin // 2**(i + 1), 16) for i in range(n_up)]
+    layers: list[nn.Module] = [up_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
+    return nn.Sequential(*layers, nn.Conv2d(chans[-1], 3, 3, 1, 1), nn.Tanh())
+
+
 class Stage1D(_DBase):
-    """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels)."""
+    """Stage-I discriminator: conv stack from ``image_size`` down to 4x4 (ndf, 2ndf, ... channels).
+
+    ``recon`` (--d-recon): FastGAN's self-supervised D (Liu et al. 2021): two decoders redraw the picture D
+    was shown from its features, the whole picture at half size from the 8x8 map, and one quarter of it at
+    full size from that quarter of the 16x16 map, so D must keep the shapes and the fine detail, not only
+    what tells real from fake today."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
-                 part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0):
+                 part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
+                 recon: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -432,6 +454,21 @@ class Stage1D(_DBase):
         self.batch_std = MinibatchStd(mbstd) if mbstd else None
         self.feat_ch = chans[-1] + (1 if mbstd else 0)
         self._heads(c_dim, d_cond, part_dim, part_head, part_twin)
+        if recon and image_size < 32:
+            raise ValueError(f"recon decodes D's 16x16 map: stage-I pictures of 32 or 64 px, got {image_size}")
+        n_up = _log2_int(image_size, "image size") - 4  # 8x8 -> half size; a quarter of 16x16 -> half size
+        self.recon_whole = decoder(chans[-2], n_up) if recon else None
+        self.recon_part = decoder(chans[-3], n_up) if recon else None
+
+    def reconstruct(self, maps: list[torch.Tensor], quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the down path's ``maps`` (``features(img, maps=True)``): (the whole picture redrawn at half
+        size, quarter ``quarter`` (0-3: top left, top right, bottom left, bottom right) redrawn at full size)."""
+        if self.recon_whole is None or self.recon_part is None:
+            raise ValueError("this discriminator has no decoders (--d-recon 0)")
+        m8, m16 = maps[-2], maps[-3]
+        h = m16.shape[-1] // 2
+        r, c = divmod(quarter, 2)
+        return self.recon_whole(m8), self.recon_part(m16[..., r * h:(r + 1) * h, c * h:(c + 1) * h])
 
 
 class Stage2G(nn.Module):
@@ -532,5 +569,6 @@ def discriminator(cfg) -> _DBase:
     head, twin = getattr(cfg, "part_head", "pooled"), bool(part_dim and getattr(cfg, "part_twin", False))
     mbstd = getattr(cfg, "mbstd", 0)
     if cfg.stage == 1:
-        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd)
+        return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd,
+                       recon=getattr(cfg, "d_recon", 0.0) > 0)
     return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)

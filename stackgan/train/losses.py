@@ -19,6 +19,7 @@ Regularisers and other terms:
     part_classification(logits, codes, sizes)  which value of each part (base, topping, ...) it shows
     low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
     paired_reconstruction(rec, real)       stage II: a real photo redrawn from its pooled copy, against the photo
+    d_reconstruction(whole, part, real, quarter)  FastGAN's self-supervised D: D's features redraw the photo
 
 :class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
 ``g_phase``, each a loss and its parts), as stylegan2-ada's ``Loss.accumulate_gradients(phase)`` does;
@@ -37,7 +38,7 @@ from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
            "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
-           "paired_reconstruction", "StackGANLoss"]
+           "paired_reconstruction", "d_reconstruction", "StackGANLoss"]
 
 
 # -- adversarial terms ---------------------------------------------------------------------------------
@@ -170,6 +171,22 @@ def paired_reconstruction(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor
     return (rec.float() - real.float()).abs().mean()
 
 
+def d_reconstruction(whole: torch.Tensor, part: torch.Tensor, real: torch.Tensor, quarter: int) -> torch.Tensor:
+    """FastGAN's self-supervised D: the mean squared error of D's redrawing of the picture ``real`` it was
+    shown, ``whole`` (at half size) against ``real`` average-pooled to it, plus ``part`` against quarter
+    ``quarter`` (0-3: top left, top right, bottom left, bottom right) of ``real`` at full size. FastGAN
+    measures it with LPIPS; its weights cannot be downloaded here, so pixels, as lightweight-gan does."""
+    s = real.shape[-1]
+    if whole.shape[-1] * 2 != s or part.shape[-1] * 2 != s:
+        raise ValueError(f"D's redrawings ({whole.shape[-1]} and {part.shape[-1]} px) must be half the {s} px "
+                         f"pictures")
+    h = s // 2
+    r, c = divmod(quarter, 2)
+    target = real.float()
+    return (F.mse_loss(whole.float(), F.avg_pool2d(target, 2))
+            + F.mse_loss(part.float(), target[..., r * h:(r + 1) * h, c * h:(c + 1) * h]))
+
+
 # -- StackGAN: the two phases of a step ----------------------------------------------------------------
 class StackGANLoss:
     """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
@@ -214,7 +231,10 @@ class StackGANLoss:
         if ma_gp or do_r1:
             real_aug = real_aug.detach().requires_grad_(True)
         c_gp = c_real.clone().requires_grad_(True) if ma_gp else c_real
-        fr = D.features(real_aug)
+        if cfg.d_recon > 0:
+            fr, maps = D.features(real_aug, maps=True)
+        else:
+            fr = D.features(real_aug)
         ff = D.features(fake_aug)
         real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
         wrong_c = D.cond(fr, c_wrong)
@@ -222,7 +242,10 @@ class StackGANLoss:
         fake_c = D.cond(ff, c) if cond_fakes is None else D.cond(ff[cond_fakes], c[cond_fakes])
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = part_d = twin_d = zero
+        gp = r1 = name_d = part_d = twin_d = recon = zero
+        if cfg.d_recon > 0:  # D must redraw the real picture from its features (a quarter in turn, by step)
+            recon = d_reconstruction(*D.reconstruct(maps, step % 4), real_aug, step % 4)
+            loss = loss + cfg.d_recon * recon
         if ma_gp:
             gp = cfg.gp_weight * matching_aware_gp(real_c, real_aug, c_gp, cfg.gp_power)
             loss = loss + gp
@@ -238,7 +261,7 @@ class StackGANLoss:
         if cfg.part_twin and parts_fake is not None:  # the twin: which parts was it drawn for?
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
-        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d,
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon,
                       "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
