@@ -307,7 +307,7 @@ def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
     real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
     y, codes = torch.arange(4) % 2, torch.randn(2, 8)
     c, c_w = codes[y], codes[(y + 1) % 2]
-    feats, maps = D.features(real, maps=True)
+    feats, maps = D.features_with_maps(real)
     assert torch.equal(feats, D.features(real)) and [m.shape[-1] for m in maps] == [16, 8, 4]
     whole, part = D.reconstruct(maps, 2)
     assert whole.shape == part.shape == (4, 3, 16, 16)

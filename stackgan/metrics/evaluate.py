@@ -204,17 +204,14 @@ def detail_crops(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def shrink_like_photos(images: torch.Tensor, size: int) -> torch.Tensor:
-    """[-1, 1] pictures -> ``size`` px, through the photos' own path: 8-bit, PIL's Lanczos filter (as
-    :func:`stackgan.metrics.realdata.load_real_data` loads them), back to [-1, 1]."""
-    import numpy as np
-    from PIL import Image
+    """[-1, 1] pictures -> ``size`` px, through the photos' own path: 8-bit, then
+    :func:`stackgan.data.decode.fit_image` (the Lanczos resize every photo is loaded with), back to [-1, 1]."""
+    from torchvision.transforms.functional import pil_to_tensor
 
+    from stackgan.data.decode import fit_image
     from stackgan.utils.viz import to_pil, to_uint8
 
-    out = [torch.from_numpy(np.asarray(to_pil(a).convert("RGB").resize((size, size), Image.LANCZOS,
-                                                                      reducing_gap=3.0)).copy()).permute(2, 0, 1)
-           for a in to_uint8(images)]
-    return to_float(torch.stack(out))
+    return to_float(torch.stack([pil_to_tensor(fit_image(to_pil(a), (size, size))) for a in to_uint8(images)]))
 
 
 @register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "

@@ -400,17 +400,17 @@ class _DBase(nn.Module):
             return torch.logsumexp(per_place, dim=2) - math.log(per_place.shape[2])
         return head(feats.float().mean(dim=(2, 3)))
 
-    def features(self, img: torch.Tensor, maps: bool = False):
-        """D's 4x4 features of ``img``; ``maps=True``: also every map of the down path, largest first
-        (what --d-recon decodes)."""
-        if not maps:
-            feats = self.encode(img)
-            return feats if self.batch_std is None else self.batch_std(feats)
-        out, x = [], img
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        feats = self.encode(img)
+        return feats if self.batch_std is None else self.batch_std(feats)
+
+    def features_with_maps(self, img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`features`, and every map of the down path, largest first (what --d-recon decodes)."""
+        maps, x = [], img
         for layer in self.encode:
             x = layer(x)
-            out.append(x)
-        return (x if self.batch_std is None else self.batch_std(x)), out
+            maps.append(x)
+        return (x if self.batch_std is None else self.batch_std(x)), maps
 
     def cond(self, feats: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.cond_head(feats, c)
@@ -461,7 +461,7 @@ class Stage1D(_DBase):
         self.recon_part = decoder(chans[-3], n_up) if recon else None
 
     def reconstruct(self, maps: list[torch.Tensor], quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """From the down path's ``maps`` (``features(img, maps=True)``): (the whole picture redrawn at half
+        """From the down path's ``maps`` (:meth:`features_with_maps`): (the whole picture redrawn at half
         size, quarter ``quarter`` (0-3: top left, top right, bottom left, bottom right) redrawn at full size)."""
         if self.recon_whole is None or self.recon_part is None:
             raise ValueError("this discriminator has no decoders (--d-recon 0)")

@@ -231,10 +231,7 @@ class StackGANLoss:
         if ma_gp or do_r1:
             real_aug = real_aug.detach().requires_grad_(True)
         c_gp = c_real.clone().requires_grad_(True) if ma_gp else c_real
-        if cfg.d_recon > 0:
-            fr, maps = D.features(real_aug, maps=True)
-        else:
-            fr = D.features(real_aug)
+        fr, maps = D.features_with_maps(real_aug) if cfg.d_recon > 0 else (D.features(real_aug), None)
         ff = D.features(fake_aug)
         real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
         wrong_c = D.cond(fr, c_wrong)
