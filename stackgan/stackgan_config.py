@@ -194,6 +194,10 @@ class StackGANConfig(Config):
 
     # augmentation
     diffaugment: str = opt("color,translation,cutout", "DiffAugment policy for every image D sees; none: off")
+    bcr: float = opt(0.0, "balanced consistency regularisation (bCR, Zhao et al. 2021) with the --diffaugment ops: "
+                          "D sees every real and fake picture a second time under another draw of the ops, and this "
+                          "weight times the squared difference of its two verdicts (with the name and without) "
+                          "joins D's loss (the paper: 10); 0: off", min=0.0)
     ada: bool = opt(False, "adapt the augmentation probability from sign(D(real)) (StyleGAN2-ADA)")
     ada_target: float = opt(0.6, "ADA target r_t", min=0.0, max=1.0)
     ada_speed: int = opt(50_000, "ADA: images for p to go from 0 to 1", min=1)
@@ -251,6 +255,9 @@ class StackGANConfig(Config):
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
             raise ConfigError("--part-loss, --part-mix and --wrong-parts need --parts")
+        if self.bcr and not parse_policy(self.diffaugment):
+            raise ConfigError(f"--bcr {self.bcr:g} compares two draws of the --diffaugment ops: give a policy "
+                              "(e.g. --diffaugment translation), not none")
         if self.d_recon and self.stage != 1:
             raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.image_size < 32:

@@ -327,3 +327,46 @@ def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
         StackGANConfig(**{**base, "image_size": 16, "d_recon": 1.0}).validate()
     with pytest.raises(ConfigError, match="only for --stage 1"):
         StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_recon": 1.0}).validate()
+
+
+def test_balanced_consistency_sums_the_squared_differences_of_each_pair():
+    a, b = torch.zeros(4, 1), torch.full((4, 1), 0.5)
+    assert L.balanced_consistency([(a, a)]).item() == 0.0
+    assert L.balanced_consistency([(a, b)]).item() == pytest.approx(0.25)
+    assert L.balanced_consistency([(a, b), (b, b), (b, a + 1.5)]).item() == pytest.approx(0.25 + 0.0 + 1.0)
+    with pytest.raises(ValueError, match="differ in shape"):
+        L.balanced_consistency([(a, b[:2])])
+    with pytest.raises(ValueError, match="at least one"):
+        L.balanced_consistency([])
+
+
+def test_bcr_adds_the_two_views_disagreement_to_ds_phase_when_on():
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0, diffaugment="translation")
+    on = StackGANConfig(**{**base, "bcr": 3.0}).validate()
+    torch.manual_seed(0)
+    D = Stage1D(c_dim=8, ndf=8, image_size=16, d_cond="projection")
+    real, fake = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1
+    y, codes = torch.arange(4) % 2, torch.randn(2, 8)
+    c, c_w = codes[y], codes[(y + 1) % 2]
+    # an identity "augmentation": both views are the same pictures, so the term is 0 and the loss is unchanged
+    same, p_same = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p_same["bcr"].item() == pytest.approx(0.0, abs=1e-6)
+    off = StackGANConfig(**base).validate()
+    d0, p0 = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p0["bcr"].item() == 0.0 and same.item() == pytest.approx(d0.item(), rel=1e-5)
+    # views that differ: the term is the logits' disagreement, weighted by --bcr, and D learns from it
+    calls = iter([0.0, 0.0, 0.5, -0.5])  # real, fake (the adversarial views), then the second real and fake views
+    shift = lambda x: x + next(calls)  # noqa: E731
+    D.eval()  # BatchNorm on running statistics: the logits depend only on each picture
+    d1, p1 = L.StackGANLoss(on, D, shift).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    fr, fr2, ff, ff2 = D.features(real), D.features(real + 0.5), D.features(fake), D.features(fake - 0.5)
+    want = (F.mse_loss(D.uncond(fr), D.uncond(fr2)) + F.mse_loss(D.cond(fr, c), D.cond(fr2, c))
+            + F.mse_loss(D.uncond(ff), D.uncond(ff2)) + F.mse_loss(D.cond(ff, c), D.cond(ff2, c)))
+    assert p1["bcr"].item() == pytest.approx(want.item(), rel=1e-4) and want.item() > 0
+    d_plain, _ = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert d1.item() == pytest.approx((d_plain + 3.0 * p1["bcr"]).item(), rel=1e-4)
+    D.zero_grad()
+    (3.0 * p1["bcr"]).backward()
+    assert sum(p.grad.abs().sum() for p in D.parameters() if p.grad is not None) > 0
+    with pytest.raises(ConfigError, match="--diffaugment"):
+        StackGANConfig(**{**base, "diffaugment": "none", "bcr": 1.0}).validate()

@@ -290,6 +290,17 @@ def test_d_recon_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_recon == 0.0  # old runs: no decoders
 
 
+def test_bcr_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, bcr=10.0, diffaugment="translation", max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data())
+    again = tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data())
+    assert again["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["bcr"] == 10.0
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["bcr"] > 0 for r in logs if "bcr" in r] == [True] * 3
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).bcr == 0.0  # old runs: off
+
+
 def test_bad_sizes_refused():
     with pytest.raises(ValueError):
         Stage1G(EMB, image_size=48)

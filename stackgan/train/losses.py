@@ -20,6 +20,7 @@ Regularisers and other terms:
     low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
     paired_reconstruction(rec, real)       stage II: a real photo redrawn from its pooled copy, against the photo
     d_reconstruction(whole, part, real, quarter)  FastGAN's self-supervised D: D's features redraw the photo
+    balanced_consistency(pairs)            bCR: D's logits on two augmented views of the same pictures agree
 
 :class:`StackGANLoss` puts them together as the two phases of one StackGAN step (``d_phase`` and
 ``g_phase``, each a loss and its parts), as stylegan2-ada's ``Loss.accumulate_gradients(phase)`` does;
@@ -38,7 +39,7 @@ from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
            "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
-           "paired_reconstruction", "d_reconstruction", "StackGANLoss"]
+           "paired_reconstruction", "d_reconstruction", "balanced_consistency", "StackGANLoss"]
 
 
 # -- adversarial terms ---------------------------------------------------------------------------------
@@ -187,6 +188,20 @@ def d_reconstruction(whole: torch.Tensor, part: torch.Tensor, real: torch.Tensor
             + F.mse_loss(part.float(), target[..., r * h:(r + 1) * h, c * h:(c + 1) * h]))
 
 
+def balanced_consistency(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Consistency regularisation (Zhang et al. 2020; balanced, on reals and fakes, Zhao et al. 2021): the
+    sum over ``pairs`` of the mean squared difference between D's logits on one view of some pictures and
+    on another augmented view of the same pictures. Gradients flow through both views, as in the papers."""
+    if not pairs:
+        raise ValueError("balanced_consistency needs at least one pair of logits")
+    total = torch.zeros((), device=pairs[0][0].device)
+    for a, b in pairs:
+        if a.shape != b.shape:
+            raise ValueError(f"logits of two views differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
+        total = total + F.mse_loss(a.float(), b.float())
+    return total
+
+
 # -- StackGAN: the two phases of a step ----------------------------------------------------------------
 class StackGANLoss:
     """The D and G phases of a StackGAN step for ``cfg`` (loss kind, weights) on discriminator ``D``,
@@ -239,7 +254,13 @@ class StackGANLoss:
         fake_c = D.cond(ff, c) if cond_fakes is None else D.cond(ff[cond_fakes], c[cond_fakes])
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = part_d = twin_d = recon = zero
+        gp = r1 = name_d = part_d = twin_d = recon = cr = zero
+        if cfg.bcr > 0:  # bCR: a second draw of the augmentation ops must not change D's verdicts
+            fr2, ff2 = D.features(self.augment(real)), D.features(self.augment(fake.detach()))
+            fake_c2 = D.cond(ff2, c) if cond_fakes is None else D.cond(ff2[cond_fakes], c[cond_fakes])
+            cr = balanced_consistency([(real_u, D.uncond(fr2)), (real_c, D.cond(fr2, c_real)),
+                                       (fake_u, D.uncond(ff2)), (fake_c, fake_c2)])
+            loss = loss + cfg.bcr * cr
         if cfg.d_recon > 0:  # D must redraw the real picture from its features (a quarter in turn, by step)
             recon = d_reconstruction(*D.reconstruct(maps, step % 4), real_aug, step % 4)
             loss = loss + cfg.d_recon * recon
@@ -258,7 +279,7 @@ class StackGANLoss:
         if cfg.part_twin and parts_fake is not None:  # the twin: which parts was it drawn for?
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
-        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon,
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon, "bcr": cr,
                       "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
