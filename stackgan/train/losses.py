@@ -279,8 +279,8 @@ class StackGANLoss:
         if cfg.part_twin and parts_fake is not None:  # the twin: which parts was it drawn for?
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
-        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon, "bcr": cr,
-                      "real_c": real_c, "real_u": real_u,
+        return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon,
+                      "bcr": cr, "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
