@@ -423,6 +423,13 @@ class _DBase(nn.Module):
         return self.cond(feats, c), self.uncond(feats)
 
 
+def quarter_of(x: torch.Tensor, quarter: int) -> torch.Tensor:
+    """Quarter ``quarter`` (0-3: top left, top right, bottom left, bottom right) of square maps or pictures."""
+    h = x.shape[-1] // 2
+    r, c = divmod(quarter, 2)
+    return x[..., r * h:(r + 1) * h, c * h:(c + 1) * h]
+
+
 def decoder(cin: int, n_up: int) -> nn.Sequential:
     """A small decoder of D's features (FastGAN's self-supervised D): ``n_up`` up-blocks halving the channels
     (down to 16), then a 3x3 convolution to RGB and tanh."""
@@ -465,10 +472,7 @@ class Stage1D(_DBase):
         size, quarter ``quarter`` (0-3: top left, top right, bottom left, bottom right) redrawn at full size)."""
         if self.recon_whole is None or self.recon_part is None:
             raise ValueError("this discriminator has no decoders (--d-recon 0)")
-        m8, m16 = maps[-2], maps[-3]
-        h = m16.shape[-1] // 2
-        r, c = divmod(quarter, 2)
-        return self.recon_whole(m8), self.recon_part(m16[..., r * h:(r + 1) * h, c * h:(c + 1) * h])
+        return self.recon_whole(maps[-2]), self.recon_part(quarter_of(maps[-3], quarter))
 
 
 class Stage2G(nn.Module):

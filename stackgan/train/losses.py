@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from stackgan.models.stackgan import kl_divergence
+from stackgan.models.stackgan import kl_divergence, quarter_of
 from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
@@ -181,11 +181,8 @@ def d_reconstruction(whole: torch.Tensor, part: torch.Tensor, real: torch.Tensor
     if whole.shape[-1] * 2 != s or part.shape[-1] * 2 != s:
         raise ValueError(f"D's redrawings ({whole.shape[-1]} and {part.shape[-1]} px) must be half the {s} px "
                          f"pictures")
-    h = s // 2
-    r, c = divmod(quarter, 2)
     target = real.float()
-    return (F.mse_loss(whole.float(), F.avg_pool2d(target, 2))
-            + F.mse_loss(part.float(), target[..., r * h:(r + 1) * h, c * h:(c + 1) * h]))
+    return F.mse_loss(whole.float(), F.avg_pool2d(target, 2)) + F.mse_loss(part.float(), quarter_of(target, quarter))
 
 
 def balanced_consistency(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -251,15 +248,17 @@ class StackGANLoss:
         real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
         wrong_c = D.cond(fr, c_wrong)
         fake_u = D.uncond(ff)
-        fake_c = D.cond(ff, c) if cond_fakes is None else D.cond(ff[cond_fakes], c[cond_fakes])
+        def fake_cond(feats: torch.Tensor) -> torch.Tensor:  # the fakes that meet the conditional term
+            return D.cond(feats, c) if cond_fakes is None else D.cond(feats[cond_fakes], c[cond_fakes])
+
+        fake_c = fake_cond(ff)
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
         gp = r1 = name_d = part_d = twin_d = recon = cr = zero
         if cfg.bcr > 0:  # bCR: a second draw of the augmentation ops must not change D's verdicts
             fr2, ff2 = D.features(self.augment(real)), D.features(self.augment(fake.detach()))
-            fake_c2 = D.cond(ff2, c) if cond_fakes is None else D.cond(ff2[cond_fakes], c[cond_fakes])
             cr = balanced_consistency([(real_u, D.uncond(fr2)), (real_c, D.cond(fr2, c_real)),
-                                       (fake_u, D.uncond(ff2)), (fake_c, fake_c2)])
+                                       (fake_u, D.uncond(ff2)), (fake_c, fake_cond(ff2))])
             loss = loss + cfg.bcr * cr
         if cfg.d_recon > 0:  # D must redraw the real picture from its features (a quarter in turn, by step)
             recon = d_reconstruction(*D.reconstruct(maps, step % 4), real_aug, step % 4)
