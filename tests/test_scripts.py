@@ -299,3 +299,52 @@ def test_the_shipped_recipe_is_the_shipped_models_and_trains_and_resumes(tmp_pat
     assert tr.train(dataclasses.replace(s1, resume=True, max_steps=3), data=tiny_data(16))["step"] == 3
     s2 = dataclasses.replace(cfgs[2], out=str(tmp_path / "s2"), stage1=s1.out, max_steps=1, **tiny).validate()
     assert tr.train(s2, data=tiny_data(32))["step"] == 1
+
+
+def _named_photos(folder: Path, size: int, per_name: int = 5) -> Path:
+    """``per_name`` flat pictures (a colour and a square) of each tiny training name, with names.tsv."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file\tname"]
+    for j, name in enumerate(NAMES):
+        for i in range(per_name):
+            im = Image.new("RGB", (size, size), (60 * j % 256, 200 - 30 * i, 90))
+            im.paste((250, 250 - 40 * j, 40), (size // 4, size // 4, size // 2 + i, size // 2 + i))
+            im.save(folder / f"n{j}-{i}.png")
+            rows.append(f"n{j}-{i}.png\t{name}")
+    (folder / "names.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_stage2_on_renders_scores_five_sets_and_draws_four_rows(stackgan_runs, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.setenv("STACKGAN_CACHE", str(tmp_path / "cache"))
+    mod = _script("stage2_on_renders")
+    data = _named_photos(tmp_path / "photos", 32)
+    out = tmp_path / "out"
+    args = ["--data", str(data), "--clf-size", "16", "--clf-epochs", "1", "--grid", "3", "--out", str(out)]
+    assert mod.main([str(stackgan_runs.s2), *args]) == 0
+    said = capsys.readouterr().out
+    res = json.loads((out / "stage2_on_renders.json").read_text(encoding="utf-8"))
+    assert list(res["detail_fid"]) == list(mod.SETS)
+    assert all(v >= 0 and v == v for v in res["detail_fid"].values())
+    assert (res["size"], res["stage1_size"], res["pictures"]) == (32, 16, 4)  # one held-out photo per name
+    assert "photos pooled, stage II" in said and "x the floor" in said
+    # photos / pooled and enlarged / stage II on the pooled photos / own pictures, 3 columns of 32 px
+    grid = Image.open(out / "stage2_on_renders.png").convert("RGB")
+    assert grid.size == (3 * 34 + 2, 4 * 34 + 2)
+    # each column is one name: its photo (a name's own colour in the corner) and the pictures drawn for it
+    colours = [grid.getpixel((2 + 34 * k + 1, 3))[0] for k in range(3)]
+    assert [NAMES[[60 * j % 256 for j in range(4)].index(c)] for c in colours] == res["grid_names"]
+
+
+def test_stage2_on_renders_refuses_one_stage_and_too_small_models(stackgan_runs, tmp_path, capsys):
+    mod = _script("stage2_on_renders")
+    data = str(_named_photos(tmp_path / "photos", 32))
+    assert mod.main([str(stackgan_runs.s1), "--data", data, "--out", str(tmp_path / "o")]) == 2
+    assert "needs a two-stage model" in capsys.readouterr().err
+    assert mod.main([str(stackgan_runs.s2), "--data", data, "--out", str(tmp_path / "o")]) == 2
+    assert "at least twice the classifier's input (48 px); this model draws 32 px" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
