@@ -450,13 +450,17 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     assert lines[1]["results"]["fid"]["fid"] == pytest.approx(r["fid"]["fid"]) and lines[1]["model"] == label
 
     # --metrics: a subset gives the same numbers as the full run (the picture sets are the same draws)
-    rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev-sub"), "--metrics", "diversity,fid_in_domain",
-               "--checkpoints", "0", *SMALL])
+    # (and --two-sample: the probe, asked for by name, on the 16 px pictures against every photo at 16 px)
+    rc = main(["evaluate", str(run), "--out", str(tmp_path / "ev-sub"), "--metrics",
+               "diversity,fid_in_domain,two_sample", "--two-sample", "20", "--checkpoints", "0", *SMALL])
     out = capsys.readouterr()
     assert rc == 0, out.err
     sub = json.loads((tmp_path / "ev-sub" / "eval.json").read_text(encoding="utf-8"))
     (_, rs), = sub["models"].items()
-    assert sub["metrics"] == ["fid_in_domain", "diversity"] and "faithfulness_train" not in rs
+    assert sub["metrics"] == ["fid_in_domain", "two_sample", "diversity"] and "faithfulness_train" not in rs
+    assert (rs["two_sample"]["steps"], rs["two_sample"]["size"]) == (20, 16)
+    assert rs["two_sample"]["n_test"] == (res["data"]["train"] + res["data"]["heldout"]) // 2 * 2
+    assert "two-sample probe" in (tmp_path / "ev-sub" / "eval.md").read_text(encoding="utf-8")
     assert rs["fid"] == r["fid"] and rs["fid_floor"] == r["fid_floor"] and rs["diversity"] == r["diversity"]
     assert "metrics.json not written" in out.out and "faithfulness" in out.out
     assert json.loads((run / "metrics.json").read_text(encoding="utf-8")) == metrics  # kept as it was
@@ -759,3 +763,33 @@ def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():
     assert Counting.calls == 2  # every training batch went through it
     with pytest.raises(ValueError, match="cannot be cached"):
         train_classifier(images, targets, classes, cfg, cache=True, progress=False, augmenter=Counting())
+
+
+def test_two_sample_tells_blurred_pictures_from_photos_and_not_sharp_ones(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, two_sample_metric
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.registry import MetricContext
+
+    _, clf, _ = menu
+    folder, _ = write_menu_folder(tmp_path / "photos", per=12, size=64)
+    data = load_real_data(folder, image_size=24, held_out=0.34, seed=0, progress=False)
+
+    def sharp(name, n, seed):  # more draws of what the photos are
+        t = next(t for t in TOPS if name.startswith(t))
+        return render(name[len(t):], t, n, size=64, seed=seed)
+
+    def blurred(name, n, seed):
+        return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
+
+    proto = Protocol(two_sample=300)
+    with one_thread():
+        got = {label: two_sample_metric(MetricContext(sampler=s, data=data, clf=clf, proto=proto, label=label))
+               for label, s in (("sharp", sharp), ("blurred", blurred))}
+    s, b = got["sharp"]["two_sample"], got["blurred"]["two_sample"]
+    n = len(data.train_images) + len(data.test_images)  # every photo, loaded again at the pictures' 64 px
+    assert (s["size"], s["n_test"], s["steps"]) == (64, n // 2 * 2, 300)
+    assert 0.25 <= s["accuracy"] <= 0.75
+    assert b["accuracy"] > 0.85
+    # off unless asked; pictures of another size than a data set built in memory cannot be matched
+    assert two_sample_metric(MetricContext(sampler=sharp, data=data, clf=clf, proto=Protocol())) is None
+    assert two_sample_metric(MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)) is None

@@ -50,12 +50,17 @@ class ProtocolOptions(Config):
                                          "or the FID-Inception weights of published FIDs (pt_inception-2015-12-05-"
                                          "*.pth, needs pytorch-fid); the report says which")
     metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
-                              "fid_detail, fid_inception, diversity, memorisation, rprecision, dprobe; all: every one that "
+                              "fid_detail, two_sample, fid_inception, diversity, memorisation, rprecision, dprobe; all: every one "
+                              "that "
                               "applies (see stackgan.metrics.registry)")
     detail_size: int = opt(0, "fid_detail: shrink pictures larger than this to it (as the photos are: Lanczos) "
                                  "before taking the crops, and load the held-out photos at it, so stage IIs of "
                                  "different sizes (128 and 256 px) are scored at one size; smaller pictures keep "
                                  "their own; 0: the pictures' own size", min=0)
+    two_sample: int = opt(0, "two_sample: train a small CNN this many steps (batches of 32) to tell half of the "
+                             "photos from as many generated pictures of the same names, and report its accuracy on "
+                             "the other halves (0.5: it cannot tell them apart); sees the painterly look that the "
+                             "FIDs miss; 500 on the menu (a few minutes at 128 px); 0: skip it", min=0)
     seed: int = opt(0, "seed of the generated pictures", min=0)
     device: str = opt("auto", "auto, cpu, cuda, ...")
     progress: bool = opt(True, "show progress")

@@ -24,6 +24,8 @@ Protocol (also written into every report):
 7. R-precision (StackGAN runs): each generated picture's image embedding ranks its own name
    among 1 true + 99 other names (all names when there are fewer), by cosine similarity.
 8. D probe (StackGAN runs): an image optimised from noise to maximise D's match logit for a name.
+9. Two-sample test (only with ``--two-sample N``): a small CNN trained N steps to tell half of the photos
+   from as many generated pictures of the same names, scored on the other halves (0.5: indistinguishable).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
 from stackgan.metrics.realdata import PART_KEYS, RealData, load_real_data
 from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
+from stackgan.metrics.twosample import ProbeConfig, two_sample_test
 
 
 @dataclasses.dataclass
@@ -57,6 +60,7 @@ class Protocol:
     grid_names: int = 8
     fid_per_photo: int = 1
     detail_size: int = 0  # fid_detail: larger pictures are shrunk to this size before cropping; 0: their own
+    two_sample: int = 0  # two_sample: optimiser steps of the probe; 0: the metric is skipped
 
 
 def fit_classifier(data: RealData, config: ClassifierConfig, cache=True, device="cpu",
@@ -214,6 +218,21 @@ def shrink_like_photos(images: torch.Tensor, size: int) -> torch.Tensor:
     return to_float(torch.stack([pil_to_tensor(fit_image(to_pil(a), (size, size))) for a in to_uint8(images)]))
 
 
+def photos_at(ctx: MetricContext, size: int, why: str) -> RealData:
+    """The evaluation's photos loaded again at ``size`` px (once per context), with the same split."""
+    data = ctx.data
+
+    def make():
+        ctx.say(f"{ctx.label}: loading {data.root} at {size} px for {why}")
+        return load_real_data(data.root, image_size=size, held_out=data.held_out, seed=data.split_seed,
+                              progress=False)
+    big = ctx.shared(f"real_{size}px", make)
+    if big.names != data.names or len(big.test_images) != len(data.test_images):
+        raise RuntimeError(f"{data.root} loaded at {size} px gave another split than at "
+                           f"{data.test_images.shape[-1]} px")
+    return big
+
+
 @register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "
                                "classifier's size taken at the pictures' own resolution (corners and centre), "
                                "against the held-out photos loaded at that size, with the floor of training photos: "
@@ -227,21 +246,39 @@ def fid_detail(ctx: MetricContext) -> dict | None:
         return None
     if size < own:
         fgen = shrink_like_photos(fgen, size)
-
-    def make():
-        ctx.say(f"{ctx.label}: loading {data.root} at {size} px for the detail FID")
-        return load_real_data(data.root, image_size=size, held_out=data.held_out, seed=data.split_seed,
-                              progress=False)
-    big = ctx.shared(f"real_{size}px", make)
-    if big.names != data.names or len(big.test_images) != len(data.test_images):
-        raise RuntimeError(f"{data.root} loaded at {size} px gave another split than at "
-                           f"{data.test_images.shape[-1]} px")
+    big = photos_at(ctx, size, "the detail FID")
     floor = name_matched_real(big.train_images, big.train_labels, fidx, ctx.proto.seed)
     proto = ctx.proto
     real = detail_crops(big.test_images, crop)
     return {"fid_detail": {**distances(ctx.clf, detail_crops(fgen, crop), real, proto.kid_subsets, proto.seed),
                            "size": size, "crop": crop, "picture_size": own},
             "fid_detail_floor": distances(ctx.clf, detail_crops(floor, crop), real, proto.kid_subsets, proto.seed)}
+
+
+@register_metric("two_sample", "with --two-sample N: a classifier two-sample test at the pictures' own size: a small "
+                               "CNN trained N steps (batches of 32) on half of the photos (training and held-out) against as many "
+                               "pictures of the same names, scored on the other halves (0.5: it cannot tell them "
+                               "apart; 1: it always can); it sees the shapes that the FIDs miss")
+def two_sample_metric(ctx: MetricContext) -> dict | None:
+    data, proto = ctx.data, ctx.proto
+    if not proto.two_sample:
+        return None
+    labels = torch.cat([data.train_labels, data.test_labels])
+    gen = []
+    for j, cnt in enumerate(torch.bincount(labels, minlength=len(data.names)).tolist()):
+        if cnt:  # one picture per photo, of its name (seeds apart from the other picture sets)
+            gen.append(to_float(ctx.sampler(data.names[j], cnt, proto.seed + 700_000 + 1000 * j)).cpu())
+    fake = torch.cat(gen)
+    size = int(fake.shape[-1])
+    if size == data.train_images.shape[-1]:
+        photos = data
+    elif data.root and data.held_out > 0:
+        photos = photos_at(ctx, size, "the two-sample test")
+    else:
+        return None
+    real = torch.cat([photos.train_images, photos.test_images])
+    ctx.say(f"{ctx.label}: two-sample probe, {len(real)} photos against {len(fake)} pictures at {size} px")
+    return {"two_sample": two_sample_test(real, fake, ProbeConfig(steps=proto.two_sample, seed=proto.seed))}
 
 
 @register_metric("fid_inception", "the same on Inception features (only with --inception: a local torchvision or "

@@ -22,7 +22,7 @@ from stackgan.metrics.runs import STACKGAN, RunInfo, checkpoints, d_probe, loss_
 
 def protocol_of(cfg: ProtocolOptions) -> Protocol:
     return Protocol(n_per_name=cfg.n_per_name, max_names=cfg.max_names, seed=cfg.seed, kid_subsets=cfg.kid_subsets,
-                    detail_size=cfg.detail_size)
+                    detail_size=cfg.detail_size, two_sample=cfg.two_sample)
 
 
 def classifier_config(cfg: ProtocolOptions) -> ClassifierConfig:
@@ -360,5 +360,6 @@ def compact(results: dict, label: str) -> dict:
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
         **({"fid_detail": r["fid_detail"]["fid"], "fid_detail_floor": r["fid_detail_floor"]["fid"]}
            if r.get("fid_detail") else {}),
+        **({"two_sample_accuracy": r["two_sample"]["accuracy"]} if r.get("two_sample") else {}),
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
     }
