@@ -12,7 +12,8 @@ from stackgan.errors import ConfigError
 from stackgan.metrics import registry
 from stackgan.metrics.registry import MetricContext, parse_metrics, register_metric, run_metrics
 
-BUILTIN = ["faithfulness", "fid_in_domain", "fid_detail", "fid_inception", "diversity", "memorisation", "rprecision", "dprobe"]
+BUILTIN = ["faithfulness", "fid_in_domain", "fid_detail", "two_sample", "fid_inception", "diversity", "memorisation",
+           "rprecision", "dprobe"]
 
 
 def test_the_builtin_metrics_in_order_and_their_selection():
