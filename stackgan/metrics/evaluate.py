@@ -256,9 +256,9 @@ def fid_detail(ctx: MetricContext) -> dict | None:
 
 
 @register_metric("two_sample", "with --two-sample N: a classifier two-sample test at the pictures' own size: a small "
-                               "CNN trained N steps (batches of 32) on half of the photos (training and held-out) against as many "
-                               "pictures of the same names, scored on the other halves (0.5: it cannot tell them "
-                               "apart; 1: it always can); it sees the shapes that the FIDs miss")
+                               "CNN trained N steps (batches of 32) on half of the photos (training and held-out) "
+                               "against as many pictures of the same names, scored on the other halves (0.5: it "
+                               "cannot tell them apart; 1: it always can); it sees the shapes that the FIDs miss")
 def two_sample_metric(ctx: MetricContext) -> dict | None:
     data, proto = ctx.data, ctx.proto
     if not proto.two_sample:
