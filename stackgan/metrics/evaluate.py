@@ -124,15 +124,22 @@ def distances(clf: Classifier, gen: torch.Tensor, real: torch.Tensor, kid_subset
             "n_b": int(len(fb))}
 
 
-def fid_set(sampler: Sampler, data: RealData, seed: int, per_photo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """One generated picture per held-out photo, of that photo's name."""
-    counts = torch.bincount(data.test_labels, minlength=len(data.names)) * per_photo
+def pictures_per_photo(sampler: Sampler, names: Sequence[str], labels: torch.Tensor, seed: int,
+                       per_photo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_photo`` generated pictures for each photo label, of that photo's name, grouped by name in order
+    (name j drawn with seed ``seed + 1000 * j``); with their labels."""
+    counts = torch.bincount(labels, minlength=len(names)) * per_photo
     imgs, idx = [], []
     for j, cnt in enumerate(counts.tolist()):
         if cnt:
-            imgs.append(to_float(sampler(data.names[j], cnt, seed + 500_000 + 1000 * j)).cpu())
+            imgs.append(to_float(sampler(names[j], cnt, seed + 1000 * j)).cpu())
             idx.append(torch.full((cnt,), j, dtype=torch.long))
     return torch.cat(imgs), torch.cat(idx)
+
+
+def fid_set(sampler: Sampler, data: RealData, seed: int, per_photo: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """One generated picture per held-out photo, of that photo's name."""
+    return pictures_per_photo(sampler, data.names, data.test_labels, seed + 500_000, per_photo)
 
 
 # -- the metrics of any sampler (registered by name; see stackgan.metrics.registry) --------------------------
@@ -263,12 +270,9 @@ def two_sample_metric(ctx: MetricContext) -> dict | None:
     data, proto = ctx.data, ctx.proto
     if not proto.two_sample:
         return None
-    labels = torch.cat([data.train_labels, data.test_labels])
-    gen = []
-    for j, cnt in enumerate(torch.bincount(labels, minlength=len(data.names)).tolist()):
-        if cnt:  # one picture per photo, of its name (seeds apart from the other picture sets)
-            gen.append(to_float(ctx.sampler(data.names[j], cnt, proto.seed + 700_000 + 1000 * j)).cpu())
-    fake = torch.cat(gen)
+    # one picture per photo (training and held-out), of its name; seeds apart from the other picture sets
+    fake, _ = pictures_per_photo(ctx.sampler, data.names, torch.cat([data.train_labels, data.test_labels]),
+                                 proto.seed + 700_000)
     size = int(fake.shape[-1])
     if size == data.train_images.shape[-1]:
         photos = data
