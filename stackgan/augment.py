@@ -175,3 +175,22 @@ class AdaController:
         self.augment.p = float(state["p"])
         self._sum, self._n = float(state["sum"]), int(state["n"])
         self._steps, self.rt = int(state["steps"]), float(state["rt"])
+
+
+def elastic_warp(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``x`` ``[B, 3, S, S]`` bent by a random smooth displacement field (kornia's elastic transform: uniform
+    noise smoothed by a Gaussian of S/32 px, times ``alpha``, borders repeated), a new field per sample from
+    torch's global RNG. Stage II's ``--stage2-paired-warp``: stage-I-size copies of real photos bent so that
+    their rims wobble and their toppings smear a little, as stage I draws them (at 64 px, ``alpha`` 0.25
+    moves edges by about a pixel and blends a topping's pieces; 0.5 tears them). Computed in float32."""
+    if alpha < 0:
+        raise ValueError(f"elastic_warp: alpha must be >= 0, got {alpha}")
+    if alpha == 0:
+        return x
+    import kornia.augmentation as K
+
+    sigma = x.shape[-1] / 32
+    k = 2 * round(2 * sigma) + 1  # odd, about four sigma across
+    warp = K.RandomElasticTransform(kernel_size=(k, k), sigma=(sigma, sigma), alpha=(alpha, alpha), p=1.0,
+                                    padding_mode="border")
+    return warp(x.float()).to(x.dtype)

@@ -188,6 +188,11 @@ class StackGANConfig(Config):
               f"only through D (SRGAN's content term); 0: off. Not given: {STAGE2_PAIRED} for stage II (on the menu it cut the "
               "FID of the 128 px detail from 3.4-4.8x to 2.5-2.7x the floor, for 1.6x the time per step, README), 0 for "
               "stage I", min=0.0)
+    stage2_paired_warp: float = opt(
+        0.0, "stage II with --stage2-paired: bend the pooled copies G redraws the photos from by a random smooth "
+             "field of this strength (kornia's elastic transform; at 64 px 0.25 moves edges by about a pixel and "
+             "smears a topping's pieces, as stage I draws them), so that stage II learns to draw crisp rims and "
+             "pieces from a wobbly stage-I picture instead of copying its wobble; 0: off", min=0.0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
@@ -284,6 +289,9 @@ class StackGANConfig(Config):
         for name in STAGE_DEFAULTS:  # not given: the default of the stage
             if getattr(self, name) is None:
                 setattr(self, name, self.stage_default(name))
+        if self.stage2_paired_warp and not self.stage2_paired:
+            raise ConfigError(f"--stage2-paired-warp {self.stage2_paired_warp:g} bends the copies of --stage2-paired's "
+                              f"photos: it needs --stage 2 with --stage2-paired above 0")
 
     def stage_default(self, name: str):
         """The default of option ``name`` for this run's stage (the field's own, except where it depends on

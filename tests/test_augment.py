@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from stackgan.augment import AdaController, DiffAugment, parse_policy
+from stackgan.augment import AdaController, DiffAugment, elastic_warp, parse_policy
 from stackgan.errors import ConfigError
 
 
@@ -124,3 +124,24 @@ def test_ada_controller_moves_p_towards_target():
     for _ in range(200):
         ada.update(torch.ones(10))
     assert aug.p == 1.0
+
+
+def test_elastic_warp_bends_each_picture_smoothly_and_zero_is_identity():
+    # a white disc on black, as a bowl on a table: the warp moves its rim, keeps its size and colours
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disc = (((yy - 31.5) ** 2 + (xx - 31.5) ** 2) < 20 ** 2).float() * 2 - 1
+    x = disc.expand(4, 3, 64, 64).clone()
+    assert elastic_warp(x, 0.0) is x
+    torch.manual_seed(0)
+    bent = elastic_warp(x, 0.25)
+    assert bent.shape == x.shape and bent.dtype == x.dtype
+    moved = (bent - x).abs().mean(dim=(1, 2, 3))
+    assert (moved > 0.005).all() and (moved < 0.2).all()  # the rim moves, the disc stays a disc
+    assert not torch.allclose(bent[0], bent[1])  # a field per picture
+    assert (bent[:, :, 31, 31] > 0.9).all() and (bent[:, :, 0, 0] < -0.9).all()  # centre and corner unchanged
+    assert (elastic_warp(x, 0.5) - x).abs().mean() > moved.mean()  # stronger bends more
+    torch.manual_seed(0)
+    assert torch.equal(elastic_warp(x, 0.25), bent)  # from torch's global RNG: seeded runs repeat
+    assert elastic_warp(x.bfloat16(), 0.25).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="alpha"):
+        elastic_warp(x, -0.1)

@@ -211,6 +211,36 @@ def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_a
         StackGANConfig(stage2_paired=1.0).validate()
 
 
+def test_stage2_paired_warp_bends_the_pooled_copies_stage_two_redraws_and_resumes(tmp_path, monkeypatch):
+    tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=make_data())
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2, ckpt_every=1,
+                   precision="fp32", stage2_paired_warp=0.25)
+    bent = []
+    real_warp = tr.elastic_warp
+
+    def spy(x, alpha):
+        out = real_warp(x, alpha)
+        bent.append((x, alpha, out))
+        return out
+
+    monkeypatch.setattr(tr, "elastic_warp", spy)
+    tr.train(cfg, data=make_data(size=32))
+    assert [a for _, a, _ in bent] == [0.25, 0.25]  # once per step, on the pooled copies
+    x, _, out = bent[0]
+    assert x.shape == out.shape == (cfg.batch_size, 3, 16, 16) and not torch.allclose(x, out)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_paired_warp"] == 0.25
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    bent.clear()
+    tr.train(dataclasses.replace(cfg, stage2_paired_warp=0.0, out=str(tmp_path / "off"), max_steps=1),
+             data=make_data(size=32))
+    assert [a for _, a, _ in bent] == [0.0]  # off: the copies pass unbent (elastic_warp returns them)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_paired_warp == 0.0  # old runs: off
+    for bad in ({"stage2_paired_warp": 0.25},  # stage I has no paired term
+                {"stage": 2, "stage1": "s1", "stage2_paired": 0.0, "stage2_paired_warp": 0.25}):
+        with pytest.raises(ConfigError, match="--stage2-paired-warp 0.25 bends"):
+            StackGANConfig(**bad).validate()
+
+
 @pytest.mark.parametrize("name", ["stage2_consistency", "stage2_paired"])
 def test_the_stage_two_terms_are_on_by_default_for_stage_two_only(name):
     from stackgan.model_card import train_command

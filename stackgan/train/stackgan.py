@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.augment import AdaController, DiffAugment
+from stackgan.augment import AdaController, DiffAugment, elastic_warp
 from stackgan.metrics.diversity import mean_pairwise_l1, real_pixel_diversity
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
@@ -670,7 +670,7 @@ class StackGANTrainer:
         with autocast(self.device, self.use_amp):
             paired = None
             if cfg.stage2_paired > 0:  # the real photos redrawn from their stage-I-size copies (own names)
-                pooled = F.avg_pool2d(real, cfg.stage2_scale)
+                pooled = elastic_warp(F.avg_pool2d(real, cfg.stage2_scale), cfg.stage2_paired_warp)
                 paired = (self.G(pooled, self.hide(self.emb[y]))[0], real)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
                                                 parts_fake=emb[:, t:] if cfg.part_loss > 0 else None,
