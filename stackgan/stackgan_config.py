@@ -147,6 +147,11 @@ class StackGANConfig(Config):
                               "the real picture it was shown at half size, and a quarter of its 16x16 map that "
                               "quarter at full size (two small decoders, trained with D on real pictures only), "
                               "this weight times their mean squared error joining D's loss; 0: off", min=0.0)
+    d_patch: float = opt(0.0, "stage I: a PatchGAN verdict (Isola et al. 2017) beside D's whole-picture ones: a 3x3 "
+                              "convolution on D's 16x16 map says real or fake at each place (a patch of about 18 px "
+                              "at 64 px), and this weight times that adversarial loss joins D's and G's, so the "
+                              "local look (clean rims, whole pieces, even table grain) is judged everywhere; 0: off",
+                         min=0.0)
     mbstd: int = opt(0, "D: StyleGAN's minibatch standard deviation over groups of N pictures (4 in StyleGAN): "
                         "one more feature, how much the pictures of a group differ, so D can tell a generator that "
                         "draws every picture alike (one table, one bowl whatever z) from the varied photos; 0: off",
@@ -263,6 +268,10 @@ class StackGANConfig(Config):
         if self.bcr and not parse_policy(self.diffaugment):
             raise ConfigError(f"--bcr {self.bcr:g} compares two draws of the --diffaugment ops: give a policy "
                               "(e.g. --diffaugment translation), not none")
+        if self.d_patch and self.stage != 1:
+            raise ConfigError("--d-patch is only for --stage 1 (stage II's D is another network)")
+        if self.d_patch and self.image_size < 32:
+            raise ConfigError(f"--d-patch reads D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
         if self.d_recon and self.stage != 1:
             raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.image_size < 32:

@@ -329,6 +329,44 @@ def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
         StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_recon": 1.0}).validate()
 
 
+def test_d_patch_adds_a_verdict_per_place_of_the_16x16_map_to_both_phases_when_on():
+    base = dict(image_size=32, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0)
+    on = StackGANConfig(**{**base, "d_patch": 0.5}).validate()
+    torch.manual_seed(0)
+    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", patch=True)
+    plain = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection")
+    assert plain.patch_head is None and D.patch_head is not None
+    real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    y, codes = torch.arange(4) % 2, torch.randn(2, 8)
+    c, c_w = codes[y], codes[(y + 1) % 2]
+    pr, pf = D.patch_logits(D.features_with_maps(real)[1]), D.patch_logits(D.features_with_maps(fake)[1])
+    assert pr.shape == pf.shape == (4, 1, 16, 16)
+    d1, p1 = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p1["d_patch"].item() == pytest.approx(L.d_adv("bce", pr, pf).item(), rel=1e-5)
+    off = StackGANConfig(**base).validate()
+    d0, p0 = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p0["d_patch"].item() == 0.0 and d1.item() == pytest.approx((d0 + 0.5 * p1["d_patch"]).item(), rel=1e-5)
+    d1.backward()  # the head learns with D
+    assert D.patch_head.weight.grad.abs().sum() > 0
+    # G: every place of its picture must pass, through D to G's picture
+    z, mu = torch.randn(4, 4), c.clone()
+    g_fake = fake.clone().requires_grad_(True)
+    g1, q1 = L.StackGANLoss(on, D, lambda x: x).g_phase(g_fake, y, c, mu, None, None, z, 2)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, c, mu, None, None, z, 2)
+    assert q1["g_patch"].item() == pytest.approx(L.g_adv("bce", pf).item(), rel=1e-5) and q0["g_patch"].item() == 0.0
+    assert g1.item() == pytest.approx((g0 + 0.5 * q1["g_patch"]).item(), rel=1e-5)
+    (0.5 * q1["g_patch"]).backward()
+    assert g_fake.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="no patch head"):
+        plain.patch_logits(D.features_with_maps(real)[1])
+    with pytest.raises(ValueError, match="32 or 64 px"):
+        Stage1D(c_dim=8, ndf=8, image_size=16, patch=True)
+    with pytest.raises(ConfigError, match="--image-size 32 or 64"):
+        StackGANConfig(**{**base, "image_size": 16, "d_patch": 1.0}).validate()
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_patch": 1.0}).validate()
+
+
 def test_balanced_consistency_sums_the_squared_differences_of_each_pair():
     a, b = torch.zeros(4, 1), torch.full((4, 1), 0.5)
     assert L.balanced_consistency([(a, a)]).item() == 0.0

@@ -320,6 +320,18 @@ def test_d_recon_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_recon == 0.0  # old runs: no decoders
 
 
+def test_d_patch_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, d_patch=1.0, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_patch"] == 1.0
+    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert len(logs) == 3 and all(r["d_patch"] > 0 and r["g_patch"] > 0 for r in logs)
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    assert any(k.startswith("patch_head.") for k in ckpt["D"])  # the head is saved and resumed
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_patch == 0.0  # old runs: no patch head
+
+
 def test_bcr_trains_and_resumes(tmp_path):
     cfg = tiny_cfg(tmp_path, bcr=10.0, diffaugment="translation", max_steps=2, ckpt_every=1, precision="fp32")
     tr.train(cfg, data=make_data())

@@ -444,11 +444,14 @@ class Stage1D(_DBase):
     ``recon`` (--d-recon): FastGAN's self-supervised D (Liu et al. 2021): two decoders redraw the picture D
     was shown from its features, the whole picture at half size from the 8x8 map, and one quarter of it at
     full size from that quarter of the 16x16 map, so D must keep the shapes and the fine detail, not only
-    what tells real from fake today."""
+    what tells real from fake today.
+
+    ``patch`` (--d-patch): one more, unconditional verdict per place of the 16x16 map (PatchGAN), so D judges
+    the local look of every patch besides the whole picture."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
                  part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
-                 recon: bool = False):
+                 recon: bool = False, patch: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -466,6 +469,17 @@ class Stage1D(_DBase):
         n_up = _log2_int(image_size, "image size") - 4  # 8x8 -> half size; a quarter of 16x16 -> half size
         self.recon_whole = decoder(chans[-2], n_up) if recon else None
         self.recon_part = decoder(chans[-3], n_up) if recon else None
+        if patch and image_size < 32:
+            raise ValueError(f"patch reads D's 16x16 map: stage-I pictures of 32 or 64 px, got {image_size}")
+        # --d-patch: a verdict per place of the 16x16 map (PatchGAN, Isola et al. 2017), each seeing ~18 px
+        self.patch_head = nn.Conv2d(chans[-3], 1, 3, 1, 1) if patch else None
+
+    def patch_logits(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """[B, 1, 16, 16]: real-or-fake logits of every place of the down path's 16x16 map (``maps`` from
+        :meth:`features_with_maps`), each place judging a patch of about 18 px: rims, pieces, table grain."""
+        if self.patch_head is None:
+            raise ValueError("this discriminator has no patch head (--d-patch 0)")
+        return self.patch_head(maps[-3])
 
     def reconstruct(self, maps: list[torch.Tensor], quarter: int) -> tuple[torch.Tensor, torch.Tensor]:
         """From the down path's ``maps`` (:meth:`features_with_maps`): (the whole picture redrawn at half
@@ -574,5 +588,5 @@ def discriminator(cfg) -> _DBase:
     mbstd = getattr(cfg, "mbstd", 0)
     if cfg.stage == 1:
         return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd,
-                       recon=getattr(cfg, "d_recon", 0.0) > 0)
+                       recon=getattr(cfg, "d_recon", 0.0) > 0, patch=getattr(cfg, "d_patch", 0.0) > 0)
     return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)

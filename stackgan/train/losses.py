@@ -243,8 +243,9 @@ class StackGANLoss:
         if ma_gp or do_r1:
             real_aug = real_aug.detach().requires_grad_(True)
         c_gp = c_real.clone().requires_grad_(True) if ma_gp else c_real
-        fr, maps = D.features_with_maps(real_aug) if cfg.d_recon > 0 else (D.features(real_aug), None)
-        ff = D.features(fake_aug)
+        with_maps = cfg.d_recon > 0 or cfg.d_patch > 0
+        fr, maps = D.features_with_maps(real_aug) if with_maps else (D.features(real_aug), None)
+        ff, fake_maps = D.features_with_maps(fake_aug) if cfg.d_patch > 0 else (D.features(fake_aug), None)
         real_c, real_u = D.cond(fr, c_gp), D.uncond(fr)
         wrong_c = D.cond(fr, c_wrong)
         fake_u = D.uncond(ff)
@@ -254,7 +255,10 @@ class StackGANLoss:
         fake_c = fake_cond(ff)
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = part_d = twin_d = recon = cr = zero
+        gp = r1 = name_d = part_d = twin_d = recon = cr = patch = zero
+        if cfg.d_patch > 0:  # PatchGAN: real or fake at every place of the 16x16 map
+            patch = d_adv(cfg.loss, D.patch_logits(maps).float(), D.patch_logits(fake_maps).float())
+            loss = loss + cfg.d_patch * patch
         if cfg.bcr > 0:  # bCR: a second draw of the augmentation ops must not change D's verdicts
             fr2, ff2 = D.features(self.augment(real)), D.features(self.augment(fake.detach()))
             cr = balanced_consistency([(real_u, D.uncond(fr2)), (real_c, D.cond(fr2, c_real)),
@@ -279,7 +283,7 @@ class StackGANLoss:
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
         return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon,
-                      "bcr": cr, "real_c": real_c, "real_u": real_u,
+                      "bcr": cr, "d_patch": patch, "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
@@ -295,14 +299,18 @@ class StackGANLoss:
         With ``--no-part-mix-cond`` the fakes of no training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
-        ffg = D.features(self.augment(fake))
+        ffg, maps = (D.features_with_maps(self.augment(fake)) if cfg.d_patch > 0
+                     else (D.features(self.augment(fake)), None))
         fake_u = D.uncond(ffg)
         keep = self.cond_fakes(y_fake)
         fake_c = D.cond(ffg, c) if keep is None else D.cond(ffg[keep], c[keep])
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl
-        name_g = ms = part_g = twin_g = zero
+        name_g = ms = part_g = twin_g = patch = zero
+        if cfg.d_patch > 0:  # PatchGAN: every place of the fake must pass
+            patch = g_adv(cfg.loss, D.patch_logits(maps).float())
+            loss = loss + cfg.d_patch * patch
         named = y_fake >= 0
         if cfg.name_loss > 0 and bool(named.any()):
             name_g = name_classification(D.cond_head.name_logits(ffg[named], c_all), y_fake[named])
@@ -327,4 +335,4 @@ class StackGANLoss:
             rec = paired_reconstruction(*paired)
             loss = loss + cfg.stage2_paired * rec
         return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g,
-                      "twin_g": twin_g, "paired": rec}
+                      "twin_g": twin_g, "paired": rec, "g_patch": patch}

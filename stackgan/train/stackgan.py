@@ -699,6 +699,8 @@ class StackGANTrainer:
                    else {}),
                 **({"paired": float(g_parts["paired"])} if cfg.stage2_paired > 0 else {}),
                 **({"d_recon": float(d_parts["d_recon"])} if cfg.d_recon > 0 else {}),
+                **({"d_patch": float(d_parts["d_patch"]), "g_patch": float(g_parts["g_patch"])} if cfg.d_patch > 0
+                   else {}),
                 **({"bcr": float(d_parts["bcr"])} if cfg.bcr > 0 else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
