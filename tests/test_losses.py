@@ -297,16 +297,25 @@ def test_d_reconstruction_compares_the_half_size_picture_and_one_quarter_at_full
         L.d_reconstruction(real, quarters[0], real, 0)
 
 
-def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
-    base = dict(image_size=32, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0)
-    on = StackGANConfig(**{**base, "d_recon": 2.0}).validate()
+TINY_D = dict(image_size=32, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0)
+
+
+def tiny_d_and_batch(**extra):
+    """A seeded 32 px stage-I D with ``extra`` (recon=, patch=), one without, and a batch: real and fake
+    pictures, labels, and the codes of their names and of wrong names."""
     torch.manual_seed(0)
-    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", recon=True)
+    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", **extra)
     plain = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection")
-    assert plain.recon_whole is None and D.recon_whole is not None
     real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
     y, codes = torch.arange(4) % 2, torch.randn(2, 8)
-    c, c_w = codes[y], codes[(y + 1) % 2]
+    return D, plain, real, fake, y, codes[y], codes[(y + 1) % 2]
+
+
+def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
+    base = TINY_D
+    on = StackGANConfig(**{**base, "d_recon": 2.0}).validate()
+    D, plain, real, fake, y, c, c_w = tiny_d_and_batch(recon=True)
+    assert plain.recon_whole is None and D.recon_whole is not None
     feats, maps = D.features_with_maps(real)
     assert torch.equal(feats, D.features(real)) and [m.shape[-1] for m in maps] == [16, 8, 4]
     whole, part = D.reconstruct(maps, 2)
@@ -330,15 +339,10 @@ def test_d_recon_adds_ds_redrawing_of_the_real_pictures_to_ds_phase_when_on():
 
 
 def test_d_patch_adds_a_verdict_per_place_of_the_16x16_map_to_both_phases_when_on():
-    base = dict(image_size=32, ngf=8, ndf=8, c_dim=8, d_cond="projection", name_loss=0.0)
+    base = TINY_D
     on = StackGANConfig(**{**base, "d_patch": 0.5}).validate()
-    torch.manual_seed(0)
-    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", patch=True)
-    plain = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection")
+    D, plain, real, fake, y, c, c_w = tiny_d_and_batch(patch=True)
     assert plain.patch_head is None and D.patch_head is not None
-    real, fake = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
-    y, codes = torch.arange(4) % 2, torch.randn(2, 8)
-    c, c_w = codes[y], codes[(y + 1) % 2]
     pr, pf = D.patch_logits(D.features_with_maps(real)[1]), D.patch_logits(D.features_with_maps(fake)[1])
     assert pr.shape == pf.shape == (4, 1, 16, 16)
     d1, p1 = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
