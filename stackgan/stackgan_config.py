@@ -196,8 +196,9 @@ class StackGANConfig(Config):
     stage2_paired_warp: float = opt(
         0.0, "stage II with --stage2-paired: bend the pooled copies G redraws the photos from by a random smooth "
              "field of this strength (kornia's elastic transform; at 64 px 0.25 moves edges by about a pixel and "
-             "smears a topping's pieces, as stage I draws them), so that stage II learns to draw crisp rims and "
-             "pieces from a wobbly stage-I picture instead of copying its wobble; 0: off", min=0.0)
+             "smears a topping's pieces, as stage I draws them), meant to teach stage II to draw crisp rims from a "
+             "wobbly stage-I picture; on the menu it did not (it learnt to copy the blur: the 128 px detail "
+             "farther from the renders at 0.25 and 0.5, README, stop 42); 0: off", min=0.0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
