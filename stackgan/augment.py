@@ -1,4 +1,5 @@
-"""DiffAugment (Zhao et al. 2020) with kornia, plus the ADA-style probability controller.
+"""DiffAugment (Zhao et al. 2020) with kornia, plus the ADA-style probability controller and the elastic
+bend of stage II's ``--stage2-paired-warp`` (``elastic_warp``).
 
 Differentiable augmentation applied to *every* image the discriminator sees (real, wrong and
 fake in the D step, fakes in the G step), so that D cannot memorise a small photo set while G

@@ -232,7 +232,8 @@ class StackGANLoss:
                 parts_fake: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
         ``c_wrong``, a (detached) fake with its own ``c`` (only the fakes of mask ``cond_fakes``, when
-        given); plus the GP (hinge), lazy R1, the name term and the parts term (``parts_real``: the real
+        given); plus the GP (hinge), lazy R1, the patch verdict (--d-patch), the name term and the parts term
+        (``parts_real``: the real
         photos' parts codes; with --part-twin the twin head also learns to read the fakes' ``parts_fake``)."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=real.device)
@@ -296,7 +297,8 @@ class StackGANLoss:
         --part-twin: TAC-GAN's unbiased auxiliary classifier); mode seeking over the first
         ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it, and
         with --stage2-paired ``paired`` = (real photos redrawn from their pooled copies, the photos) must match.
-        With ``--no-part-mix-cond`` the fakes of no training name skip the conditional adversarial term."""
+        With --d-patch every place of D's 16x16 map must also pass. With ``--no-part-mix-cond`` the fakes of no
+        training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
         ffg, maps = (D.features_with_maps(self.augment(fake)) if cfg.d_patch > 0
