@@ -233,8 +233,8 @@ class StackGANLoss:
         """D: a real photo with its own name's code ``c_real``, the same photo with another dish's
         ``c_wrong``, a (detached) fake with its own ``c`` (only the fakes of mask ``cond_fakes``, when
         given); plus the GP (hinge), lazy R1, the patch verdict (--d-patch), the name term and the parts term
-        (``parts_real``: the real
-        photos' parts codes; with --part-twin the twin head also learns to read the fakes' ``parts_fake``)."""
+        (``parts_real``: the real photos' parts codes; with --part-twin the twin head also learns to read the
+        fakes' ``parts_fake``)."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=real.device)
         real_aug = self.augment(real)
