@@ -10,7 +10,7 @@
 What it measures, at the default widths of `stackgan train` (stage I: 64 px, ngf 128, ndf 64;
 stage II: 64 -> 256 px) and `stackgan baseline-dcgan` (64 px, ngf = ndf = 64), or with
 ``--preset shipped`` at the CPU recipe of the shipped model, read from models/default's configs (stage I:
-64 px, ngf = ndf = 32, batch 32, DiffAugment translation, no CA, mode seeking; stage II: 128 px, ngf 32,
+64 px, ngf 64, ndf 32, batch 32, DiffAugment translation, no CA, mode seeking; stage II: 128 px, ngf 32,
 ndf 16, batch 16, its consistency and paired terms; the DCGAN of `stackgan compare`: 64 px, ngf = ndf = 32,
 batch 32):
 
