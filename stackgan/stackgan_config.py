@@ -17,6 +17,7 @@ STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
+D_NORMS = ("batch", "spectral")  # --d-norm: how stage I's D normalises its convolutions
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
 PART_MIX_SENTENCES = ("hidden", "parts", "nearest")  # --part-mix-sentence: the mixed draws' sentence vector
 PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
@@ -152,6 +153,11 @@ class StackGANConfig(Config):
                               "at 64 px), and this weight times that adversarial loss joins D's and G's, so the "
                               "local look (clean rims, whole pieces, even table grain) is judged everywhere; 0: off",
                          min=0.0)
+    d_norm: str = opt("batch", "stage I: how D's layers are normalised: batch (DCGAN's BatchNorm after every "
+                               "convolution but the first; real and fake pictures pass in separate batches, so each "
+                               "batch is normalised by its own statistics) or spectral (no BatchNorm; every convolution "
+                               "and linear of D and its heads divided by its largest singular value, Miyato et al. "
+                               "2018, as in SNGAN and the projection discriminator)", choices=D_NORMS)
     mbstd: int = opt(0, "D: StyleGAN's minibatch standard deviation over groups of N pictures (4 in StyleGAN): "
                         "one more feature, how much the pictures of a group differ, so D can tell a generator that "
                         "draws every picture alike (one table, one bowl whatever z) from the varied photos; 0: off",
@@ -269,6 +275,8 @@ class StackGANConfig(Config):
         if self.bcr and not parse_policy(self.diffaugment):
             raise ConfigError(f"--bcr {self.bcr:g} compares two draws of the --diffaugment ops: give a policy "
                               "(e.g. --diffaugment translation), not none")
+        if self.d_norm != "batch" and self.stage != 1:
+            raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
         if self.d_patch and self.stage != 1:
             raise ConfigError("--d-patch is only for --stage 1 (stage II's D is another network)")
         if self.d_patch and self.image_size < 32:

@@ -332,6 +332,51 @@ def test_d_patch_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_patch == 0.0  # old runs: no patch head
 
 
+def _sn_layers(D):
+    return [m for part in (D.encode, D.cond_head, D.uncond_head, D.patch_head) for m in part.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def test_d_norm_spectral_drops_batchnorm_and_holds_every_layer_at_spectral_norm_one():
+    from torch.nn.utils import parametrize
+
+    plain = Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection", patch=True)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.encode.modules())  # the default is DCGAN's
+    assert not any(parametrize.is_parametrized(m) for m in _sn_layers(plain))
+    D = init_weights(Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection", patch=True, norm="spectral"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.encode.modules())
+    layers = _sn_layers(D)
+    assert len(layers) >= 6 and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    # the DCGAN init reached the stored weights (N(0, 0.02)), not a copy computed from them
+    first = D.encode[0][0].parametrizations.weight.original
+    assert 0.01 < first.std().item() < 0.03
+    img, c = torch.randn(8, 3, 32, 32), torch.randn(8, 16)
+    for _ in range(30):  # a power iteration per training forward
+        D(img, c)
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05), m
+    cond, uncond = D.eval()(img, c)
+    assert cond.shape == uncond.shape == (8,) and torch.isfinite(cond).all()
+    with pytest.raises(ValueError, match="norm must be one of"):
+        Stage1D(c_dim=16, ndf=8, image_size=32, norm="layer")
+
+
+def test_d_norm_spectral_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, d_norm="spectral", max_steps=2, ckpt_every=1)
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_norm"] == "spectral"
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    assert any(".parametrizations.weight.original" in k for k in ckpt["D"])  # the normalised D is what resumes
+    assert not any("running_mean" in k for k in ckpt["D"])
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_norm == "batch"  # old runs: BatchNorm
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        tiny_cfg(tmp_path, stage=2, stage1="s1", d_norm="spectral")
+    with pytest.raises(ConfigError):
+        tiny_cfg(tmp_path, d_norm="layer")
+
+
 def test_bcr_trains_and_resumes(tmp_path):
     cfg = tiny_cfg(tmp_path, bcr=10.0, diffaugment="translation", max_steps=2, ckpt_every=1, precision="fp32")
     tr.train(cfg, data=make_data())

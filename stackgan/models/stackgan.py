@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stackgan.stackgan_config import D_CONDS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
+from stackgan.stackgan_config import D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
 
 STAGE2_SCALES = (2, 4)
 
@@ -120,6 +120,15 @@ def down_block(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
         layers.append(nn.BatchNorm2d(cout))
     layers.append(nn.LeakyReLU(0.2, True))
     return nn.Sequential(*layers)
+
+
+def spectral_normalise(*modules: nn.Module | None) -> None:
+    """Every convolution and linear inside ``modules`` divided by its largest singular value (Miyato et al.
+    2018; one power iteration per training forward), through ``torch.nn.utils.parametrizations``."""
+    for module in modules:
+        for m in [] if module is None else list(module.modules()):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(m)
 
 
 class ResBlock(nn.Module):
@@ -447,19 +456,26 @@ class Stage1D(_DBase):
     what tells real from fake today.
 
     ``patch`` (--d-patch): one more, unconditional verdict per place of the 16x16 map (PatchGAN), so D judges
-    the local look of every patch besides the whole picture."""
+    the local look of every patch besides the whole picture.
+
+    ``norm`` (--d-norm): ``batch``, DCGAN's BatchNorm after every convolution but the first, or ``spectral``,
+    no BatchNorm and every convolution and linear of the down path and the verdict heads spectrally
+    normalised (SNGAN; the projection discriminator's own setting). The parts heads and the decoders keep
+    their plain layers."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
                  part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
-                 recon: bool = False, patch: bool = False):
+                 recon: bool = False, patch: bool = False, norm: str = "batch"):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
+        if norm not in D_NORMS:
+            raise ValueError(f"norm must be one of {D_NORMS}, got {norm!r}")
         self.image_size = image_size
         n_down = _log2_int(image_size, "image size") - 2
         chans = [ndf * 2**i for i in range(n_down)]
         layers = [down_block(3, chans[0], bn=False)]
-        layers += [down_block(a, b) for a, b in zip(chans[:-1], chans[1:])]
+        layers += [down_block(a, b, bn=norm == "batch") for a, b in zip(chans[:-1], chans[1:])]
         self.encode = nn.Sequential(*layers)
         self.batch_std = MinibatchStd(mbstd) if mbstd else None
         self.feat_ch = chans[-1] + (1 if mbstd else 0)
@@ -473,6 +489,8 @@ class Stage1D(_DBase):
             raise ValueError(f"patch reads D's 16x16 map: stage-I pictures of 32 or 64 px, got {image_size}")
         # --d-patch: a verdict per place of the 16x16 map (PatchGAN, Isola et al. 2017), each seeing ~18 px
         self.patch_head = nn.Conv2d(chans[-3], 1, 3, 1, 1) if patch else None
+        if norm == "spectral":
+            spectral_normalise(self.encode, self.cond_head, self.uncond_head, self.patch_head)
 
     def patch_logits(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """[B, 1, 16, 16]: real-or-fake logits of every place of the down path's 16x16 map (``maps`` from
@@ -588,5 +606,6 @@ def discriminator(cfg) -> _DBase:
     mbstd = getattr(cfg, "mbstd", 0)
     if cfg.stage == 1:
         return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd,
-                       recon=getattr(cfg, "d_recon", 0.0) > 0, patch=getattr(cfg, "d_patch", 0.0) > 0)
+                       recon=getattr(cfg, "d_recon", 0.0) > 0, patch=getattr(cfg, "d_patch", 0.0) > 0,
+                       norm=getattr(cfg, "d_norm", "batch"))
     return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)
