@@ -17,7 +17,7 @@ STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
 D_CONDS = ("concat", "projection")
-D_NORMS = ("batch", "spectral")  # --d-norm: how stage I's D normalises its convolutions
+D_NORMS = ("batch", "spectral", "spectral-trunk")  # --d-norm: how stage I's D normalises its convolutions
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
 PART_MIX_SENTENCES = ("hidden", "parts", "nearest")  # --part-mix-sentence: the mixed draws' sentence vector
 PART_MIX_DRAWS = ("share", "uniform")  # --part-mix-draw: how a mixed draw picks each part
@@ -157,7 +157,9 @@ class StackGANConfig(Config):
                                "convolution but the first; real and fake pictures pass in separate batches, so each "
                                "batch is normalised by its own statistics) or spectral (no BatchNorm; every convolution "
                                "and linear of D and its heads divided by its largest singular value, Miyato et al. "
-                               "2018, as in SNGAN and the projection discriminator)", choices=D_NORMS)
+                               "2018, as in SNGAN and the projection discriminator) or spectral-trunk (the same on the "
+                               "down path only: the verdict heads, the name's projection among them, keep plain "
+                               "layers)", choices=D_NORMS)
     mbstd: int = opt(0, "D: StyleGAN's minibatch standard deviation over groups of N pictures (4 in StyleGAN): "
                         "one more feature, how much the pictures of a group differ, so D can tell a generator that "
                         "draws every picture alike (one table, one bowl whatever z) from the varied photos; 0: off",

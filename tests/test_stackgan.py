@@ -362,6 +362,24 @@ def test_d_norm_spectral_drops_batchnorm_and_holds_every_layer_at_spectral_norm_
         Stage1D(c_dim=16, ndf=8, image_size=32, norm="layer")
 
 
+def test_d_norm_spectral_trunk_leaves_the_verdict_heads_plain(tmp_path):
+    from torch.nn.utils import parametrize
+
+    D = init_weights(Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection", patch=True,
+                             norm="spectral-trunk"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.encode.modules())
+    trunk = [m for part in (D.encode, D.patch_head) for m in part.modules() if isinstance(m, torch.nn.Conv2d)]
+    heads = [m for part in (D.cond_head, D.uncond_head) for m in part.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(trunk) >= 4 and all(parametrize.is_parametrized(m, "weight") for m in trunk)
+    assert heads and not any(parametrize.is_parametrized(m) for m in heads)
+    cfg = tiny_cfg(tmp_path, image_size=32, d_norm="spectral-trunk", max_steps=2, ckpt_every=1)
+    assert tr.train(cfg, data=make_data(size=32))["step"] == 2
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    assert any(k.startswith("encode.") and ".parametrizations.weight.original" in k for k in ckpt["D"])
+    assert "cond_head.embed.weight" in ckpt["D"]  # the name's projection: a plain, free weight
+
+
 def test_d_norm_spectral_trains_and_resumes(tmp_path):
     cfg = tiny_cfg(tmp_path, image_size=32, d_norm="spectral", max_steps=2, ckpt_every=1)
     tr.train(cfg, data=make_data(size=32))

@@ -460,8 +460,9 @@ class Stage1D(_DBase):
 
     ``norm`` (--d-norm): ``batch``, DCGAN's BatchNorm after every convolution but the first, or ``spectral``,
     no BatchNorm and every convolution and linear of the down path and the verdict heads spectrally
-    normalised (SNGAN; the projection discriminator's own setting). The parts heads and the decoders keep
-    their plain layers."""
+    normalised (SNGAN; the projection discriminator's own setting), or ``spectral-trunk``, the same on the down
+    path (and the patch head) only, so the verdict heads, the name's projection among them, are not held to
+    a unit gain. The parts heads and the decoders keep their plain layers."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
                  part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
@@ -489,8 +490,9 @@ class Stage1D(_DBase):
             raise ValueError(f"patch reads D's 16x16 map: stage-I pictures of 32 or 64 px, got {image_size}")
         # --d-patch: a verdict per place of the 16x16 map (PatchGAN, Isola et al. 2017), each seeing ~18 px
         self.patch_head = nn.Conv2d(chans[-3], 1, 3, 1, 1) if patch else None
-        if norm == "spectral":
-            spectral_normalise(self.encode, self.cond_head, self.uncond_head, self.patch_head)
+        if norm != "batch":
+            heads = (self.cond_head, self.uncond_head) if norm == "spectral" else ()
+            spectral_normalise(self.encode, self.patch_head, *heads)
 
     def patch_logits(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """[B, 1, 16, 16]: real-or-fake logits of every place of the down path's 16x16 map (``maps`` from
