@@ -328,8 +328,9 @@ class Pipeline:
         z_d, e1_d, e2_d = z.to(self.device), e1.to(self.device), e2.to(self.device)
         from stackgan.utils.device import autocast
 
+        maps = self.g1.draw_noise(seeds)
         with autocast(self.device, self.precision == "bf16"):
-            low, _, _ = self.g1(z_d, emb, e1_d)
+            low, _, _ = self.g1(z_d, emb, e1_d, noise=None if maps is None else [m.to(self.device) for m in maps])
             high = None
             if self.g2 is not None:
                 high, _, _ = self.g2(low, emb, e2_d)

@@ -144,6 +144,11 @@ class StackGANConfig(Config):
     sle: bool = opt(False, "stage I: FastGAN's skip-layer excitation: the 4x4 and 8x8 feature maps gate the "
                            "channels of the 32x32 and 64x64 ones (Liu et al. 2021), so the coarse layout reaches "
                            "the fine layers directly")
+    g_noise: bool = opt(False, "stage I: StyleGAN's noise inputs (Karras et al. 2019): a map of per-pixel Gaussian "
+                               "noise, scaled by a learnt strength per channel (zero at the start), joins every "
+                               "up-block's features, so G can draw fine stochastic grain from the noise instead of "
+                               "painting it from z (without them StyleGAN's pictures took a featureless, painterly "
+                               "look); needs --g-cond fusion; a seed draws the same maps every time")
     d_recon: float = opt(0.0, "stage I: FastGAN's self-supervised D (Liu et al. 2021): D's 8x8 map must redraw "
                               "the real picture it was shown at half size, and a quarter of its 16x16 map that "
                               "quarter at full size (two small decoders, trained with D on real pictures only), "
@@ -279,6 +284,10 @@ class StackGANConfig(Config):
                               "(e.g. --diffaugment translation), not none")
         if self.d_norm != "batch" and self.stage != 1:
             raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
+        if self.g_noise and self.stage != 1:
+            raise ConfigError("--g-noise is only for --stage 1 (stage II builds on the stage-I picture)")
+        if self.g_noise and self.g_cond != "fusion":
+            raise ConfigError(f"--g-noise joins the fused up-blocks: give --g-cond fusion, not {self.g_cond}")
         if self.d_patch and self.stage != 1:
             raise ConfigError("--d-patch is only for --stage 1 (stage II's D is another network)")
         if self.d_patch and self.image_size < 32:

@@ -307,6 +307,55 @@ def test_sle_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).sle is False  # old runs: no SLE
 
 
+def test_noise_inputs_start_silent_learn_their_strength_and_follow_the_seed():
+    torch.manual_seed(0)
+    plain = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=32, g_cond="fusion", ca=False)
+    G = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=32, g_cond="fusion", ca=False, noise=True)
+    assert plain.draw_noise([0]) is None and G.noise_sides == [8, 16, 32]
+    assert all(not b.noise_strength.detach().any() for b in G.ups)  # zero at the start (StyleGAN)
+    z, emb = torch.randn(4, 10), torch.randn(4, EMB)
+    img, _, _ = G(z, emb)
+    img.square().mean().backward()
+    assert all(b.noise_strength.grad.abs().sum() > 0 for b in G.ups)  # the strengths learn
+    # zero strength: the plain network's picture, whatever the maps
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if "noise_strength" not in k})
+    G.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(G(z, emb)[0], plain(z, emb)[0])
+        for b in G.ups:
+            b.noise_strength.fill_(0.5)
+        maps = G.draw_noise([3, 4, 5, 6])
+        assert [tuple(m.shape) for m in maps] == [(4, 1, 8, 8), (4, 1, 16, 16), (4, 1, 32, 32)]
+        assert all(torch.equal(a, b) for a, b in zip(maps, G.draw_noise([3, 4, 5, 6])))  # a seed's maps
+        assert torch.equal(G.draw_noise([4])[0][0], maps[0][1])  # per seed, whatever the batch
+        assert torch.equal(G(z, emb, noise=maps)[0], G(z, emb, noise=maps)[0])
+        assert not torch.allclose(G(z, emb, noise=maps)[0], G(z, emb, noise=G.draw_noise([7, 8, 9, 10]))[0])
+        assert not torch.allclose(G(z, emb)[0], plain(z, emb)[0])  # unseeded: drawn anew, and it acts
+    with pytest.raises(ValueError, match="fusion"):
+        Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=32, g_cond="input", noise=True)
+
+
+def test_g_noise_trains_resumes_and_draws_a_seed_the_same_every_time(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, g_noise=True, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["g_noise"] is True
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    strengths = [v for k, v in ckpt["G"].items() if k.endswith("noise_strength")]
+    assert len(strengths) == 3 and all(v.abs().sum() > 0 for v in strengths)  # trained, saved, resumed
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert all(b.noise_strength is not None for b in pipe.g1.ups)
+    a, b = pipe.generate(NAMES[0], 2, seed=1), pipe.generate(NAMES[0], 2, seed=1)
+    assert torch.equal(a.stage1, b.stage1)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).g_noise is False  # old runs: no noise inputs
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        tiny_cfg(tmp_path, stage=2, stage1="s1", g_noise=True)
+    with pytest.raises(ConfigError, match="--g-cond fusion"):
+        tiny_cfg(tmp_path, g_noise=True, g_cond="input")
+
+
 def test_d_recon_trains_and_resumes(tmp_path):
     cfg = tiny_cfg(tmp_path, image_size=32, d_recon=1.0, max_steps=2, ckpt_every=1, precision="fp32")
     tr.train(cfg, data=make_data(size=32))

@@ -28,6 +28,7 @@ from torch import nn
 from stackgan.stackgan_config import D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
 
 STAGE2_SCALES = (2, 4)
+NOISE_SEED_OFFSET = 7_919  # a seed's noise maps come from seed + this, apart from its z's stream
 
 
 def _log2_int(n: int, what: str) -> int:
@@ -64,28 +65,40 @@ class CondBatchNorm2d(nn.Module):
 
 class FusedUpBlock(nn.Module):
     """Nearest x2 upsample + 3x3 conv + conditional BN + ReLU: the text (and noise) modulate every
-    resolution, as in DF-GAN's fusion blocks, instead of entering only at the first layer."""
+    resolution, as in DF-GAN's fusion blocks, instead of entering only at the first layer.
+    ``noise``: StyleGAN's noise input (Karras et al. 2019): a map of per-pixel Gaussian noise, scaled by
+    a learnt strength per channel (zero at the start), joins the normalised features before the ReLU."""
 
-    def __init__(self, cin: int, cout: int, cond_dim: int):
+    def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False):
         super().__init__()
         self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout))
         self.norm = CondBatchNorm2d(cout, cond_dim)
+        self.noise_strength = nn.Parameter(torch.zeros(cout)) if noise else None
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x), cond))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(self.conv(x), cond)
+        if self.noise_strength is not None:
+            if noise is None:
+                noise = torch.randn(h.shape[0], 1, h.shape[2], h.shape[3], device=h.device)
+            h = h + (self.noise_strength[None, :, None, None] * noise.to(h.device)).to(h.dtype)
+        return F.relu(h)
 
 
 
 
-def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None) -> nn.Module:
+def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None, noise: bool = False
+             ) -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
-    ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`).
-    ``extra_in[i]``: channels of a skip joined to block i's output before block i + 1 (:func:`run_ups`)."""
+    ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`, with
+    noise inputs if ``noise``). ``extra_in[i]``: channels of a skip joined to block i's output before
+    block i + 1 (:func:`run_ups`)."""
     extra = list(extra_in or [0] * (len(chans) - 1))
     ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
     pairs = list(zip(ins, chans[1:]))
+    if noise and not cond_dim:
+        raise ValueError("noise inputs are part of the fused up-blocks: give a cond_dim (g_cond fusion)")
     if cond_dim:
-        return nn.ModuleList([FusedUpBlock(a, b, cond_dim) for a, b in pairs])
+        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise) for a, b in pairs])
     return nn.Sequential(*[up_block(a, b) for a, b in pairs])
 
 
@@ -101,13 +114,14 @@ def match_memory_format(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
     return x
 
 
-def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[torch.Tensor] | None = None
-            ) -> torch.Tensor:
-    """The up path; ``skips`` (coarsest first) are joined to the first blocks' outputs, in order."""
+def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[torch.Tensor] | None = None,
+            noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """The up path; ``skips`` (coarsest first) are joined to the first blocks' outputs, in order;
+    ``noise``: one map per block for blocks with noise inputs (drawn anew where not given)."""
     skips = list(skips or [])
     fused = isinstance(ups, nn.ModuleList)
-    for block in ups:
-        x = block(x, cond) if fused else block(x)
+    for i, block in enumerate(ups):
+        x = (block(x, cond, noise[i] if noise else None) if fused else block(x))
         if skips:
             x = torch.cat([x, skips.pop(0).to(x.dtype)], dim=1)
     return x
@@ -257,12 +271,14 @@ class Stage1G(nn.Module):
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
                  g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0,
-                 part_layer: int = 0):
+                 part_layer: int = 0, noise: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
         if g_cond not in G_CONDS:
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
+        if noise and g_cond != "fusion":
+            raise ValueError("noise inputs join G's fused up-blocks: they need g_cond fusion")
         self.emb_dim, self.c_dim, self.z_dim, self.ngf, self.image_size = emb_dim, c_dim, z_dim, ngf, image_size
         self.g_cond = g_cond
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
@@ -270,7 +286,8 @@ class Stage1G(nn.Module):
         chans = _up_channels(ngf * 8, n_up)
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
-        self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0)
+        self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise)
+        self.noise_sides = [4 * 2**j for j in range(1, len(chans))] if noise else []
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
         self.sle = nn.ModuleDict({str(j): SkipExcitation(chans[j - self.SLE_SPAN], chans[j])
@@ -285,17 +302,30 @@ class Stage1G(nn.Module):
                 raise ValueError(f"part_layer must be between 8 and half the image size, got {part_layer}")
             self.part_maps = PartMaps(part_dim, chans[self.part_at], part_layer)
 
-    def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (images [B, 3, S, S], mu, logvar)."""
+    def draw_noise(self, seeds: list[int]) -> list[torch.Tensor] | None:
+        """The noise inputs' maps of one picture per seed (one [n, 1, s, s] map per up-block, from a
+        CPU generator per seed), so a seed draws the same picture every time; None without noise inputs."""
+        if not self.noise_sides:
+            return None
+        per_seed = []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(int(seed) + NOISE_SEED_OFFSET)
+            per_seed.append([torch.randn(1, 1, s, s, generator=g) for s in self.noise_sides])
+        return [torch.cat(maps) for maps in zip(*per_seed)]
+
+    def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
+                noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (images [B, 3, S, S], mu, logvar). ``noise``: the noise inputs' maps
+        (:meth:`draw_noise`); drawn anew from the global generator where not given."""
         c, mu, logvar = self.ca(emb, eps)
         zc = torch.cat([z, c.to(z.dtype)], dim=1)
         h = match_memory_format(self.fc(zc).view(z.shape[0], -1, 4, 4), self.ups)
         if self.sle is None and self.part_maps is None:
-            return self.to_rgb(run_ups(self.ups, h, zc)), mu, logvar
+            return self.to_rgb(run_ups(self.ups, h, zc, noise=noise)), mu, logvar
         feats = [h]
         for j, block in enumerate(self.ups, start=1):
-            h = block(h, zc) if isinstance(self.ups, nn.ModuleList) else block(h)
+            h = (block(h, zc, noise[j - 1] if noise else None) if isinstance(self.ups, nn.ModuleList)
+                 else block(h))
             if j == self.part_at:
                 h = h + self.part_maps(emb[:, self.ca.text_dim:]).to(h.dtype)
             if self.sle is not None and str(j) in self.sle:
@@ -593,7 +623,7 @@ class Stage2D(_DBase):
 def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
                    sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0),
-                   part_layer=getattr(cfg, "part_layer", 0))
+                   part_layer=getattr(cfg, "part_layer", 0), noise=getattr(cfg, "g_noise", False))
 
 
 def stage2_generator(cfg) -> Stage2G:
