@@ -149,6 +149,9 @@ class StackGANConfig(Config):
                                "up-block's features, so G can draw fine stochastic grain from the noise instead of "
                                "painting it from z (without them StyleGAN's pictures took a featureless, painterly "
                                "look); needs --g-cond fusion; a seed draws the same maps every time")
+    g_noise_gain: float = opt(1.0, "with --g-noise: the strengths are stored divided by this gain, so under Adam they "
+                                   "move this many times as fast as G's other weights (StyleGAN trains every weight "
+                                   "at about 10x this project's rate of 2e-4)", min=1e-3, max=1e3)
     d_recon: float = opt(0.0, "stage I: FastGAN's self-supervised D (Liu et al. 2021): D's 8x8 map must redraw "
                               "the real picture it was shown at half size, and a quarter of its 16x16 map that "
                               "quarter at full size (two small decoders, trained with D on real pictures only), "
@@ -286,6 +289,8 @@ class StackGANConfig(Config):
             raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
         if self.g_noise and self.stage != 1:
             raise ConfigError("--g-noise is only for --stage 1 (stage II builds on the stage-I picture)")
+        if self.g_noise_gain != 1.0 and not self.g_noise:
+            raise ConfigError("--g-noise-gain sets the rate of --g-noise's strengths: give --g-noise too")
         if self.g_noise and self.g_cond != "fusion":
             raise ConfigError(f"--g-noise joins the fused up-blocks: give --g-cond fusion, not {self.g_cond}")
         if self.d_patch and self.stage != 1:

@@ -331,6 +331,11 @@ def test_noise_inputs_start_silent_learn_their_strength_and_follow_the_seed():
         assert torch.equal(G(z, emb, noise=maps)[0], G(z, emb, noise=maps)[0])
         assert not torch.allclose(G(z, emb, noise=maps)[0], G(z, emb, noise=G.draw_noise([7, 8, 9, 10]))[0])
         assert not torch.allclose(G(z, emb)[0], plain(z, emb)[0])  # unseeded: drawn anew, and it acts
+        # the gain: a stored strength of 0.05 at gain 10 is a strength of 0.5 (and Adam moves it 10x as fast)
+        fast = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=32, g_cond="fusion", ca=False, noise=True,
+                       noise_gain=10).eval()
+        fast.load_state_dict({k: v / 10 if "noise_strength" in k else v for k, v in G.state_dict().items()})
+        assert torch.allclose(fast(z, emb, noise=maps)[0], G(z, emb, noise=maps)[0], atol=1e-6)
     with pytest.raises(ValueError, match="fusion"):
         Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=32, g_cond="input", noise=True)
 
@@ -354,6 +359,11 @@ def test_g_noise_trains_resumes_and_draws_a_seed_the_same_every_time(tmp_path):
         tiny_cfg(tmp_path, stage=2, stage1="s1", g_noise=True)
     with pytest.raises(ConfigError, match="--g-cond fusion"):
         tiny_cfg(tmp_path, g_noise=True, g_cond="input")
+    with pytest.raises(ConfigError, match="give --g-noise too"):
+        tiny_cfg(tmp_path, g_noise_gain=10.0)
+    gained = tiny_cfg(tmp_path / "gain", image_size=32, g_noise=True, g_noise_gain=10.0, max_steps=1)
+    tr.train(gained, data=make_data(size=32))
+    assert load_pipeline(tmp_path / "gain" / "run").g1.ups[0].noise_gain == 10.0  # the run folder keeps it
 
 
 def test_d_recon_trains_and_resumes(tmp_path):

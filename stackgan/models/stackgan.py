@@ -67,27 +67,31 @@ class FusedUpBlock(nn.Module):
     """Nearest x2 upsample + 3x3 conv + conditional BN + ReLU: the text (and noise) modulate every
     resolution, as in DF-GAN's fusion blocks, instead of entering only at the first layer.
     ``noise``: StyleGAN's noise input (Karras et al. 2019): a map of per-pixel Gaussian noise, scaled by
-    a learnt strength per channel (zero at the start), joins the normalised features before the ReLU."""
+    a learnt strength per channel (zero at the start), joins the normalised features before the ReLU;
+    ``noise_gain`` multiplies the stored strength (an equalised learning rate: under Adam the strength
+    moves ``noise_gain`` times as fast as G's other weights)."""
 
-    def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False):
+    def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False, noise_gain: float = 1.0):
         super().__init__()
         self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout))
         self.norm = CondBatchNorm2d(cout, cond_dim)
         self.noise_strength = nn.Parameter(torch.zeros(cout)) if noise else None
+        self.noise_gain = float(noise_gain)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm(self.conv(x), cond)
         if self.noise_strength is not None:
             if noise is None:
                 noise = torch.randn(h.shape[0], 1, h.shape[2], h.shape[3], device=h.device)
-            h = h + (self.noise_strength[None, :, None, None] * noise.to(h.device)).to(h.dtype)
+            strength = self.noise_gain * self.noise_strength
+            h = h + (strength[None, :, None, None] * noise.to(h.device)).to(h.dtype)
         return F.relu(h)
 
 
 
 
-def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None, noise: bool = False
-             ) -> nn.Module:
+def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None, noise: bool = False,
+             noise_gain: float = 1.0) -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
     ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`, with
     noise inputs if ``noise``). ``extra_in[i]``: channels of a skip joined to block i's output before
@@ -98,7 +102,7 @@ def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = N
     if noise and not cond_dim:
         raise ValueError("noise inputs are part of the fused up-blocks: give a cond_dim (g_cond fusion)")
     if cond_dim:
-        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise) for a, b in pairs])
+        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain) for a, b in pairs])
     return nn.Sequential(*[up_block(a, b) for a, b in pairs])
 
 
@@ -271,7 +275,7 @@ class Stage1G(nn.Module):
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
                  g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0,
-                 part_layer: int = 0, noise: bool = False):
+                 part_layer: int = 0, noise: bool = False, noise_gain: float = 1.0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -286,7 +290,8 @@ class Stage1G(nn.Module):
         chans = _up_channels(ngf * 8, n_up)
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
-        self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise)
+        self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise,
+                            noise_gain=noise_gain)
         self.noise_sides = [4 * 2**j for j in range(1, len(chans))] if noise else []
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
@@ -623,7 +628,8 @@ class Stage2D(_DBase):
 def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
                    sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0),
-                   part_layer=getattr(cfg, "part_layer", 0), noise=getattr(cfg, "g_noise", False))
+                   part_layer=getattr(cfg, "part_layer", 0), noise=getattr(cfg, "g_noise", False),
+                   noise_gain=getattr(cfg, "g_noise_gain", 1.0))
 
 
 def stage2_generator(cfg) -> Stage2G:
