@@ -99,8 +99,6 @@ def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = N
     extra = list(extra_in or [0] * (len(chans) - 1))
     ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
     pairs = list(zip(ins, chans[1:]))
-    if noise and not cond_dim:
-        raise ValueError("noise inputs are part of the fused up-blocks: give a cond_dim (g_cond fusion)")
     if cond_dim:
         return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain) for a, b in pairs])
     return nn.Sequential(*[up_block(a, b) for a, b in pairs])
@@ -125,7 +123,7 @@ def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[tor
     skips = list(skips or [])
     fused = isinstance(ups, nn.ModuleList)
     for i, block in enumerate(ups):
-        x = (block(x, cond, noise[i] if noise else None) if fused else block(x))
+        x = block(x, cond, noise[i] if noise else None) if fused else block(x)
         if skips:
             x = torch.cat([x, skips.pop(0).to(x.dtype)], dim=1)
     return x
