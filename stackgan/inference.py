@@ -328,12 +328,15 @@ class Pipeline:
         z_d, e1_d, e2_d = z.to(self.device), e1.to(self.device), e2.to(self.device)
         from stackgan.utils.device import autocast
 
-        maps = self.g1.draw_noise(seeds)
+        def maps(g: Stage1G | Stage2G) -> list[torch.Tensor] | None:
+            drawn = g.draw_noise(seeds)
+            return None if drawn is None else [m.to(self.device) for m in drawn]
+
         with autocast(self.device, self.precision == "bf16"):
-            low, _, _ = self.g1(z_d, emb, e1_d, noise=None if maps is None else [m.to(self.device) for m in maps])
+            low, _, _ = self.g1(z_d, emb, e1_d, noise=maps(self.g1))
             high = None
             if self.g2 is not None:
-                high, _, _ = self.g2(low, emb, e2_d)
+                high, _, _ = self.g2(low, emb, e2_d, noise=maps(self.g2))
                 high = high.float().clamp(-1, 1).cpu()
         return Result(low.float().clamp(-1, 1).cpu(), high, seeds, z.clone())
 

@@ -144,10 +144,10 @@ class StackGANConfig(Config):
     sle: bool = opt(False, "stage I: FastGAN's skip-layer excitation: the 4x4 and 8x8 feature maps gate the "
                            "channels of the 32x32 and 64x64 ones (Liu et al. 2021), so the coarse layout reaches "
                            "the fine layers directly")
-    g_noise: bool = opt(False, "stage I: StyleGAN's noise inputs (Karras et al. 2019): a map of per-pixel Gaussian "
+    g_noise: bool = opt(False, "StyleGAN's noise inputs (Karras et al. 2019): a map of per-pixel Gaussian "
                                "noise, scaled by a learnt strength per channel (zero at the start), joins every "
-                               "up-block's features, so G can draw fine stochastic grain from the noise instead of "
-                               "painting it from z (without them StyleGAN's pictures took a featureless, painterly "
+                               "up-block's features of the stage being trained, so G can draw fine stochastic "
+                               "grain from the noise instead of painting it from z (without them StyleGAN's pictures took a featureless, painterly "
                                "look); needs --g-cond fusion; a seed draws the same maps every time")
     g_noise_gain: float = opt(1.0, "with --g-noise: the strengths are stored divided by this gain, so under Adam they "
                                    "move this many times as fast as G's other weights (StyleGAN trains every weight "
@@ -287,8 +287,6 @@ class StackGANConfig(Config):
                               "(e.g. --diffaugment translation), not none")
         if self.d_norm != "batch" and self.stage != 1:
             raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
-        if self.g_noise and self.stage != 1:
-            raise ConfigError("--g-noise is only for --stage 1 (stage II builds on the stage-I picture)")
         if self.g_noise_gain != 1.0 and not self.g_noise:
             raise ConfigError("--g-noise-gain sets the rate of --g-noise's strengths: give --g-noise too")
         if self.g_noise and self.g_cond != "fusion":

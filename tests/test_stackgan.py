@@ -355,8 +355,6 @@ def test_g_noise_trains_resumes_and_draws_a_seed_the_same_every_time(tmp_path):
     a, b = pipe.generate(NAMES[0], 2, seed=1), pipe.generate(NAMES[0], 2, seed=1)
     assert torch.equal(a.stage1, b.stage1)
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).g_noise is False  # old runs: no noise inputs
-    with pytest.raises(ConfigError, match="only for --stage 1"):
-        tiny_cfg(tmp_path, stage=2, stage1="s1", g_noise=True)
     with pytest.raises(ConfigError, match="--g-cond fusion"):
         tiny_cfg(tmp_path, g_noise=True, g_cond="input")
     with pytest.raises(ConfigError, match="give --g-noise too"):
@@ -364,6 +362,65 @@ def test_g_noise_trains_resumes_and_draws_a_seed_the_same_every_time(tmp_path):
     gained = tiny_cfg(tmp_path / "gain", image_size=32, g_noise=True, g_noise_gain=10.0, max_steps=1)
     tr.train(gained, data=make_data(size=32))
     assert load_pipeline(tmp_path / "gain" / "run").g1.ups[0].noise_gain == 10.0  # the run folder keeps it
+
+
+def test_stage2_noise_inputs_start_silent_and_follow_their_own_seeded_stream():
+    torch.manual_seed(0)
+    kw = dict(c_dim=8, ngf=8, image_size=16, scale=2, g_cond="fusion", ca=False)
+    plain, G = Stage2G(EMB, **kw), Stage2G(EMB, **kw, noise=True)
+    assert plain.draw_noise([0]) is None and G.noise_sides == [8, 16, 32]  # the up path from 16 / 4 to 32
+    low, emb = torch.rand(3, 3, 16, 16) * 2 - 1, torch.randn(3, EMB)
+    G(low, emb)[0].square().mean().backward()
+    assert all(b.noise_strength.grad.abs().sum() > 0 for b in G.ups)
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if "noise_strength" not in k})
+    G.eval(), plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(G(low, emb)[0], plain(low, emb)[0])  # zero strength: the plain network
+        for b in G.ups:
+            b.noise_strength.fill_(0.5)
+        maps = G.draw_noise([3, 4, 5])
+        assert [tuple(m.shape) for m in maps] == [(3, 1, 8, 8), (3, 1, 16, 16), (3, 1, 32, 32)]
+        assert torch.equal(G(low, emb, noise=maps)[0], G(low, emb, noise=G.draw_noise([3, 4, 5]))[0])
+        assert not torch.allclose(G(low, emb, noise=maps)[0], plain(low, emb)[0])
+        # not stage I's stream: a stage-I model with maps of the same side draws other numbers for a seed
+        s1 = Stage1G(EMB, c_dim=8, z_dim=10, ngf=8, image_size=16, g_cond="fusion", ca=False, noise=True)
+        assert s1.noise_sides[0] == 8 and not torch.equal(s1.draw_noise([3])[0], G.draw_noise([3])[0])
+    with pytest.raises(ValueError, match="fusion"):
+        Stage2G(EMB, c_dim=8, ngf=8, image_size=16, scale=2, g_cond="input", noise=True)
+
+
+def test_g_noise_at_stage2_trains_resumes_and_draws_a_seed_the_same_every_time(tmp_path):
+    tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, g_noise=True, precision="fp32"),
+             data=make_data())
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2, ckpt_every=1,
+                   precision="fp32", g_noise=True, g_noise_gain=10.0)
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    strengths = [v for k, v in ckpt["G"].items() if k.endswith("noise_strength")]
+    assert len(strengths) == 3 and all(v.abs().sum() > 0 for v in strengths)
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert all(b.noise_strength is not None and b.noise_gain == 10.0 for b in pipe.g2.ups)
+    a, b = pipe.generate(NAMES[0], 2, seed=1), pipe.generate(NAMES[0], 2, seed=1)
+    assert torch.equal(a.images, b.images)
+    assert torch.allclose(a.images[1], pipe.generate(NAMES[0], 1, seed=2).images[0], atol=1e-5)  # whatever n
+
+
+def test_sampling_a_grid_with_noise_inputs_leaves_trainings_random_stream_alone(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, g_noise=True, max_steps=1, precision="fp32")
+    trainer = tr.StackGANTrainer(cfg, make_data(size=32), tmp_path / "run")
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    first, _ = trainer.sample_grid()
+    assert torch.equal(torch.get_rng_state(), before)  # the grid's maps and BN batches come from their own streams
+    with torch.no_grad():
+        for b in trainer.G_ema.ups:
+            b.noise_strength.fill_(0.5)
+    trainer._bn_fresh_step = -1
+    again, _ = trainer.sample_grid()
+    assert torch.equal(torch.get_rng_state(), before) and torch.equal(again, trainer.sample_grid()[0])
 
 
 def test_d_recon_trains_and_resumes(tmp_path):

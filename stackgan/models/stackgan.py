@@ -29,6 +29,7 @@ from stackgan.stackgan_config import D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAG
 
 STAGE2_SCALES = (2, 4)
 NOISE_SEED_OFFSET = 7_919  # a seed's noise maps come from seed + this, apart from its z's stream
+STAGE2_NOISE_SEED_OFFSET = 2 * NOISE_SEED_OFFSET  # stage II's maps: a stream apart from stage I's
 
 
 def _log2_int(n: int, what: str) -> int:
@@ -127,6 +128,25 @@ def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[tor
         if skips:
             x = torch.cat([x, skips.pop(0).to(x.dtype)], dim=1)
     return x
+
+
+def seeded_noise_maps(sides: list[int], seeds: list[int], offset: int) -> list[torch.Tensor] | None:
+    """Noise inputs' maps, one [n, 1, s, s] map per side in ``sides``, picture i's from a CPU generator
+    seeded ``seeds[i] + offset`` alone (so a seed draws the same maps whatever the batch); None if no sides."""
+    if not sides:
+        return None
+    per_seed = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(int(seed) + offset)
+        per_seed.append([torch.randn(1, 1, s, s, generator=g) for s in sides])
+    return [torch.cat(maps) for maps in zip(*per_seed)]
+
+
+def random_noise_maps(sides: list[int], n: int, generator: torch.Generator) -> list[torch.Tensor] | None:
+    """Noise inputs' maps for ``n`` pictures drawn from ``generator`` (not the global RNG); None if no sides."""
+    if not sides:
+        return None
+    return [torch.randn(n, 1, s, s, generator=generator) for s in sides]
 
 
 def down_block(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -308,13 +328,7 @@ class Stage1G(nn.Module):
     def draw_noise(self, seeds: list[int]) -> list[torch.Tensor] | None:
         """The noise inputs' maps of one picture per seed (one [n, 1, s, s] map per up-block, from a
         CPU generator per seed), so a seed draws the same picture every time; None without noise inputs."""
-        if not self.noise_sides:
-            return None
-        per_seed = []
-        for seed in seeds:
-            g = torch.Generator().manual_seed(int(seed) + NOISE_SEED_OFFSET)
-            per_seed.append([torch.randn(1, 1, s, s, generator=g) for s in self.noise_sides])
-        return [torch.cat(maps) for maps in zip(*per_seed)]
+        return seeded_noise_maps(self.noise_sides, seeds, NOISE_SEED_OFFSET)
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
                 noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -548,11 +562,12 @@ class Stage2G(nn.Module):
     ``residual=True`` draws a correction to the bilinearly upsampled stage-I picture instead of a
     new picture: ``tanh(atanh(up(I)) + delta)``. With ``delta`` near 0 at the start, stage II begins
     as a plain upsample of stage I and only has to learn the detail, which a small budget can do;
-    the paper's ``residual=False`` draws every pixel anew."""
+    the paper's ``residual=False`` draws every pixel anew.
+    ``noise``: StyleGAN's noise inputs in the fused up-blocks, as in :class:`Stage1G`."""
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
                  r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False,
-                 skips: bool = False, part_dim: int = 0):
+                 skips: bool = False, part_dim: int = 0, noise: bool = False, noise_gain: float = 1.0):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -560,6 +575,8 @@ class Stage2G(nn.Module):
             raise ValueError(f"stage-II scale must be one of {STAGE2_SCALES}, got {scale}")
         if g_cond not in G_CONDS:
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
+        if noise and g_cond != "fusion":
+            raise ValueError("noise inputs join G's fused up-blocks: they need g_cond fusion")
         self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
@@ -575,14 +592,21 @@ class Stage2G(nn.Module):
         # skips: the encoder's S/2 and S feature maps join the up path where it reaches their size (a U-Net),
         # so the detail is drawn where stage I put each edge instead of from the S/4 map alone
         extra = [ngf * 2, ngf] + [0] * (n_up - 2) if skips else [0] * n_up
-        self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0, extra_in=extra[:n_up])
+        self.ups = make_ups(chans, c_dim if g_cond == "fusion" else 0, extra_in=extra[:n_up], noise=noise,
+                            noise_gain=noise_gain)
+        self.noise_sides = [image_size // 4 * 2**j for j in range(1, n_up + 1)] if noise else []
         # the same key (to_rgb.0) either way; the residual form applies its own tanh
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3)) if residual else nn.Sequential(conv3x3(chans[-1], 3),
                                                                                            nn.Tanh())
 
-    def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient."""
+    def draw_noise(self, seeds: list[int]) -> list[torch.Tensor] | None:
+        """The noise inputs' maps of one picture per seed (a stream apart from stage I's); None without them."""
+        return seeded_noise_maps(self.noise_sides, seeds, STAGE2_NOISE_SEED_OFFSET)
+
+    def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
+                noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient.
+        ``noise``: the noise inputs' maps (:meth:`draw_noise`); drawn anew where not given."""
         low = stage1_img.detach()
         skips = []
         h = low
@@ -593,7 +617,7 @@ class Stage2G(nn.Module):
         c, mu, logvar = self.ca(emb, eps)
         tiled = c.to(h.dtype)[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))
-        out = self.to_rgb(run_ups(self.ups, h, c, skips))
+        out = self.to_rgb(run_ups(self.ups, h, c, skips, noise=noise))
         if self.residual_out:
             up = F.interpolate(low.to(out.dtype), scale_factor=self.scale, mode="bilinear", align_corners=False)
             out = torch.tanh(torch.atanh(up.clamp(-0.999, 0.999)) + out)
@@ -632,7 +656,8 @@ def stage1_generator(cfg) -> Stage1G:
 
 def stage2_generator(cfg) -> Stage2G:
     return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca,
-                   cfg.stage2_residual, getattr(cfg, "stage2_skips", False), getattr(cfg, "part_dim", 0))
+                   cfg.stage2_residual, getattr(cfg, "stage2_skips", False), getattr(cfg, "part_dim", 0),
+                   noise=getattr(cfg, "g_noise", False), noise_gain=getattr(cfg, "g_noise_gain", 1.0))
 
 
 def discriminator(cfg) -> _DBase:

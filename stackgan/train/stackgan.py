@@ -38,7 +38,8 @@ from stackgan.augment import AdaController, DiffAugment, elastic_warp
 from stackgan.metrics.diversity import mean_pairwise_l1, real_pixel_diversity
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import Stage1G, discriminator, stage1_generator, stage2_generator
+from stackgan.models.stackgan import (Stage1G, discriminator, random_noise_maps, stage1_generator,
+                                      stage2_generator)
 from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.text.parts import PartVocab, names_parts
@@ -606,15 +607,21 @@ class StackGANTrainer:
         return wrong
 
     def _generate(self, G: nn.Module, z: torch.Tensor, emb: torch.Tensor, eps1: torch.Tensor | None = None,
-                  eps2: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(picture, mu, logvar, stage-I picture or None) from the model being trained (or its EMA)."""
+                  eps2: torch.Tensor | None = None, noise1: list[torch.Tensor] | None = None,
+                  noise2: list[torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(picture, mu, logvar, stage-I picture or None) from the model being trained (or its EMA);
+        ``noise1`` / ``noise2``: stage I's / stage II's noise-input maps (drawn anew where not given)."""
         if self.cfg.stage == 1:
-            img, mu, logvar = G(z, emb, eps1)
+            img, mu, logvar = G(z, emb, eps1, noise=noise1)
             return img, mu, logvar, None
         with torch.no_grad():
-            low, _, _ = self.stage1.G(z, emb, eps1)
-        img, mu, logvar = G(low, emb, eps2)
+            low, _, _ = self.stage1.G(z, emb, eps1, noise=noise1)
+        img, mu, logvar = G(low, emb, eps2, noise=noise2)
         return img, mu, logvar, low
+
+    def _maps(self, maps: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        return None if maps is None else [m.to(self.device) for m in maps]
 
     def train_step(self) -> dict[str, float] | None:
         """One D update and one G update. Returns the step's numbers, or None when it was skipped
@@ -733,13 +740,15 @@ class StackGANTrainer:
         z = torch.randn(n, self.cfg.z_dim, generator=gen).to(self.device)
         eps = torch.randn(n, self.cfg.c_dim, generator=gen).to(self.device)
         emb = self.emb[idx.to(self.device)]
+        noise = self._maps(random_noise_maps(self.G_ema.noise_sides, n, gen))
         with autocast(self.device, self.use_amp):
             if self.cfg.stage == 1:
-                self.G_ema(z, emb, eps)
+                self.G_ema(z, emb, eps, noise=noise)
             else:
                 eps1 = torch.randn(n, self.stage1.cfg.c_dim, generator=gen).to(self.device)
-                low, _, _ = self.stage1.G(z, emb, eps1)
-                self.G_ema(low, emb, eps)
+                noise1 = self._maps(random_noise_maps(self.stage1.G.noise_sides, n, gen))
+                low, _, _ = self.stage1.G(z, emb, eps1, noise=noise1)
+                self.G_ema(low, emb, eps, noise=noise)
 
     def refresh_ema_bn(self) -> None:
         """Recompute G_ema's BatchNorm statistics (once per step: the grid and the checkpoint share them)."""
@@ -759,8 +768,12 @@ class StackGANTrainer:
         z = self.fixed_z.repeat(rows, 1)
         e1 = self.fixed_eps1.repeat(rows, 1)
         e2 = self.fixed_eps2.repeat(rows, 1)
+        seeds = list(range(cols)) * rows  # column i's noise maps, like its z, the same in every row and grid
+        stage1_g = self.G_ema if self.cfg.stage == 1 else self.stage1.G
+        noise1 = self._maps(stage1_g.draw_noise(seeds))
+        noise2 = self._maps(self.G_ema.draw_noise(seeds)) if self.cfg.stage == 2 else None
         with autocast(self.device, self.use_amp):
-            img, _, _, low = self._generate(self.G_ema, z, emb, e1, e2)
+            img, _, _, low = self._generate(self.G_ema, z, emb, e1, e2, noise1, noise2)
         return img.float().cpu(), (low.float().cpu() if low is not None else None)
 
     def write_samples(self) -> dict[str, float]:
