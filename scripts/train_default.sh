@@ -45,8 +45,9 @@
 # stage II below, two seeds: FID 1.06x / 1.13x the floor against 1.41x / 1.19x without them, the 128 px detail
 # 2.29x / 1.74x against 2.64x / 2.37x, training names' topping 0.934 / 0.921 against 0.925 / 0.920, invented
 # names' three parts 0.426 / 0.405 against 0.433 / 0.382 (README); the tables plain, the fillings still soft.
-# Stage II has none: with --g-noise at stage II as well its strengths stayed below 0.01 and the detail FID moved
-# both ways (1.49x against 2.29x on seed 0, 2.45x against 1.74x on seed 1; README, stop 47).
+# Stage II has none: with --g-noise at stage II as well (gain 10 or 100) its strengths stayed below 0.012 and the
+# detail FID moved both ways (seed 0: 1.49x / 1.80x against 2.29x; seed 1: 2.45x / 1.88x against 1.74x), no
+# farther than stage II's own seed moves it without them (1.59x against 2.29x; README, stop 47).
 # Stage II keeps the default --stage2-consistency 150 (its picture, pooled to 64 px, must match stage I's):
 # at 50 and the same 1,500 steps it cut the FID of the 128 px detail from 8.9-10.5x to 3.9-4.3x the floor
 # and the swirling halos around the bowls went (two seeds, README); with the paired term, 150 instead of 50
