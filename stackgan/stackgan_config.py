@@ -147,8 +147,9 @@ class StackGANConfig(Config):
     g_noise: bool = opt(False, "StyleGAN's noise inputs (Karras et al. 2019): a map of per-pixel Gaussian "
                                "noise, scaled by a learnt strength per channel (zero at the start), joins every "
                                "up-block's features of the stage being trained, so G can draw fine stochastic "
-                               "grain from the noise instead of painting it from z (without them StyleGAN's pictures took a featureless, painterly "
-                               "look); needs --g-cond fusion; a seed draws the same maps every time")
+                               "grain from the noise instead of painting it from z (without them StyleGAN's "
+                               "pictures took a featureless, painterly look); needs --g-cond fusion; a seed draws "
+                               "the same maps every time")
     g_noise_gain: float = opt(1.0, "with --g-noise: the strengths are stored divided by this gain, so under Adam they "
                                    "move this many times as fast as G's other weights (StyleGAN trains every weight "
                                    "at about 10x this project's rate of 2e-4)", min=1e-3, max=1e3)
