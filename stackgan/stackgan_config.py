@@ -153,6 +153,10 @@ class StackGANConfig(Config):
     g_noise_gain: float = opt(1.0, "with --g-noise: the strengths are stored divided by this gain, so under Adam they "
                                    "move this many times as fast as G's other weights (StyleGAN trains every weight "
                                    "at about 10x this project's rate of 2e-4)", min=1e-3, max=1e3)
+    g_depth: int = opt(1, "stage I: convolutions per up-block of G at its new size (1: the paper's upsample, conv, "
+                          "BatchNorm, ReLU; 2: a second conv, BatchNorm (and noise input) and ReLU, as in "
+                          "StyleGAN's, DF-GAN's and FastGAN's generators, which draw each resolution with two)",
+                       min=1, max=3)
     d_recon: float = opt(0.0, "stage I: FastGAN's self-supervised D (Liu et al. 2021): D's 8x8 map must redraw "
                               "the real picture it was shown at half size, and a quarter of its 16x16 map that "
                               "quarter at full size (two small decoders, trained with D on real pictures only), "
@@ -290,6 +294,8 @@ class StackGANConfig(Config):
             raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
         if self.g_noise_gain != 1.0 and not self.g_noise:
             raise ConfigError("--g-noise-gain sets the rate of --g-noise's strengths: give --g-noise too")
+        if self.g_depth != 1 and self.stage != 1:
+            raise ConfigError(f"--g-depth {self.g_depth} is only for --stage 1 (stage II's G is another network)")
         if self.g_noise and self.g_cond != "fusion":
             raise ConfigError(f"--g-noise joins the fused up-blocks: give --g-cond fusion, not {self.g_cond}")
         if self.d_patch and self.stage != 1:

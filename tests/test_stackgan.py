@@ -423,6 +423,59 @@ def test_sampling_a_grid_with_noise_inputs_leaves_trainings_random_stream_alone(
     assert torch.equal(torch.get_rng_state(), before) and torch.equal(again, trainer.sample_grid()[0])
 
 
+def test_g_depth_draws_each_size_with_more_convolutions_and_noise_per_convolution():
+    torch.manual_seed(0)
+    kw = dict(c_dim=8, z_dim=10, ngf=8, image_size=32, ca=False)
+    one, two = Stage1G(EMB, g_cond="fusion", **kw), Stage1G(EMB, g_cond="fusion", **kw, depth=2)
+    assert all(len(b.more) == 0 for b in one.ups) and all(len(b.more) == 1 for b in two.ups)
+    # the first convolution of each block keeps the depth-1 names: a second layer is added, nothing renamed
+    assert set(one.state_dict()) < set(two.state_dict())
+    assert sum(p.numel() for p in two.parameters()) > sum(p.numel() for p in one.parameters())
+    plain = Stage1G(EMB, g_cond="input", **kw, depth=2)
+    assert len(plain.ups[0]) == 7  # upsample, conv, BN, ReLU and a second conv, BN, ReLU
+    G = Stage1G(EMB, g_cond="fusion", **kw, noise=True, depth=2)
+    z, emb = torch.randn(4, 10), torch.randn(4, EMB)
+    G(z, emb)[0].square().mean().backward()
+    assert all(b.noise_strength.grad.abs().sum() > 0 and b.more[0].noise_strength.grad.abs().sum() > 0
+               for b in G.ups)  # every convolution's noise strength learns
+    G.eval()
+    with torch.no_grad():
+        for b in G.ups:
+            b.noise_strength.fill_(0.5)
+            b.more[0].noise_strength.fill_(0.5)
+        maps = G.draw_noise([3, 4, 5, 6])
+        assert [tuple(m.shape) for m in maps] == [(4, 2, 8, 8), (4, 2, 16, 16), (4, 2, 32, 32)]
+        assert torch.equal(G(z, emb, noise=maps)[0], G(z, emb, noise=G.draw_noise([3, 4, 5, 6]))[0])
+        # the second convolution reads its own channel of the block's map
+        other = [torch.cat([m[:, :1], torch.randn_like(m[:, 1:])], dim=1) for m in maps]
+        assert not torch.allclose(G(z, emb, noise=maps)[0], G(z, emb, noise=other)[0])
+        # depth 1 draws the maps it drew before depth existed: channel 0 of a seed's stream
+        flat = Stage1G(EMB, g_cond="fusion", **kw, noise=True)
+        assert torch.equal(flat.draw_noise([3])[0], maps[0][:1, :1])
+        gen = torch.Generator().manual_seed(1)
+        assert [tuple(m.shape) for m in G.random_noise(2, gen)] == [(2, 2, 8, 8), (2, 2, 16, 16), (2, 2, 32, 32)]
+    with pytest.raises(ValueError, match="at least 1"):
+        Stage1G(EMB, g_cond="fusion", **kw, depth=0)
+
+
+def test_g_depth_trains_resumes_and_loads(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, g_depth=2, g_noise=True, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["g_depth"] == 2
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert all(len(b.more) == 1 for b in pipe.g1.ups)
+    a, b = pipe.generate(NAMES[0], 2, seed=1), pipe.generate(NAMES[0], 2, seed=1)
+    assert torch.equal(a.stage1, b.stage1)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).g_depth == 1  # old runs: one convolution
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "run"), g_depth=2)
+    with pytest.raises(ConfigError):
+        tiny_cfg(tmp_path, g_depth=0)
+
+
 def test_d_recon_trains_and_resumes(tmp_path):
     cfg = tiny_cfg(tmp_path, image_size=32, d_recon=1.0, max_steps=2, ckpt_every=1, precision="fp32")
     tr.train(cfg, data=make_data(size=32))

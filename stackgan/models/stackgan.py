@@ -43,10 +43,12 @@ def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
 
 
-def up_block(cin: int, cout: int) -> nn.Sequential:
-    """Nearest x2 upsample + 3x3 conv + BN + ReLU."""
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout),
-                         nn.BatchNorm2d(cout), nn.ReLU(True))
+def up_block(cin: int, cout: int, depth: int = 1) -> nn.Sequential:
+    """Nearest x2 upsample + 3x3 conv + BN + ReLU (``depth`` - 1 more conv + BN + ReLU at the new size)."""
+    layers = [nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
+    for _ in range(depth - 1):
+        layers += [conv3x3(cout, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
+    return nn.Sequential(*layers)
 
 
 class CondBatchNorm2d(nn.Module):
@@ -64,45 +66,72 @@ class CondBatchNorm2d(nn.Module):
         return self.bn(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
 
+def add_noise(h: torch.Tensor, strength: nn.Parameter | None, gain: float, noise: torch.Tensor | None
+              ) -> torch.Tensor:
+    """StyleGAN's noise input: ``gain * strength`` (per channel) times a [n, 1, s, s] map of Gaussian noise
+    (drawn anew where ``noise`` is None) added to ``h``; ``h`` unchanged without a strength."""
+    if strength is None:
+        return h
+    if noise is None:
+        noise = torch.randn(h.shape[0], 1, h.shape[2], h.shape[3], device=h.device)
+    return h + ((gain * strength)[None, :, None, None] * noise.to(h.device)).to(h.dtype)
+
+
+class FusedConv(nn.Module):
+    """A further layer of a fused up-block at its new size: 3x3 conv + conditional BN (+ noise) + ReLU."""
+
+    def __init__(self, ch: int, cond_dim: int, noise: bool = False, noise_gain: float = 1.0):
+        super().__init__()
+        self.conv = conv3x3(ch, ch)
+        self.norm = CondBatchNorm2d(ch, cond_dim)
+        self.noise_strength = nn.Parameter(torch.zeros(ch)) if noise else None
+        self.noise_gain = float(noise_gain)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return F.relu(add_noise(self.norm(self.conv(x), cond), self.noise_strength, self.noise_gain, noise))
+
+
 class FusedUpBlock(nn.Module):
     """Nearest x2 upsample + 3x3 conv + conditional BN + ReLU: the text (and noise) modulate every
     resolution, as in DF-GAN's fusion blocks, instead of entering only at the first layer.
     ``noise``: StyleGAN's noise input (Karras et al. 2019): a map of per-pixel Gaussian noise, scaled by
     a learnt strength per channel (zero at the start), joins the normalised features before the ReLU;
     ``noise_gain`` multiplies the stored strength (an equalised learning rate: under Adam the strength
-    moves ``noise_gain`` times as fast as G's other weights)."""
+    moves ``noise_gain`` times as fast as G's other weights). ``depth`` > 1: as many convolutions at the
+    new size (:class:`FusedConv`, each with its own noise input), two as in StyleGAN's, DF-GAN's and
+    FastGAN's generators; the block's noise map then has one channel per convolution."""
 
-    def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False, noise_gain: float = 1.0):
+    def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False, noise_gain: float = 1.0,
+                 depth: int = 1):
         super().__init__()
         self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout))
         self.norm = CondBatchNorm2d(cout, cond_dim)
         self.noise_strength = nn.Parameter(torch.zeros(cout)) if noise else None
         self.noise_gain = float(noise_gain)
+        self.more = nn.ModuleList([FusedConv(cout, cond_dim, noise, noise_gain) for _ in range(depth - 1)])
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm(self.conv(x), cond)
-        if self.noise_strength is not None:
-            if noise is None:
-                noise = torch.randn(h.shape[0], 1, h.shape[2], h.shape[3], device=h.device)
-            strength = self.noise_gain * self.noise_strength
-            h = h + (strength[None, :, None, None] * noise.to(h.device)).to(h.dtype)
-        return F.relu(h)
+        def layer_noise(k: int) -> torch.Tensor | None:
+            return None if noise is None else noise[:, k:k + 1]
 
-
+        h = F.relu(add_noise(self.norm(self.conv(x), cond), self.noise_strength, self.noise_gain, layer_noise(0)))
+        for k, layer in enumerate(self.more, start=1):
+            h = layer(h, cond, layer_noise(k))
+        return h
 
 
 def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None, noise: bool = False,
-             noise_gain: float = 1.0) -> nn.Module:
+             noise_gain: float = 1.0, depth: int = 1) -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
     ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`, with
-    noise inputs if ``noise``). ``extra_in[i]``: channels of a skip joined to block i's output before
-    block i + 1 (:func:`run_ups`)."""
+    noise inputs if ``noise``), ``depth`` convolutions each. ``extra_in[i]``: channels of a skip joined to
+    block i's output before block i + 1 (:func:`run_ups`)."""
     extra = list(extra_in or [0] * (len(chans) - 1))
     ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
     pairs = list(zip(ins, chans[1:]))
     if cond_dim:
-        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain) for a, b in pairs])
-    return nn.Sequential(*[up_block(a, b) for a, b in pairs])
+        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain, depth) for a, b in pairs])
+    return nn.Sequential(*[up_block(a, b, depth) for a, b in pairs])
 
 
 def match_memory_format(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
@@ -130,23 +159,25 @@ def run_ups(ups: nn.Module, x: torch.Tensor, cond: torch.Tensor, skips: list[tor
     return x
 
 
-def seeded_noise_maps(sides: list[int], seeds: list[int], offset: int) -> list[torch.Tensor] | None:
-    """Noise inputs' maps, one [n, 1, s, s] map per side in ``sides``, picture i's from a CPU generator
-    seeded ``seeds[i] + offset`` alone (so a seed draws the same maps whatever the batch); None if no sides."""
+def seeded_noise_maps(sides: list[int], seeds: list[int], offset: int, depth: int = 1) -> list[torch.Tensor] | None:
+    """Noise inputs' maps, one [n, depth, s, s] map per side in ``sides`` (a channel per convolution of
+    the block), picture i's from a CPU generator seeded ``seeds[i] + offset`` alone (so a seed draws the
+    same maps whatever the batch); None if no sides."""
     if not sides:
         return None
     per_seed = []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed) + offset)
-        per_seed.append([torch.randn(1, 1, s, s, generator=g) for s in sides])
+        per_seed.append([torch.randn(1, depth, s, s, generator=g) for s in sides])
     return [torch.cat(maps) for maps in zip(*per_seed)]
 
 
-def random_noise_maps(sides: list[int], n: int, generator: torch.Generator) -> list[torch.Tensor] | None:
+def random_noise_maps(sides: list[int], n: int, generator: torch.Generator, depth: int = 1
+                      ) -> list[torch.Tensor] | None:
     """Noise inputs' maps for ``n`` pictures drawn from ``generator`` (not the global RNG); None if no sides."""
     if not sides:
         return None
-    return [torch.randn(n, 1, s, s, generator=generator) for s in sides]
+    return [torch.randn(n, depth, s, s, generator=generator) for s in sides]
 
 
 def down_block(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
@@ -293,7 +324,7 @@ class Stage1G(nn.Module):
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
                  g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0,
-                 part_layer: int = 0, noise: bool = False, noise_gain: float = 1.0):
+                 part_layer: int = 0, noise: bool = False, noise_gain: float = 1.0, depth: int = 1):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -301,7 +332,10 @@ class Stage1G(nn.Module):
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         if noise and g_cond != "fusion":
             raise ValueError("noise inputs join G's fused up-blocks: they need g_cond fusion")
+        if depth < 1:
+            raise ValueError(f"depth (convolutions per up-block) must be at least 1, got {depth}")
         self.emb_dim, self.c_dim, self.z_dim, self.ngf, self.image_size = emb_dim, c_dim, z_dim, ngf, image_size
+        self.depth = depth
         self.g_cond = g_cond
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
         n_up = _log2_int(image_size, "image size") - 2
@@ -309,7 +343,7 @@ class Stage1G(nn.Module):
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
         self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise,
-                            noise_gain=noise_gain)
+                            noise_gain=noise_gain, depth=depth)
         self.noise_sides = [4 * 2**j for j in range(1, len(chans))] if noise else []
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
@@ -328,7 +362,11 @@ class Stage1G(nn.Module):
     def draw_noise(self, seeds: list[int]) -> list[torch.Tensor] | None:
         """The noise inputs' maps of one picture per seed (one [n, 1, s, s] map per up-block, from a
         CPU generator per seed), so a seed draws the same picture every time; None without noise inputs."""
-        return seeded_noise_maps(self.noise_sides, seeds, NOISE_SEED_OFFSET)
+        return seeded_noise_maps(self.noise_sides, seeds, NOISE_SEED_OFFSET, self.depth)
+
+    def random_noise(self, n: int, generator: torch.Generator) -> list[torch.Tensor] | None:
+        """The noise inputs' maps of ``n`` pictures from ``generator``; None without noise inputs."""
+        return random_noise_maps(self.noise_sides, n, generator, self.depth)
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
                 noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -603,6 +641,10 @@ class Stage2G(nn.Module):
         """The noise inputs' maps of one picture per seed (a stream apart from stage I's); None without them."""
         return seeded_noise_maps(self.noise_sides, seeds, STAGE2_NOISE_SEED_OFFSET)
 
+    def random_noise(self, n: int, generator: torch.Generator) -> list[torch.Tensor] | None:
+        """The noise inputs' maps of ``n`` pictures from ``generator``; None without noise inputs."""
+        return random_noise_maps(self.noise_sides, n, generator)
+
     def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
                 noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient.
@@ -651,7 +693,7 @@ def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
                    sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0),
                    part_layer=getattr(cfg, "part_layer", 0), noise=getattr(cfg, "g_noise", False),
-                   noise_gain=getattr(cfg, "g_noise_gain", 1.0))
+                   noise_gain=getattr(cfg, "g_noise_gain", 1.0), depth=getattr(cfg, "g_depth", 1))
 
 
 def stage2_generator(cfg) -> Stage2G:

@@ -38,7 +38,7 @@ from stackgan.augment import AdaController, DiffAugment, elastic_warp
 from stackgan.metrics.diversity import mean_pairwise_l1, real_pixel_diversity
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import (Stage1G, discriminator, random_noise_maps, stage1_generator,
+from stackgan.models.stackgan import (Stage1G, discriminator, stage1_generator,
                                       stage2_generator)
 from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
@@ -740,13 +740,13 @@ class StackGANTrainer:
         z = torch.randn(n, self.cfg.z_dim, generator=gen).to(self.device)
         eps = torch.randn(n, self.cfg.c_dim, generator=gen).to(self.device)
         emb = self.emb[idx.to(self.device)]
-        noise = self._maps(random_noise_maps(self.G_ema.noise_sides, n, gen))
+        noise = self._maps(self.G_ema.random_noise(n, gen))
         with autocast(self.device, self.use_amp):
             if self.cfg.stage == 1:
                 self.G_ema(z, emb, eps, noise=noise)
             else:
                 eps1 = torch.randn(n, self.stage1.cfg.c_dim, generator=gen).to(self.device)
-                noise1 = self._maps(random_noise_maps(self.stage1.G.noise_sides, n, gen))
+                noise1 = self._maps(self.stage1.G.random_noise(n, gen))
                 low, _, _ = self.stage1.G(z, emb, eps1, noise=noise1)
                 self.G_ema(low, emb, eps, noise=noise)
 
