@@ -360,8 +360,9 @@ class Stage1G(nn.Module):
             self.part_maps = PartMaps(part_dim, chans[self.part_at], part_layer)
 
     def draw_noise(self, seeds: list[int]) -> list[torch.Tensor] | None:
-        """The noise inputs' maps of one picture per seed (one [n, 1, s, s] map per up-block, from a
-        CPU generator per seed), so a seed draws the same picture every time; None without noise inputs."""
+        """The noise inputs' maps of one picture per seed (one [n, depth, s, s] map per up-block, a channel per
+        convolution, from a CPU generator per seed), so a seed draws the same picture every time; None without
+        noise inputs."""
         return seeded_noise_maps(self.noise_sides, seeds, NOISE_SEED_OFFSET, self.depth)
 
     def random_noise(self, n: int, generator: torch.Generator) -> list[torch.Tensor] | None:
