@@ -793,3 +793,25 @@ def test_two_sample_tells_blurred_pictures_from_photos_and_not_sharp_ones(menu, 
     # off unless asked; pictures of another size than a data set built in memory cannot be matched
     assert two_sample_metric(MetricContext(sampler=sharp, data=data, clf=clf, proto=Protocol())) is None
     assert two_sample_metric(MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)) is None
+
+
+def test_a_checkpoint_reports_its_own_step_and_time_not_the_runs_latest(tmp_path, stackgan_runs):
+    """Evaluating ``ckpt-000002.pt`` of a run that trained on: the budget is the checkpoint's (its step,
+    the logged time up to it), while the folder reports how far the run got."""
+    import json
+    import shutil
+
+    from stackgan.metrics.runs import read_run
+
+    run = tmp_path / "s1"
+    shutil.copytree(stackgan_runs.s1, run)
+    every = json.loads((run / "config.json").read_text(encoding="utf-8"))["log_every"]
+    recs = [{"step": s, "sec_step": float(s)} for s in (1, 2, 3, 6)]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    (run / "timing.json").unlink(missing_ok=True)
+    shutil.copy(run / "ckpt-000002.pt", run / "ckpt-000006.pt")  # the run went on to step 6
+    early = read_run(run / "ckpt-000002.pt")
+    assert (early.steps, early.seconds) == (2, pytest.approx(3.0 * every))
+    assert early.training()["images_seen"] == 2 * early.batch_size
+    whole = read_run(run)
+    assert (whole.steps, whole.seconds) == (6, pytest.approx(12.0 * every))

@@ -47,15 +47,25 @@ def read_run(path: str | Path) -> RunInfo:
     cfg, folder, kind = run.raw_config, run.folder, run.model
     if kind is None:
         raise CheckpointError(f"{path}: a {run.config_kind or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
+    given = run.given_checkpoint
+    if given is not None:  # one checkpoint of a run that may have trained on: its own step, its time up to it
+        step = _checkpoint_step(given)
+        steps, seconds = _log_budget(folder, kind, cfg, upto=step)
+        return RunInfo(path, folder, kind, cfg, step if step is not None else steps, cfg.get("batch_size"), seconds)
     steps, seconds = _log_budget(folder, kind, cfg)
     timing = read_timing(folder)
     if timing.get("train_seconds") is not None:  # written since --max-minutes: the loop's own clock
         seconds = float(timing["train_seconds"])
     if run.checkpoint_files:
-        m = [int(s) for s in re.findall(r"\d+", run.checkpoint_files[0].stem)]
-        if m:
-            steps = max(steps or 0, m[-1])
+        step = _checkpoint_step(run.checkpoint_files[0])
+        if step is not None:
+            steps = max(steps or 0, step)
     return RunInfo(path, folder, kind, cfg, steps, cfg.get("batch_size"), seconds)
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    m = re.findall(r"\d+", Path(path).stem)
+    return int(m[-1]) if m else None
 
 
 def read_timing(folder: Path) -> dict:
@@ -64,13 +74,14 @@ def read_timing(folder: Path) -> dict:
     return rec if isinstance(rec, dict) else {}
 
 
-def _log_budget(folder: Path, kind: str, cfg: dict) -> tuple[int | None, float | None]:
+def _log_budget(folder: Path, kind: str, cfg: dict, upto: int | None = None) -> tuple[int | None, float | None]:
+    """Steps and training seconds from the run's log; with ``upto``, only the records up to that step."""
     log = folder / "log.jsonl"
     if not log.is_file():
         return None, None
     from stackgan.utils.runlog import read_jsonl
 
-    recs = [r for r in read_jsonl(log) if isinstance(r.get("step"), int)]
+    recs = [r for r in read_jsonl(log) if isinstance(r.get("step"), int) and (upto is None or r["step"] <= upto)]
     if not recs:
         return None, None
     steps = max(r["step"] for r in recs)
