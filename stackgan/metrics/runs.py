@@ -4,7 +4,6 @@ plus what a run folder tells about its training (steps, batch, time, losses) and
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,6 +12,7 @@ import torch
 from stackgan.errors import CheckpointError, ConfigError, UserError
 from stackgan.metrics.features import Sampler
 from stackgan.runs import DCGAN, STACKGAN, RunFolder, read_json
+from stackgan.utils import io
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ def read_run(path: str | Path) -> RunInfo:
         raise CheckpointError(f"{path}: a {run.config_kind or 'unknown'} run; evaluate takes StackGAN or DCGAN runs")
     given = run.given_checkpoint
     if given is not None:  # one checkpoint of a run that may have trained on: its own step, its time up to it
-        step = _checkpoint_step(given)
+        step = io.checkpoint_step(given)
         steps, seconds = _log_budget(folder, kind, cfg, upto=step)
         return RunInfo(path, folder, kind, cfg, step if step is not None else steps, cfg.get("batch_size"), seconds)
     steps, seconds = _log_budget(folder, kind, cfg)
@@ -57,15 +57,10 @@ def read_run(path: str | Path) -> RunInfo:
     if timing.get("train_seconds") is not None:  # written since --max-minutes: the loop's own clock
         seconds = float(timing["train_seconds"])
     if run.checkpoint_files:
-        step = _checkpoint_step(run.checkpoint_files[0])
+        step = io.checkpoint_step(run.checkpoint_files[0])
         if step is not None:
             steps = max(steps or 0, step)
     return RunInfo(path, folder, kind, cfg, steps, cfg.get("batch_size"), seconds)
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    m = re.findall(r"\d+", Path(path).stem)
-    return int(m[-1]) if m else None
 
 
 def read_timing(folder: Path) -> dict:
@@ -101,9 +96,9 @@ def _log_budget(folder: Path, kind: str, cfg: dict, upto: int | None = None) -> 
 def checkpoints(folder: Path) -> list[tuple[int, Path]]:
     out = []
     for p in Path(folder).glob("ckpt-*.pt"):
-        m = re.findall(r"\d+", p.stem)
-        if m:
-            out.append((int(m[-1]), p))
+        step = io.checkpoint_step(p)
+        if step is not None:
+            out.append((step, p))
     return sorted(out)
 
 

@@ -139,12 +139,18 @@ class DamagedCheckpoint(CheckpointError):
 _STEP_RE = re.compile(r"(\d+)")
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint's name carries (the last number: ``ckpt-000123.pt`` -> 123), or None."""
+    m = _STEP_RE.findall(Path(path).stem)
+    return int(m[-1]) if m else None
+
+
 def checkpoints_newest_first(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> list[Path]:
     items = []
     for p in Path(folder).glob(pattern) if Path(folder).is_dir() else []:
-        m = _STEP_RE.findall(p.stem)
-        if m:
-            items.append((int(m[-1]), p))
+        step = checkpoint_step(p)
+        if step is not None:
+            items.append((step, p))
     return [p for _, p in sorted(items, reverse=True)]
 
 
@@ -179,10 +185,9 @@ def latest_checkpoint(folder: str | os.PathLike, pattern: str = "ckpt-*.pt") -> 
         return None
     best: tuple[int, Path] | None = None
     for p in folder.glob(pattern):
-        m = _STEP_RE.findall(p.stem)
-        if not m:
+        step = checkpoint_step(p)
+        if step is None:
             continue
-        step = int(m[-1])
         if best is None or step > best[0]:
             best = (step, p)
     return best[1] if best else None
@@ -205,9 +210,9 @@ def prune_checkpoints(folder: str | os.PathLike, keep: int, pattern: str = "ckpt
     remove_stale_temps(folder, pattern)
     items = []
     for p in Path(folder).glob(pattern):
-        m = _STEP_RE.findall(p.stem)
-        if m:
-            items.append((int(m[-1]), p))
+        step = checkpoint_step(p)
+        if step is not None:
+            items.append((step, p))
     for _, p in sorted(items)[:-keep] if keep > 0 else []:
         p.unlink(missing_ok=True)
 
