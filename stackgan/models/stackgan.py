@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackgan.models.vision import FrozenFeatures, VisionHeads
 from stackgan.stackgan_config import D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
 
 STAGE2_SCALES = (2, 4)
@@ -548,11 +549,14 @@ class Stage1D(_DBase):
     no BatchNorm and every convolution and linear of the down path and the verdict heads spectrally
     normalised (SNGAN; the projection discriminator's own setting), or ``spectral-trunk``, the same on the down
     path (and the patch head) only, so the verdict heads, the name's projection among them, are not held to
-    a unit gain. The parts heads and the decoders keep their plain layers."""
+    a unit gain. The parts heads and the decoders keep their plain layers.
+
+    ``vision`` (--d-vision): verdict heads on a frozen ImageNet-trained network's maps of the picture
+    (:mod:`stackgan.models.vision`; Vision-aided GAN, Projected GAN), beside D's own."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
                  part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
-                 recon: bool = False, patch: bool = False, norm: str = "batch"):
+                 recon: bool = False, patch: bool = False, norm: str = "batch", vision: bool = False):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -579,6 +583,16 @@ class Stage1D(_DBase):
         if norm != "batch":
             heads = (self.cond_head, self.uncond_head) if norm == "spectral" else ()
             spectral_normalise(self.encode, self.patch_head, *heads)
+        # --d-vision: the frozen network is a plain attribute (not in the state dict nor the optimiser)
+        self.vision_heads = VisionHeads(c_dim, image_size) if vision else None
+        self.vision_net = FrozenFeatures() if vision else None
+
+    def vision_features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """The vision heads' features of ``img``: the frozen network's maps (strides 4, 8, 16), each through its
+        head's convolutions; ``self.vision_heads(feats, c)`` gives the logits."""
+        if self.vision_heads is None or self.vision_net is None:
+            raise ValueError("this discriminator has no vision heads (--d-vision 0)")
+        return self.vision_heads.features(self.vision_net(img))
 
     def patch_logits(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """[B, 1, 16, 16]: real-or-fake logits of every place of the down path's 16x16 map (``maps`` from
@@ -711,5 +725,5 @@ def discriminator(cfg) -> _DBase:
     if cfg.stage == 1:
         return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd,
                        recon=getattr(cfg, "d_recon", 0.0) > 0, patch=getattr(cfg, "d_patch", 0.0) > 0,
-                       norm=getattr(cfg, "d_norm", "batch"))
+                       norm=getattr(cfg, "d_norm", "batch"), vision=getattr(cfg, "d_vision", 0.0) > 0)
     return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)

@@ -256,7 +256,15 @@ class StackGANLoss:
         fake_c = fake_cond(ff)
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
-        gp = r1 = name_d = part_d = twin_d = recon = cr = patch = zero
+        gp = r1 = name_d = part_d = twin_d = recon = cr = patch = vision = zero
+        if cfg.d_vision > 0:  # the same matching-aware verdicts, read from a frozen ImageNet network's maps
+            with torch.no_grad():  # the network is frozen: D's phase trains only the heads
+                vr, vf = D.vision_net(real_aug.detach()), D.vision_net(fake_aug)
+            hr, hf, V = D.vision_heads.features(vr), D.vision_heads.features(vf), D.vision_heads
+            vision = matching_aware_d(cfg.loss, V(hr, c_real).float(), V(hr).float(), V(hr, c_wrong).float(),
+                                      V(hf, c if cond_fakes is None else c[cond_fakes], cond_fakes).float(),
+                                      V(hf).float())
+            loss = loss + cfg.d_vision * vision
         if cfg.d_patch > 0:  # PatchGAN: real or fake at every place of the 16x16 map
             patch = d_adv(cfg.loss, D.patch_logits(maps).float(), D.patch_logits(fake_maps).float())
             loss = loss + cfg.d_patch * patch
@@ -284,7 +292,7 @@ class StackGANLoss:
             twin_d = part_classification(D.part_logits(ff, twin=True), parts_fake, self.part_sizes)
             loss = loss + cfg.part_loss * twin_d
         return loss, {"gp": gp, "r1": r1, "name_d": name_d, "part_d": part_d, "twin_d": twin_d, "d_recon": recon,
-                      "bcr": cr, "d_patch": patch, "real_c": real_c, "real_u": real_u,
+                      "bcr": cr, "d_patch": patch, "d_vision": vision, "real_c": real_c, "real_u": real_u,
                       "wrong_c": wrong_c, "fake_c": fake_c, "fake_u": fake_u}
 
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
@@ -301,15 +309,19 @@ class StackGANLoss:
         training name skip the conditional adversarial term."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
-        ffg, maps = (D.features_with_maps(self.augment(fake)) if cfg.d_patch > 0
-                     else (D.features(self.augment(fake)), None))
+        fake_aug = self.augment(fake)
+        ffg, maps = D.features_with_maps(fake_aug) if cfg.d_patch > 0 else (D.features(fake_aug), None)
         fake_u = D.uncond(ffg)
         keep = self.cond_fakes(y_fake)
         fake_c = D.cond(ffg, c) if keep is None else D.cond(ffg[keep], c[keep])
         adv = matching_aware_g(cfg.loss, fake_c.float(), fake_u.float())
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl
-        name_g = ms = part_g = twin_g = patch = zero
+        name_g = ms = part_g = twin_g = patch = vision = zero
+        if cfg.d_vision > 0:  # the same, through the frozen network's maps (gradients flow through it to G)
+            hf, V = D.vision_features(fake_aug), D.vision_heads
+            vision = matching_aware_g(cfg.loss, V(hf, c if keep is None else c[keep], keep).float(), V(hf).float())
+            loss = loss + cfg.d_vision * vision
         if cfg.d_patch > 0:  # PatchGAN: every place of the fake must pass
             patch = g_adv(cfg.loss, D.patch_logits(maps).float())
             loss = loss + cfg.d_patch * patch
@@ -337,4 +349,4 @@ class StackGANLoss:
             rec = paired_reconstruction(*paired)
             loss = loss + cfg.stage2_paired * rec
         return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g,
-                      "twin_g": twin_g, "paired": rec, "g_patch": patch}
+                      "twin_g": twin_g, "paired": rec, "g_patch": patch, "g_vision": vision}

@@ -709,6 +709,8 @@ class StackGANTrainer:
                 **({"d_patch": float(d_parts["d_patch"]), "g_patch": float(g_parts["g_patch"])} if cfg.d_patch > 0
                    else {}),
                 **({"bcr": float(d_parts["bcr"])} if cfg.bcr > 0 else {}),
+                **({"d_vision": float(d_parts["d_vision"]), "g_vision": float(g_parts["g_vision"])}
+                   if cfg.d_vision > 0 else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
                 # D's mean "real" on the fakes with their codes (unconditionally in a batch where none met
