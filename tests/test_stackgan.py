@@ -489,14 +489,21 @@ def test_d_recon_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_recon == 0.0  # old runs: no decoders
 
 
-def test_d_patch_trains_and_resumes(tmp_path):
-    cfg = tiny_cfg(tmp_path, image_size=32, d_patch=1.0, max_steps=2, ckpt_every=1, precision="fp32")
+def train_resume_and_read(tmp_path: Path, option: str, value: float) -> tuple[list[dict], dict]:
+    """A 32 px stage-I run with ``option`` at ``value``: 2 steps, resumed to 3; (its step logs, its last
+    checkpoint), after checking the option was saved beside the run."""
+    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", **{option: value})
     tr.train(cfg, data=make_data(size=32))
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_patch"] == 1.0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())[option] == value
     logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
-    assert len(logs) == 3 and all(r["d_patch"] > 0 and r["g_patch"] > 0 for r in logs)
     ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
+    return logs, ckpt
+
+
+def test_d_patch_trains_and_resumes(tmp_path):
+    logs, ckpt = train_resume_and_read(tmp_path, "d_patch", 1.0)
+    assert len(logs) == 3 and all(r["d_patch"] > 0 and r["g_patch"] > 0 for r in logs)
     assert any(k.startswith("patch_head.") for k in ckpt["D"])  # the head is saved and resumed
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_patch == 0.0  # old runs: no patch head
 
@@ -1740,13 +1747,8 @@ def test_mbstd_gives_d_one_more_feature_the_spread_of_each_group_of_pictures(tmp
 
 
 def test_d_vision_trains_and_resumes_and_keeps_the_frozen_network_out_of_the_checkpoint(tmp_path):
-    cfg = tiny_cfg(tmp_path, image_size=32, d_vision=1.0, max_steps=2, ckpt_every=1, precision="fp32")
-    tr.train(cfg, data=make_data(size=32))
-    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_vision"] == 1.0
-    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    logs, ckpt = train_resume_and_read(tmp_path, "d_vision", 1.0)
     assert len(logs) == 3 and all(r["d_vision"] > 0 and r["g_vision"] != 0 for r in logs)
-    ckpt = torch.load(sorted((tmp_path / "run").glob("ckpt-*.pt"))[-1], map_location="cpu", weights_only=False)
     assert any(k.startswith("vision_heads.") for k in ckpt["D"])  # the heads are saved and resumed
     assert not any("_blocks" in k or "_conv_stem" in k for k in ckpt["D"])  # the frozen network is not
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision == 0.0  # old runs: no vision heads
