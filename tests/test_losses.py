@@ -442,3 +442,33 @@ def test_d_vision_adds_the_frozen_networks_matching_aware_verdicts_to_both_phase
     assert g_fake.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="only for --stage 1"):
         StackGANConfig(**{**base, "stage": 2, "stage1": "s1", "d_vision": 1.0}).validate()
+
+
+def test_d_vision_every_computes_the_verdicts_on_one_step_in_n_scaled_up_by_n():
+    base = TINY_D
+    D, plain, real, fake, y, c, c_w = tiny_d_and_batch(vision=True)
+    D.eval()
+    every = L.StackGANLoss(StackGANConfig(**{**base, "d_vision": 0.5, "d_vision_every": 4}).validate(), D, lambda x: x)
+    each = L.StackGANLoss(StackGANConfig(**{**base, "d_vision": 0.5}).validate(), D, lambda x: x)
+    off = L.StackGANLoss(StackGANConfig(**base).validate(), D, lambda x: x)
+    assert [every.vision_due(s) for s in range(6)] == [True, False, False, False, True, False]
+    assert every.vision_due(None) and not off.vision_due(None)
+    d_off, _ = off.d_phase(real, fake, y, c, c_w, c, None, step=1)
+    d_skip, p_skip = every.d_phase(real, fake, y, c, c_w, c, None, step=1)  # not due: no term, no network read
+    assert p_skip["d_vision"].item() == 0.0 and d_skip.item() == pytest.approx(d_off.item(), rel=1e-6)
+    d_due, p_due = every.d_phase(real, fake, y, c, c_w, c, None, step=4)
+    _, p_each = each.d_phase(real, fake, y, c, c_w, c, None, step=4)
+    assert p_due["d_vision"].item() == pytest.approx(p_each["d_vision"].item(), rel=1e-5) != 0.0
+    assert d_due.item() == pytest.approx((d_off + 0.5 * 4 * p_due["d_vision"]).item(), rel=1e-5)
+    z, mu = torch.randn(4, 4), c.clone()
+    g_off, _ = off.g_phase(fake, y, c, mu, None, None, z, 2)
+    g_skip, q_skip = every.g_phase(fake, y, c, mu, None, None, z, 2, step=3)
+    assert q_skip["g_vision"].item() == 0.0 and g_skip.item() == pytest.approx(g_off.item(), rel=1e-6)
+    g_due, q_due = every.g_phase(fake, y, c, mu, None, None, z, 2, step=8)
+    assert g_due.item() == pytest.approx((g_off + 0.5 * 4 * q_due["g_vision"]).item(), rel=1e-5)
+    g_plain, q_plain = every.g_phase(fake, y, c, mu, None, None, z, 2)  # no step: the plain weight
+    assert g_plain.item() == pytest.approx((g_off + 0.5 * q_plain["g_vision"]).item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="--d-vision-every 4 spaces"):
+        StackGANConfig(**{**base, "d_vision_every": 4}).validate()
+    with pytest.raises(ConfigError):
+        StackGANConfig(**{**base, "d_vision": 0.5, "d_vision_every": 0}).validate()

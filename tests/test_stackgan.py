@@ -1754,3 +1754,16 @@ def test_d_vision_trains_and_resumes_and_keeps_the_frozen_network_out_of_the_che
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision == 0.0  # old runs: no vision heads
     with pytest.raises(ConfigError, match="only for --stage 1"):
         tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "run"), d_vision=1.0)
+
+
+def test_d_vision_every_trains_and_resumes_and_logs_the_latest_verdicts(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", d_vision=1.0,
+                   d_vision_every=2)
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_vision_every"] == 2
+    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    # steps 0 and 2 read the network (logged after them as 1 and 3); step 1 logs step 0's terms again
+    assert [r["step"] for r in logs] == [1, 2, 3] and all(r["d_vision"] > 0 for r in logs)
+    assert logs[1]["d_vision"] == logs[0]["d_vision"] and logs[2]["d_vision"] != logs[0]["d_vision"]
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision_every == 1

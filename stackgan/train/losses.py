@@ -225,6 +225,10 @@ class StackGANLoss:
     def r1_due(self, step: int) -> bool:
         return self.cfg.r1 > 0 and step % self.cfg.r1_every == 0
 
+    def vision_due(self, step: int | None) -> bool:
+        """--d-vision's verdicts this step: every --d-vision-every steps (``step`` None: always)."""
+        return self.cfg.d_vision > 0 and (step is None or step % self.cfg.d_vision_every == 0)
+
     def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
                 c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
                 step: int, parts_real: torch.Tensor | None = None,
@@ -257,14 +261,14 @@ class StackGANLoss:
         loss = matching_aware_d(cfg.loss, real_c.float(), real_u.float(), wrong_c.float(), fake_c.float(),
                                 fake_u.float())
         gp = r1 = name_d = part_d = twin_d = recon = cr = patch = vision = zero
-        if cfg.d_vision > 0:  # the same matching-aware verdicts, read from a frozen ImageNet network's maps
+        if self.vision_due(step):  # the same matching-aware verdicts, read from a frozen ImageNet network's maps
             with torch.no_grad():  # the network is frozen: D's phase trains only the heads
                 vr, vf = D.vision_net(real_aug.detach()), D.vision_net(fake_aug)
             hr, hf, V = D.vision_heads.features(vr), D.vision_heads.features(vf), D.vision_heads
             vision = matching_aware_d(cfg.loss, V(hr, c_real).float(), V(hr).float(), V(hr, c_wrong).float(),
                                       V(hf, c if cond_fakes is None else c[cond_fakes], cond_fakes).float(),
                                       V(hf).float())
-            loss = loss + cfg.d_vision * vision
+            loss = loss + cfg.d_vision * cfg.d_vision_every * vision  # lazy: scaled up by the interval, as R1
         if cfg.d_patch > 0:  # PatchGAN: real or fake at every place of the 16x16 map
             patch = d_adv(cfg.loss, D.patch_logits(maps).float(), D.patch_logits(fake_maps).float())
             loss = loss + cfg.d_patch * patch
@@ -298,7 +302,8 @@ class StackGANLoss:
     def g_phase(self, fake: torch.Tensor, y_fake: torch.Tensor, c: torch.Tensor, mu: torch.Tensor,
                 logvar: torch.Tensor | None, c_all: torch.Tensor | None, z: torch.Tensor,
                 pairs: int, low: torch.Tensor | None = None, parts_fake: torch.Tensor | None = None,
-                paired: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                paired: tuple[torch.Tensor, torch.Tensor] | None = None,
+                step: int | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """G: the fake must pass D with its name and unconditionally; the CA's KL; the name term (a
         fake must be read as its own name; ``y_fake`` < 0: a fake of no training name, left out); the
         parts term (read as the parts ``parts_fake`` it was drawn for, less the twin head's term with
@@ -306,7 +311,8 @@ class StackGANLoss:
         ``pairs`` x 2 fakes; stage II: the fake pooled to the stage-I picture ``low``'s size must match it, and
         with --stage2-paired ``paired`` = (real photos redrawn from their pooled copies, the photos) must match.
         With --d-patch every place of D's 16x16 map must also pass. With ``--no-part-mix-cond`` the fakes of no
-        training name skip the conditional adversarial term."""
+        training name skip the conditional adversarial term. ``step`` (the trainer's) spaces the --d-vision term
+        by --d-vision-every; None computes it at its plain weight."""
         cfg, D = self.cfg, self.D
         zero = torch.zeros((), device=fake.device)
         fake_aug = self.augment(fake)
@@ -318,10 +324,10 @@ class StackGANLoss:
         kl = kl_divergence(mu.float(), logvar.float()) if logvar is not None else zero
         loss = adv + cfg.kl * kl
         name_g = ms = part_g = twin_g = patch = vision = zero
-        if cfg.d_vision > 0:  # the same, through the frozen network's maps (gradients flow through it to G)
+        if self.vision_due(step):  # the same, through the frozen network's maps (gradients flow through it to G)
             hf, V = D.vision_features(fake_aug), D.vision_heads
             vision = matching_aware_g(cfg.loss, V(hf, c if keep is None else c[keep], keep).float(), V(hf).float())
-            loss = loss + cfg.d_vision * vision
+            loss = loss + cfg.d_vision * (1 if step is None else cfg.d_vision_every) * vision
         if cfg.d_patch > 0:  # PatchGAN: every place of the fake must pass
             patch = g_adv(cfg.loss, D.patch_logits(maps).float())
             loss = loss + cfg.d_patch * patch

@@ -405,6 +405,7 @@ class StackGANTrainer:
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
         self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else ())
+        self._last_vision: dict[str, float] = {}  # --d-vision's latest terms, for the log
         self._part_shares: tuple[torch.Tensor, ...] | None = None  # --part-mix, computed on first use
         self._sentence_fit = None  # --part-mix-sentence parts, fitted on first use
 
@@ -681,7 +682,7 @@ class StackGANTrainer:
                 paired = (self.G(pooled, self.hide(self.emb[y]))[0], real)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
                                                 parts_fake=emb[:, t:] if cfg.part_loss > 0 else None,
-                                                paired=paired)
+                                                paired=paired, step=self.step)
         if not torch.isfinite(g_loss):
             self.D.requires_grad_(True)
             return self._recover("G", g_loss)
@@ -709,8 +710,7 @@ class StackGANTrainer:
                 **({"d_patch": float(d_parts["d_patch"]), "g_patch": float(g_parts["g_patch"])} if cfg.d_patch > 0
                    else {}),
                 **({"bcr": float(d_parts["bcr"])} if cfg.bcr > 0 else {}),
-                **({"d_vision": float(d_parts["d_vision"]), "g_vision": float(g_parts["g_vision"])}
-                   if cfg.d_vision > 0 else {}),
+                **(self._vision_stats(d_parts, g_parts) if cfg.d_vision > 0 else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
                 # D's mean "real" on the fakes with their codes (unconditionally in a batch where none met
@@ -720,6 +720,13 @@ class StackGANTrainer:
                 "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,
                 "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
             }
+
+    def _vision_stats(self, d_parts: dict[str, Any], g_parts: dict[str, Any]) -> dict[str, float]:
+        """--d-vision's two terms for the log: the step just taken's, or with --d-vision-every N the latest step's
+        that computed them (none before the first)."""
+        if self.loss.vision_due(self.step - 1):
+            self._last_vision = {"d_vision": float(d_parts["d_vision"]), "g_vision": float(g_parts["g_vision"])}
+        return self._last_vision
 
     # -- NaN recovery -------------------------------------------------------------------------------
     def _snapshot(self) -> None:
