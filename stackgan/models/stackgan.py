@@ -552,11 +552,13 @@ class Stage1D(_DBase):
     a unit gain. The parts heads and the decoders keep their plain layers.
 
     ``vision`` (--d-vision): verdict heads on a frozen ImageNet-trained network's maps of the picture
-    (:mod:`stackgan.models.vision`; Vision-aided GAN, Projected GAN), beside D's own."""
+    (:mod:`stackgan.models.vision`; Vision-aided GAN, Projected GAN), beside D's own; the network reads the
+    picture enlarged to ``vision_size`` when given (--d-vision-size)."""
 
     def __init__(self, c_dim: int = 128, ndf: int = 64, image_size: int = 64, d_cond: str = "concat",
                  part_dim: int = 0, part_head: str = "pooled", part_twin: bool = False, mbstd: int = 0,
-                 recon: bool = False, patch: bool = False, norm: str = "batch", vision: bool = False):
+                 recon: bool = False, patch: bool = False, norm: str = "batch", vision: bool = False,
+                 vision_size: int | None = None):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -584,8 +586,8 @@ class Stage1D(_DBase):
             heads = (self.cond_head, self.uncond_head) if norm == "spectral" else ()
             spectral_normalise(self.encode, self.patch_head, *heads)
         # --d-vision: the frozen network is a plain attribute (not in the state dict nor the optimiser)
-        self.vision_heads = VisionHeads(c_dim, image_size) if vision else None
-        self.vision_net = FrozenFeatures() if vision else None
+        self.vision_heads = VisionHeads(c_dim, vision_size or image_size) if vision else None
+        self.vision_net = FrozenFeatures(vision_size) if vision else None
 
     def vision_features(self, img: torch.Tensor) -> list[torch.Tensor]:
         """The vision heads' features of ``img``: the frozen network's maps (strides 4, 8, 16), each through its
@@ -725,5 +727,6 @@ def discriminator(cfg) -> _DBase:
     if cfg.stage == 1:
         return Stage1D(cfg.c_dim, cfg.ndf, cfg.image_size, cfg.d_cond, part_dim, head, twin, mbstd,
                        recon=getattr(cfg, "d_recon", 0.0) > 0, patch=getattr(cfg, "d_patch", 0.0) > 0,
-                       norm=getattr(cfg, "d_norm", "batch"), vision=getattr(cfg, "d_vision", 0.0) > 0)
+                       norm=getattr(cfg, "d_norm", "batch"), vision=getattr(cfg, "d_vision", 0.0) > 0,
+                       vision_size=getattr(cfg, "d_vision_size", 0) or None)
     return Stage2D(cfg.c_dim, cfg.ndf, cfg.out_size, cfg.d_cond, part_dim, head, twin, mbstd)

