@@ -174,7 +174,7 @@ class StackGANConfig(Config):
                                "the package: nothing is downloaded); 0: off", min=0.0)
     d_vision_every: int = opt(1, "with --d-vision: its verdicts every N steps only, scaled up by N (lazy, as R1 is), "
                                  "so the frozen network's cost is paid on one step in N; 1: every step", min=1)
-    d_vision_size: int = opt(0, "with --d-vision: the picture enlarged (bilinear) to this many pixels a side before "
+    d_vision_size: int = opt(0, "with --d-vision: the picture resized (bilinear) to this many pixels a side before "
                                 "the frozen network reads it (it learnt from 224 px photos; Projected GAN reads "
                                 "256 px), a multiple of 16; 0: as drawn", min=0)
     d_norm: str = opt("batch", "stage I: how D's layers are normalised: batch (DCGAN's BatchNorm after every "
@@ -316,7 +316,8 @@ class StackGANConfig(Config):
         if self.d_vision and self.stage != 1:
             raise ConfigError("--d-vision is only for --stage 1 (stage II's D is another network)")
         if self.d_vision_every != 1 and not self.d_vision:
-            raise ConfigError(f"--d-vision-every {self.d_vision_every} spaces --d-vision's verdicts: give --d-vision W too")
+            raise ConfigError(f"--d-vision-every {self.d_vision_every} spaces --d-vision's verdicts: "
+                              "give --d-vision W too")
         if self.d_vision_size and not self.d_vision:
             raise ConfigError(f"--d-vision-size {self.d_vision_size} sizes --d-vision's input: give --d-vision W too")
         if self.d_vision_size % 16:

