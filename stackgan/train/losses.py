@@ -229,6 +229,10 @@ class StackGANLoss:
         """--d-vision's verdicts this step: every --d-vision-every steps (``step`` None: always)."""
         return self.cfg.d_vision > 0 and (step is None or step % self.cfg.d_vision_every == 0)
 
+    def vision_weight(self, step: int | None) -> float:
+        """--d-vision's weight on a step it is due: scaled up by --d-vision-every (lazy, as R1); plain for None."""
+        return self.cfg.d_vision * (1 if step is None else self.cfg.d_vision_every)
+
     def d_phase(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
                 c_wrong: torch.Tensor, c_real: torch.Tensor, c_all: torch.Tensor | None,
                 step: int, parts_real: torch.Tensor | None = None,
@@ -268,7 +272,7 @@ class StackGANLoss:
             vision = matching_aware_d(cfg.loss, V(hr, c_real).float(), V(hr).float(), V(hr, c_wrong).float(),
                                       V(hf, c if cond_fakes is None else c[cond_fakes], cond_fakes).float(),
                                       V(hf).float())
-            loss = loss + cfg.d_vision * cfg.d_vision_every * vision  # lazy: scaled up by the interval, as R1
+            loss = loss + self.vision_weight(step) * vision
         if cfg.d_patch > 0:  # PatchGAN: real or fake at every place of the 16x16 map
             patch = d_adv(cfg.loss, D.patch_logits(maps).float(), D.patch_logits(fake_maps).float())
             loss = loss + cfg.d_patch * patch
@@ -327,7 +331,7 @@ class StackGANLoss:
         if self.vision_due(step):  # the same, through the frozen network's maps (gradients flow through it to G)
             hf, V = D.vision_features(fake_aug), D.vision_heads
             vision = matching_aware_g(cfg.loss, V(hf, c if keep is None else c[keep], keep).float(), V(hf).float())
-            loss = loss + cfg.d_vision * (1 if step is None else cfg.d_vision_every) * vision
+            loss = loss + self.vision_weight(step) * vision
         if cfg.d_patch > 0:  # PatchGAN: every place of the fake must pass
             patch = g_adv(cfg.loss, D.patch_logits(maps).float())
             loss = loss + cfg.d_patch * patch
