@@ -104,7 +104,9 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
         lambda r: f"{_f(r['fid_detail_floor']['fid'], 2)} ({r['fid_detail_floor']['n_a']} vs {r['fid_detail_floor']['n_b']})")
     add("two-sample probe: accuracy telling held-back photos from pictures (0.5: it cannot)",
         lambda r: f"{_f(r['two_sample']['accuracy'])} (training halves {_f(r['two_sample']['train_accuracy'])}; "
-                  f"{r['two_sample']['n_test']} pictures at {r['two_sample']['size']} px, {r['two_sample']['steps']} steps)")
+                  + (f"held-out cross-entropy {_f(r['two_sample']['log_loss'])}, AUC {_f(r['two_sample']['auc'])}; "
+                     if "log_loss" in r["two_sample"] else "")
+                  + f"{r['two_sample']['n_test']} pictures at {r['two_sample']['size']} px, {r['two_sample']['steps']} steps)")
     add("Inception FID (local weights)",
         lambda r: f"{_f(r['inception']['fid'], 2)} (floor {_f(r['inception']['floor_fid'], 2)}; "
                   f"{r['inception']['n_generated']} vs {r['inception']['n_heldout']}; {r['inception']['weights']})")

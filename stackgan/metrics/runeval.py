@@ -360,6 +360,7 @@ def compact(results: dict, label: str) -> dict:
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
         **({"fid_detail": r["fid_detail"]["fid"], "fid_detail_floor": r["fid_detail_floor"]["fid"]}
            if r.get("fid_detail") else {}),
-        **({"two_sample_accuracy": r["two_sample"]["accuracy"]} if r.get("two_sample") else {}),
+        **({"two_sample_accuracy": r["two_sample"]["accuracy"], "two_sample_log_loss": r["two_sample"].get("log_loss")}
+           if r.get("two_sample") else {}),
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
     }
