@@ -52,6 +52,12 @@ class StackGANConfig(Config):
     out: Optional[str] = opt(None, "run folder [runs/stage<N>-<data>]")
     stage1: Optional[str] = opt(None, "stage 2: the stage-I run folder or checkpoint to build on")
     resume: bool = opt(False, "continue from the latest checkpoint in --out")
+    init_from: Optional[str] = opt(None, "start this run from another run's weights (its folder's newest ckpt-*.pt, or "
+                                         "one ckpt-*.pt) of the same stage and widths: G, its EMA and D are copied, "
+                                         "the optimisers, step and schedules start afresh; parts of D the source "
+                                         "lacks (a head this run adds: --d-vision, --d-patch, ...) start new, and "
+                                         "those it has that this run lacks are left out (fine-tuning, or a longer "
+                                         "run that adds a term)")
     held_out: float = opt(0.0, "fraction of each name's photos held out of training (for an honest evaluation; "
                                "`stackgan evaluate` uses the same split)", min=0.0, max=0.9)
     split_seed: int = opt(0, "seed of the train / held-out split", min=0)
@@ -292,6 +298,8 @@ class StackGANConfig(Config):
                               "--name-loss 0")
         if self.stage == 1 and self.stage1:
             raise ConfigError("--stage1 is only for --stage 2")
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise ConfigError("--init-from needs a run folder or a ckpt-*.pt")
         if self.stage == 1 and (self.stage2_skips or self.stage2_consistency or self.stage2_paired):
             raise ConfigError("--stage2-skips, --stage2-consistency and --stage2-paired are only for --stage 2")
         if not self.parts and self.part_dim:

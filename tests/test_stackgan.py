@@ -1771,3 +1771,51 @@ def test_d_vision_size_trains_and_resumes_with_heads_for_the_enlarged_picture(tm
     plain = Stage1D(c_dim=16, ndf=8, image_size=32, d_cond="projection", vision=True).state_dict()
     assert {k for k in ckpt["D"] if k.startswith("vision_heads.")} > {k for k in plain if k.startswith("vision_heads.")}
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_vision_size == 0
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights_with_a_new_d_head(tmp_path):
+    data = make_data(size=32)
+    src = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, out=str(tmp_path / "src"))
+    tr.train(src, data=data)
+    ck = torch.load(tmp_path / "src" / "ckpt-000002.pt", map_location="cpu", weights_only=False)
+    # the same model with a patch verdict added to D: G, its EMA and D's trunk copied, the patch head fresh
+    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=1, ckpt_every=1, d_patch=1.0, init_from=str(tmp_path / "src"),
+                   out=str(tmp_path / "new"))
+    t = tr.StackGANTrainer(cfg, data, tmp_path / "new")
+    notes = t.init_from(tmp_path / "src" / "ckpt-000002.pt", ck)
+    assert notes == ["D's new patch_head start fresh"] and t.step == 0
+    for mine, theirs in ((t.G, ck["G"]), (t.G_ema, ck["G_ema"])):
+        assert all(torch.equal(v, theirs[k]) for k, v in mine.state_dict().items())
+    own = t.D.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in ck["D"].items())
+    assert any(k.startswith("patch_head.") for k in own) and not any(k.startswith("patch_head.") for k in ck["D"])
+    # through `train`: the folder's newest checkpoint, a fresh step count, the option saved beside the run
+    said = []
+    summary = tr.train(cfg, data=data, printer=said.append)
+    assert summary["step"] == 1
+    assert any(m.startswith(f"started from {tmp_path / 'src' / 'ckpt-000002.pt'} (step 2); D's new patch_head")
+               for m in said)
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["init_from"] == str(tmp_path / "src")
+    # and back: a run without the head leaves the source's head out
+    back = tiny_cfg(tmp_path, image_size=32, max_steps=1, init_from=str(tmp_path / "new"), out=str(tmp_path / "back"))
+    said.clear()
+    tr.train(back, data=data, printer=said.append)
+    assert any("the source's D patch_head left out" in m for m in said)
+
+
+def test_init_from_refuses_weights_without_d_another_model_or_stage(tmp_path):
+    data = make_data()
+    tr.train(tiny_cfg(tmp_path, max_steps=1, ckpt_every=1, out=str(tmp_path / "src")), data=data)
+    with pytest.raises(CheckpointError, match="exported weights carry no discriminator"):
+        tr.train(tiny_cfg(tmp_path, init_from=str(tmp_path / "src" / "G_ema.safetensors")), data=data)
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        tr.train(tiny_cfg(tmp_path, ngf=16, init_from=str(tmp_path / "src"), out=str(tmp_path / "wide")), data=data)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        tr.train(tiny_cfg(tmp_path, init_from=str(tmp_path / "nowhere"), out=str(tmp_path / "x")), data=data)
+    ck = torch.load(tmp_path / "src" / "ckpt-000001.pt", map_location="cpu", weights_only=False)
+    t = tr.StackGANTrainer(tiny_cfg(tmp_path), data, tmp_path / "y")
+    with pytest.raises(CheckpointError, match="not stackgan"):
+        t.init_from("x.pt", {**ck, "kind": "dcgan"})
+    with pytest.raises(ConfigError, match="--init-from needs"):
+        tiny_cfg(tmp_path, init_from=" ")
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).init_from is None  # old runs

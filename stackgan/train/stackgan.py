@@ -857,6 +857,29 @@ class StackGANTrainer:
         io.restore_rng(_state_to(ck["rng"], "cpu"))
         self._snapshot()
 
+    def init_from(self, path: str | os.PathLike, state: dict[str, Any]) -> list[str]:
+        """Start from another run's weights (``--init-from``): G and its EMA must fit as they are; D's parts that
+        the source lacks keep their fresh initialisation, and the source's D parts this model has not are left
+        out. Optimisers, step and schedules stay new. Returns what was left fresh or out, for the log."""
+        if state.get("kind") != self.cfg.kind:
+            raise CheckpointError(f"--init-from {path} is a {state.get('kind')} checkpoint, not {self.cfg.kind}")
+        try:
+            self.G.load_state_dict(state["G"])
+            self.G_ema.load_state_dict(state["G_ema"])
+            res = self.D.load_state_dict(state["D"], strict=False)
+        except RuntimeError as exc:
+            raise CheckpointError(f"--init-from {path} does not fit this model (the same stage, widths, text "
+                                  f"encoder and --parts are needed): {exc}") from None
+        shared = set(state["D"]) - set(res.unexpected_keys)
+        if not shared:
+            raise CheckpointError(f"--init-from {path}: its discriminator has no part in common with this one")
+        self._snapshot()
+
+        def heads(keys: list[str]) -> str:
+            return ", ".join(sorted({k.split(".")[0] for k in keys}))
+        return ([f"D's new {heads(res.missing_keys)} start fresh"] if res.missing_keys else []) + \
+            ([f"the source's D {heads(res.unexpected_keys)} left out"] if res.unexpected_keys else [])
+
     # -- the run folder -------------------------------------------------------------------------------
     def write_run_files(self) -> None:
         """config.json, names.json, embeddings.safetensors (and stage1/ for stage II)."""
@@ -1086,6 +1109,15 @@ def train(cfg: StackGANConfig, data: TrainData | None = None, printer: Callable[
         ckpt, state = found
         trainer.load_checkpoint(ckpt, state)
         printer(f"resumed {out} at step {trainer.step}")
+    elif cfg.init_from:
+        source = RunFolder.open(cfg.init_from)
+        found = None if source.given_weights else source.latest_checkpoint(map_location=device, warn=printer)
+        if found is None:
+            raise CheckpointError(f"--init-from {cfg.init_from}: no ckpt-*.pt there (exported weights carry no "
+                                  "discriminator); give a training run's folder or checkpoint")
+        src, state = found
+        notes = trainer.init_from(src, state)
+        printer(f"started from {src} (step {int(state['step'])})" + (f"; {'; '.join(notes)}" if notes else ""))
     printer(f"stage {cfg.stage}: {data.images.shape[0]} photos of {len(data.names)} names at {data.size} px, "
             f"{sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M G / "
             f"{sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M D parameters, {device}, "
