@@ -748,6 +748,55 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     assert same["fid_detail"]["fid"] == s["fid_detail"]["fid"]
 
 
+def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, spectrum_metric
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.registry import MetricContext
+    from stackgan.metrics.report import metric_rows
+    from stackgan.metrics.runeval import compact
+
+    _, clf, _ = menu
+    folder, _ = write_menu_folder(tmp_path / "photos", per=6, size=64)
+    data = load_real_data(folder, image_size=24, held_out=0.34, seed=0, progress=False)
+
+    def sharp(name, n, seed):
+        t = next(t for t in TOPS if name.startswith(t))
+        return render(name[len(t):], t, n, size=64, seed=seed)
+
+    def blurred(name, n, seed):
+        return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
+
+    proto = Protocol(n_per_name=2, kid_subsets=5)
+    got = {label: spectrum_metric(MetricContext(sampler=f, data=data, clf=clf, proto=proto, label=label))
+           for label, f in (("sharp", sharp), ("blurred", blurred))}
+    s, b = got["sharp"], got["blurred"]
+    # 64 px pictures against the photos loaded again at 64 px (the same split), one per held-out photo
+    assert s["spectrum"]["size"] == 64 and s["spectrum"]["n_a"] == s["spectrum"]["n_b"] == len(data.test_images)
+    assert s["spectrum_floor"] == b["spectrum_floor"] and s["spectrum_floor"]["size"] == 64
+    assert len(s["spectrum"]["bands"]) == 16
+    assert b["spectrum"]["fine"] < -1.0 and b["spectrum"]["fine"] < s["spectrum"]["fine"] - 1.0
+    assert b["spectrum"]["distance"] > 3 * s["spectrum"]["distance"]
+    # pictures of the classifier's size are read against the evaluation's own photos
+    small = spectrum_metric(MetricContext(sampler=lambda name, n, seed: F.avg_pool2d(sharp(name, n, seed)[..., :48, :48], 2),
+                                          data=data, clf=clf, proto=proto))
+    assert small["spectrum"]["size"] == 24 and small["spectrum_floor"]["n_b"] == len(data.test_images)
+    assert len(small["spectrum"]["bands"]) == 12  # rings of one frequency step at 24 px
+    # pictures of another size with no folder to load the photos again from: not scored
+    assert spectrum_metric(MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)) is None
+    # the report's rows and /api/model's numbers
+    rows = dict(metric_rows({"models": {"b": b}}))
+    line = rows["power spectrum against held-out, log10 per ring (fine half: above 0 texture, below 0 blur)"][0]
+    assert line.startswith(f"distance {b['spectrum']['distance']:.3f}, fine half {b['spectrum']['fine']:+.3f} = ")
+    assert line.endswith(f"x the power (64 px; {len(data.test_images)} vs {len(data.test_images)})")
+    assert "power spectrum floor: train vs held-out" in rows
+    minimal = {"faithfulness_train": {"overall": 0.5}, "fid": {"fid": 1.0, "kid": 0.0, "n_a": 1, "n_b": 1},
+               "fid_floor": {"fid": 1.0}, "diversity": {"ratio": 1.0}, **b}
+    results = {"models": {"m": minimal}, "data": {"root": "x", "names": 2}, "classifier": {"heldout_accuracy": {}}}
+    c = compact(results, "m")
+    assert (c["spectrum_distance"], c["spectrum_fine"]) == (b["spectrum"]["distance"], b["spectrum"]["fine"])
+    assert c["spectrum_floor_distance"] == b["spectrum_floor"]["distance"]
+
+
 def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():
     from stackgan.metrics.classifier import ClassifierConfig, train_classifier
 

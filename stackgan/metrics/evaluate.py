@@ -26,6 +26,9 @@ Protocol (also written into every report):
 8. D probe (StackGAN runs): an image optimised from noise to maximise D's match logit for a name.
 9. Two-sample test (only with ``--two-sample N``): a small CNN trained N steps to tell half of the photos
    from as many generated pictures of the same names, scored on the other halves (0.5: indistinguishable).
+10. Spectrum: the FID set's mean power spectrum against the held-out photos' at the pictures' own size,
+   ring by ring as log10 power ratios (:mod:`stackgan.metrics.spectrum`): blur below 0 in the fine
+   rings, brush-stroke texture above; the floor is the FID floor's training photos.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
 from stackgan.metrics.realdata import PART_KEYS, RealData, load_real_data
 from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
+from stackgan.metrics.spectrum import BANDS, radial_spectrum, spectrum_gap
 from stackgan.metrics.twosample import ProbeConfig, two_sample_test
 
 
@@ -260,6 +264,26 @@ def fid_detail(ctx: MetricContext) -> dict | None:
     return {"fid_detail": {**distances(ctx.clf, detail_crops(fgen, crop), real, proto.kid_subsets, proto.seed),
                            "size": size, "crop": crop, "picture_size": own},
             "fid_detail_floor": distances(ctx.clf, detail_crops(floor, crop), real, proto.kid_subsets, proto.seed)}
+
+
+@register_metric("spectrum", "the pictures' mean power spectrum (luma, rings from the lowest frequency to Nyquist) "
+                             "against the held-out photos' at the pictures' own size, as log10 power ratios: their mean "
+                             "distance and the fine half's (above 0: brush-stroke texture; below: blur), with the "
+                             "floor of training photos")
+def spectrum_metric(ctx: MetricContext) -> dict | None:
+    fgen, fidx, floor = _fid_set(ctx)
+    data, size = ctx.data, int(fgen.shape[-1])
+    if size != data.test_images.shape[-1]:
+        if not data.root or data.held_out <= 0:
+            return None
+        big = photos_at(ctx, size, "the spectrum")
+        floor = name_matched_real(big.train_images, big.train_labels, fidx, ctx.proto.seed)
+        data = big
+    photos = to_float(data.test_images)
+    bands = min(BANDS, size // 2)  # rings of at least one frequency step (tiny pictures have fewer)
+    ref = radial_spectrum(photos, bands)
+    return {"spectrum": spectrum_gap(fgen, photos, bands, photos_spectrum=ref),
+            "spectrum_floor": spectrum_gap(to_float(floor), photos, bands, photos_spectrum=ref)}
 
 
 @register_metric("two_sample", "with --two-sample N: a classifier two-sample test at the pictures' own size: a small "

@@ -360,6 +360,8 @@ def compact(results: dict, label: str) -> dict:
         "fid_samples": {"generated": r["fid"]["n_a"], "heldout": r["fid"]["n_b"]},
         **({"fid_detail": r["fid_detail"]["fid"], "fid_detail_floor": r["fid_detail_floor"]["fid"]}
            if r.get("fid_detail") else {}),
+        **({"spectrum_distance": r["spectrum"]["distance"], "spectrum_fine": r["spectrum"]["fine"],
+            "spectrum_floor_distance": r["spectrum_floor"]["distance"]} if r.get("spectrum") else {}),
         **({"two_sample_accuracy": r["two_sample"]["accuracy"], "two_sample_log_loss": r["two_sample"].get("log_loss")}
            if r.get("two_sample") else {}),
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
