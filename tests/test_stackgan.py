@@ -1816,6 +1816,10 @@ def test_init_from_refuses_weights_without_d_another_model_or_stage(tmp_path):
     t = tr.StackGANTrainer(tiny_cfg(tmp_path), data, tmp_path / "y")
     with pytest.raises(CheckpointError, match="not stackgan"):
         t.init_from("x.pt", {**ck, "kind": "dcgan"})
+    # a discriminator with none of this one's parts (another design's names) is refused, not silently left fresh
+    alien = {**ck, "D": {"other." + k: v for k, v in ck["D"].items()}}
+    with pytest.raises(CheckpointError, match="x.pt: its discriminator has no part in common with this one"):
+        t.init_from("x.pt", alien)
     with pytest.raises(ConfigError, match="--init-from needs"):
         tiny_cfg(tmp_path, init_from=" ")
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).init_from is None  # old runs
