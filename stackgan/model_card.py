@@ -56,7 +56,7 @@ def _metrics_lines(m: dict[str, Any]) -> list[str]:
                      f"(floor {_fmt(m['fid_detail_floor'])}) |")
     if "spectrum_fine" in m:
         lines.append(f"| power spectrum against held-out photos, log10 per ring: mean distance; fine half "
-                     f"(above 0 texture, below 0 blur) | {_fmt(m['spectrum_distance'])} "
+                     f"(above 0 grain, below 0 blur) | {_fmt(m['spectrum_distance'])} "
                      f"(floor {_fmt(m.get('spectrum_floor_distance'))}); {m['spectrum_fine']:+.3f} |")
     if "kid_in_domain" in m:
         lines.append(f"| KID x10^3, in-domain | {_fmt(m['kid_in_domain'])} |")

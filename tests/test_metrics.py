@@ -445,8 +445,9 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     assert metrics["fid_samples"]["heldout"] == res["data"]["heldout"]
     assert res["command"].startswith(f"stackgan evaluate {run} --out")  # from the CLI, not from sys.argv
     lines = [json.loads(x) for x in (tmp_path / "ev" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [x["metric"] for x in lines] == ["faithfulness", "fid_in_domain", "diversity", "memorisation",
-                                            "rprecision", "dprobe"]  # no fid_inception without --inception
+    # no fid_inception without --inception, no fid_detail at 16 px
+    assert [x["metric"] for x in lines] == ["faithfulness", "fid_in_domain", "spectrum", "diversity", "memorisation",
+                                            "rprecision", "dprobe"]
     assert lines[1]["results"]["fid"]["fid"] == pytest.approx(r["fid"]["fid"]) and lines[1]["model"] == label
 
     # --metrics: a subset gives the same numbers as the full run (the picture sets are the same draws)
@@ -777,15 +778,17 @@ def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu
     assert b["spectrum"]["fine"] < -1.0 and b["spectrum"]["fine"] < s["spectrum"]["fine"] - 1.0
     assert b["spectrum"]["distance"] > 3 * s["spectrum"]["distance"]
     # pictures of the classifier's size are read against the evaluation's own photos
-    small = spectrum_metric(MetricContext(sampler=lambda name, n, seed: F.avg_pool2d(sharp(name, n, seed)[..., :48, :48], 2),
-                                          data=data, clf=clf, proto=proto))
+    def small_pictures(name, n, seed):
+        return F.avg_pool2d(sharp(name, n, seed)[..., :48, :48], 2)
+
+    small = spectrum_metric(MetricContext(sampler=small_pictures, data=data, clf=clf, proto=proto))
     assert small["spectrum"]["size"] == 24 and small["spectrum_floor"]["n_b"] == len(data.test_images)
     assert len(small["spectrum"]["bands"]) == 12  # rings of one frequency step at 24 px
     # pictures of another size with no folder to load the photos again from: not scored
     assert spectrum_metric(MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)) is None
     # the report's rows and /api/model's numbers
     rows = dict(metric_rows({"models": {"b": b}}))
-    line = rows["power spectrum against held-out, log10 per ring (fine half: above 0 texture, below 0 blur)"][0]
+    line = rows["power spectrum against held-out, log10 per ring (fine half: above 0 grain, below 0 blur)"][0]
     assert line.startswith(f"distance {b['spectrum']['distance']:.3f}, fine half {b['spectrum']['fine']:+.3f} = ")
     assert line.endswith(f"x the power (64 px; {len(data.test_images)} vs {len(data.test_images)})")
     assert "power spectrum floor: train vs held-out" in rows

@@ -28,7 +28,8 @@ Protocol (also written into every report):
    from as many generated pictures of the same names, scored on the other halves (0.5: indistinguishable).
 10. Spectrum: the FID set's mean power spectrum against the held-out photos' at the pictures' own size,
    ring by ring as log10 power ratios (:mod:`stackgan.metrics.spectrum`): blur below 0 in the fine
-   rings, brush-stroke texture above; the floor is the FID floor's training photos.
+   rings, more grain than the photos above (blind to phase: not the painterly look, README stop 53); the floor is
+   the FID floor's training photos.
 """
 
 from __future__ import annotations
@@ -244,6 +245,17 @@ def photos_at(ctx: MetricContext, size: int, why: str) -> RealData:
     return big
 
 
+def photos_of_size(ctx: MetricContext, size: int, why: str) -> RealData | None:
+    """The evaluation's photos at ``size`` px: its own when they are that size, else loaded again with the same split
+    (:func:`photos_at`); None when they are not and the data set has no folder or held-out part to load again."""
+    data = ctx.data
+    if size == data.test_images.shape[-1]:
+        return data
+    if not data.root or data.held_out <= 0:
+        return None
+    return photos_at(ctx, size, why)
+
+
 @register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "
                                "classifier's size taken at the pictures' own resolution (corners and centre), "
                                "against the held-out photos loaded at that size, with the floor of training photos: "
@@ -268,22 +280,20 @@ def fid_detail(ctx: MetricContext) -> dict | None:
 
 @register_metric("spectrum", "the pictures' mean power spectrum (luma, rings from the lowest frequency to Nyquist) "
                              "against the held-out photos' at the pictures' own size, as log10 power ratios: their mean "
-                             "distance and the fine half's (above 0: brush-stroke texture; below: blur), with the "
+                             "distance and the fine half's (above 0: more grain than the photos; below: blur), with the "
                              "floor of training photos")
 def spectrum_metric(ctx: MetricContext) -> dict | None:
-    fgen, fidx, floor = _fid_set(ctx)
-    data, size = ctx.data, int(fgen.shape[-1])
-    if size != data.test_images.shape[-1]:
-        if not data.root or data.held_out <= 0:
-            return None
-        big = photos_at(ctx, size, "the spectrum")
-        floor = name_matched_real(big.train_images, big.train_labels, fidx, ctx.proto.seed)
-        data = big
+    fgen, fidx, _ = _fid_set(ctx)
+    size = int(fgen.shape[-1])
+    data = photos_of_size(ctx, size, "the spectrum")
+    if data is None:
+        return None
+    floor = to_float(name_matched_real(data.train_images, data.train_labels, fidx, ctx.proto.seed))
     photos = to_float(data.test_images)
     bands = min(BANDS, size // 2)  # rings of at least one frequency step (tiny pictures have fewer)
     ref = radial_spectrum(photos, bands)
     return {"spectrum": spectrum_gap(fgen, photos, bands, photos_spectrum=ref),
-            "spectrum_floor": spectrum_gap(to_float(floor), photos, bands, photos_spectrum=ref)}
+            "spectrum_floor": spectrum_gap(floor, photos, bands, photos_spectrum=ref)}
 
 
 @register_metric("two_sample", "with --two-sample N: a classifier two-sample test at the pictures' own size: a small "
@@ -298,11 +308,8 @@ def two_sample_metric(ctx: MetricContext) -> dict | None:
     fake, _ = pictures_per_photo(ctx.sampler, data.names, torch.cat([data.train_labels, data.test_labels]),
                                  proto.seed + 700_000)
     size = int(fake.shape[-1])
-    if size == data.train_images.shape[-1]:
-        photos = data
-    elif data.root and data.held_out > 0:
-        photos = photos_at(ctx, size, "the two-sample test")
-    else:
+    photos = photos_of_size(ctx, size, "the two-sample test")
+    if photos is None:
         return None
     real = torch.cat([photos.train_images, photos.test_images])
     ctx.say(f"{ctx.label}: two-sample probe, {len(real)} photos against {len(fake)} pictures at {size} px")

@@ -106,7 +106,7 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
         return (f"distance {_f(d['distance'], 3)}, fine half {d['fine']:+.3f} = {10 ** d['fine']:.2f}x the power "
                 f"({d['size']} px; {d['n_a']} vs {d['n_b']})")
 
-    add("power spectrum against held-out, log10 per ring (fine half: above 0 texture, below 0 blur)",
+    add("power spectrum against held-out, log10 per ring (fine half: above 0 grain, below 0 blur)",
         lambda r: spectrum(r["spectrum"]))
     add("power spectrum floor: train vs held-out", lambda r: spectrum(r["spectrum_floor"]))
     add("two-sample probe: accuracy telling held-back photos from pictures (0.5: it cannot)",

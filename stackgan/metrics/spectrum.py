@@ -1,7 +1,8 @@
 """The power spectrum of pictures against photos: blur and painterly texture, in numbers.
 
-A blurred picture lacks power at the fine frequencies; a picture with brush-stroke texture has too much
-there; a whole-picture FID on shrunken copies sees neither. As in the spectral studies of GAN pictures
+A blurred picture lacks power at the fine frequencies; a grainy one has too much there; a whole-picture FID
+on shrunken copies sees neither. Blind to phase, it does not see where the edges are: pictures that put the
+photos' amount of edge in the wrong places (the menu's painterly look) read near 0 (README, stop 53). As in the spectral studies of GAN pictures
 (Durall et al., CVPR 2020; Schwarz et al., NeurIPS 2021), each set's mean power spectrum is taken on the
 luma of every picture (its mean removed, a Hann window against the edges' leakage), averaged over
 rings of equal width from the lowest frequency to Nyquist, and two sets are compared ring by ring as
