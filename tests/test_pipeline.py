@@ -135,3 +135,13 @@ def test_the_model_card_shows_the_detail_fid_when_measured():
     assert not any("detail" in line for line in _metrics_lines(m))
     lines = _metrics_lines({**m, "fid_detail": 8.19, "fid_detail_floor": 1.6})
     assert "| FID in detail (crops at full size), in-domain classifier features | 8.190 (floor 1.600) |" in lines
+
+
+def test_the_model_card_shows_the_spectrum_when_measured():
+    from stackgan.model_card import _metrics_lines
+
+    m = {"fid_in_domain": 3.26, "fid_floor": 1.77}
+    assert not any("spectrum" in line for line in _metrics_lines(m))
+    lines = _metrics_lines({**m, "spectrum_distance": 0.069, "spectrum_fine": 0.099, "spectrum_floor_distance": 0.007})
+    assert ("| power spectrum against held-out photos, log10 per ring: mean distance; fine half (above 0 grain, "
+            "below 0 blur) | 0.069 (floor 0.007); +0.099 |") in lines
