@@ -102,6 +102,7 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
                   f"{shrunk(r['fid_detail'])}; {r['fid_detail']['n_a']} vs {r['fid_detail']['n_b']})")
     add("FID in detail floor: train vs held-out",
         lambda r: f"{_f(r['fid_detail_floor']['fid'], 2)} ({r['fid_detail_floor']['n_a']} vs {r['fid_detail_floor']['n_b']})")
+
     def spectrum(d: dict) -> str:
         return (f"distance {_f(d['distance'], 3)}, fine half {d['fine']:+.3f} = {10 ** d['fine']:.2f}x the power "
                 f"({d['size']} px; {d['n_a']} vs {d['n_b']})")

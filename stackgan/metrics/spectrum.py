@@ -1,12 +1,13 @@
-"""The power spectrum of pictures against photos: blur and painterly texture, in numbers.
+"""The power spectrum of pictures against photos: blur and grain, in numbers.
 
 A blurred picture lacks power at the fine frequencies; a grainy one has too much there; a whole-picture FID
-on shrunken copies sees neither. Blind to phase, it does not see where the edges are: pictures that put the
-photos' amount of edge in the wrong places (the menu's painterly look) read near 0 (README, stop 53). As in the spectral studies of GAN pictures
-(Durall et al., CVPR 2020; Schwarz et al., NeurIPS 2021), each set's mean power spectrum is taken on the
-luma of every picture (its mean removed, a Hann window against the edges' leakage), averaged over
-rings of equal width from the lowest frequency to Nyquist, and two sets are compared ring by ring as
-log10 power ratios: 0 where they match, +0.1 for 1.26 times the power, -1 for a tenth of it.
+on shrunken copies sees neither. As in the spectral studies of GAN pictures (Durall et al., CVPR 2020;
+Schwarz et al., NeurIPS 2021), each set's mean power spectrum is taken on the luma of every picture (its
+mean removed, a Hann window against the edges' leakage), averaged over rings of equal width from the lowest
+frequency to Nyquist, and two sets are compared ring by ring as log10 power ratios: 0 where they match, +0.1
+for 1.26 times the power, -1 for a tenth of it. Blind to phase, it does not see where the edges are: pictures
+that put the photos' amount of edge in the wrong places (the menu's painterly look) read near 0 (README,
+stop 53).
 """
 
 from __future__ import annotations
