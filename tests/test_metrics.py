@@ -777,6 +777,7 @@ def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu
     assert len(s["spectrum"]["bands"]) == 16
     assert b["spectrum"]["fine"] < -1.0 and b["spectrum"]["fine"] < s["spectrum"]["fine"] - 1.0
     assert b["spectrum"]["distance"] > 3 * s["spectrum"]["distance"]
+
     # pictures of the classifier's size are read against the evaluation's own photos
     def small_pictures(name, n, seed):
         return F.avg_pool2d(sharp(name, n, seed)[..., :48, :48], 2)
