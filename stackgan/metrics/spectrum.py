@@ -18,13 +18,14 @@ BANDS = 16
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] (or [N, 1, H, W]) in [-1, 1] -> [N, H, W] luma (ITU-R BT.601 weights)."""
+    """[N, 3, H, W] (or [N, 1, H, W]) in [-1, 1] -> [N, H, W] luma (kornia's ITU-R BT.601 weights, as the
+    augmenter's saturation uses)."""
+    from kornia.color import rgb_to_grayscale
+
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected pictures [N, 1 or 3, H, W], got {tuple(images.shape)}")
     x = images.float()
-    if x.shape[1] == 1:
-        return x[:, 0]
-    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    return (x if x.shape[1] == 1 else rgb_to_grayscale(x))[:, 0]
 
 
 def radial_spectrum(images: torch.Tensor, bands: int = BANDS, chunk: int = 256) -> torch.Tensor:
