@@ -58,6 +58,10 @@ def _metrics_lines(m: dict[str, Any]) -> list[str]:
         lines.append(f"| power spectrum against held-out photos, log10 per ring: mean distance; fine half "
                      f"(above 0 grain, below 0 blur) | {_fmt(m['spectrum_distance'])} "
                      f"(floor {_fmt(m.get('spectrum_floor_distance'))}); {m['spectrum_fine']:+.3f} |")
+    if "patch_precision" in m:
+        lines.append(f"| 8 px patches against held-out photos: precision (under the floor: strokes the photos "
+                     f"never have); recall | {_fmt(m['patch_precision'])} (floor {_fmt(m.get('patch_floor_precision'))}); "
+                     f"{_fmt(m['patch_recall'])} (floor {_fmt(m.get('patch_floor_recall'))}) |")
     if "kid_in_domain" in m:
         lines.append(f"| KID x10^3, in-domain | {_fmt(m['kid_in_domain'])} |")
     if "diversity_ratio" in m:

@@ -446,8 +446,8 @@ def test_evaluate_and_compare_cli_on_tiny_runs(tmp_path, offline_text, capsys):
     assert res["command"].startswith(f"stackgan evaluate {run} --out")  # from the CLI, not from sys.argv
     lines = [json.loads(x) for x in (tmp_path / "ev" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     # no fid_inception without --inception, no fid_detail at 16 px
-    assert [x["metric"] for x in lines] == ["faithfulness", "fid_in_domain", "spectrum", "diversity", "memorisation",
-                                            "rprecision", "dprobe"]
+    assert [x["metric"] for x in lines] == ["faithfulness", "fid_in_domain", "spectrum", "patches", "diversity",
+                                            "memorisation", "rprecision", "dprobe"]
     assert lines[1]["results"]["fid"]["fid"] == pytest.approx(r["fid"]["fid"]) and lines[1]["model"] == label
 
     # --metrics: a subset gives the same numbers as the full run (the picture sets are the same draws)
@@ -799,6 +799,52 @@ def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu
     c = compact(results, "m")
     assert (c["spectrum_distance"], c["spectrum_fine"]) == (b["spectrum"]["distance"], b["spectrum"]["fine"])
     assert c["spectrum_floor_distance"] == b["spectrum_floor"]["distance"]
+
+
+def test_the_patches_metric_reads_blur_as_high_precision_and_low_recall(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, patches_metric
+    from stackgan.metrics.realdata import load_real_data
+    from stackgan.metrics.registry import MetricContext
+    from stackgan.metrics.report import metric_rows
+    from stackgan.metrics.runeval import compact
+
+    _, clf, _ = menu
+    folder, _ = write_menu_folder(tmp_path / "photos", per=6, size=64)
+    data = load_real_data(folder, image_size=24, held_out=0.34, seed=0, progress=False)
+
+    def sharp(name, n, seed):
+        t = next(t for t in TOPS if name.startswith(t))
+        return render(name[len(t):], t, n, size=64, seed=seed)
+
+    def blurred(name, n, seed):
+        return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
+
+    proto = Protocol(n_per_name=2, kid_subsets=5)
+    got = {label: patches_metric(MetricContext(sampler=f, data=data, clf=clf, proto=proto, label=label))
+           for label, f in (("sharp", sharp), ("blurred", blurred))}
+    s, b = got["sharp"], got["blurred"]
+    # 64 px pictures against the photos loaded again at 64 px (the same split): 8 px patches every 4 px
+    assert (s["patches"]["size"], s["patches"]["patch"], s["patches"]["k"]) == (64, 8, 3)
+    assert s["patches"]["n_b"] == min(10_000, len(data.test_images) * 15 * 15)
+    assert s["patches_floor"] == b["patches_floor"] and s["patches_floor"]["size"] == 64
+    assert b["patches"]["precision"] > s["patches"]["precision"] and b["patches"]["recall"] < s["patches"]["recall"] - 0.2
+    # pictures under two patches wide, or of another size with no folder to load the photos again from: not scored
+    assert patches_metric(MetricContext(sampler=lambda name, n, seed: F.avg_pool2d(sharp(name, n, seed), 8),
+                                        data=data, clf=clf, proto=proto)) is None
+    assert patches_metric(MetricContext(sampler=sharp, data=synthetic_realdata(), clf=clf, proto=proto)) is None
+    # the report's rows and /api/model's numbers
+    rows = dict(metric_rows({"models": {"b": b}}))
+    line = rows["patches against held-out (precision under the floor: strokes the photos never have; above it: blur)"][0]
+    assert line == (f"precision {b['patches']['precision']:.3f}, recall {b['patches']['recall']:.3f} (8 px patches of "
+                    f"64 px; {b['patches']['n_a']} vs {b['patches']['n_b']})")
+    assert "patches floor: train vs held-out" in rows
+    minimal = {"faithfulness_train": {"overall": 0.5}, "fid": {"fid": 1.0, "kid": 0.0, "n_a": 1, "n_b": 1},
+               "fid_floor": {"fid": 1.0}, "diversity": {"ratio": 1.0}, **b}
+    results = {"models": {"m": minimal}, "data": {"root": "x", "names": 2}, "classifier": {"heldout_accuracy": {}}}
+    c = compact(results, "m")
+    assert (c["patch_precision"], c["patch_recall"]) == (b["patches"]["precision"], b["patches"]["recall"])
+    assert (c["patch_floor_precision"], c["patch_floor_recall"]) == (b["patches_floor"]["precision"],
+                                                                     b["patches_floor"]["recall"])
 
 
 def test_a_classifier_can_train_with_its_own_augmenter_but_not_cache_it():

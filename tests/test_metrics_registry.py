@@ -12,7 +12,7 @@ from stackgan.errors import ConfigError
 from stackgan.metrics import registry
 from stackgan.metrics.registry import MetricContext, parse_metrics, register_metric, run_metrics
 
-BUILTIN = ["faithfulness", "fid_in_domain", "fid_detail", "spectrum", "two_sample", "fid_inception", "diversity", "memorisation",
+BUILTIN = ["faithfulness", "fid_in_domain", "fid_detail", "spectrum", "patches", "two_sample", "fid_inception", "diversity", "memorisation",
            "rprecision", "dprobe"]
 
 

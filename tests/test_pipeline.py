@@ -145,3 +145,14 @@ def test_the_model_card_shows_the_spectrum_when_measured():
     lines = _metrics_lines({**m, "spectrum_distance": 0.069, "spectrum_fine": 0.099, "spectrum_floor_distance": 0.007})
     assert ("| power spectrum against held-out photos, log10 per ring: mean distance; fine half (above 0 grain, "
             "below 0 blur) | 0.069 (floor 0.007); +0.099 |") in lines
+
+
+def test_the_model_card_shows_the_patches_when_measured():
+    from stackgan.model_card import _metrics_lines
+
+    m = {"fid_in_domain": 3.26, "fid_floor": 1.77}
+    assert not any("patches" in line for line in _metrics_lines(m))
+    lines = _metrics_lines({**m, "patch_precision": 0.791, "patch_recall": 0.76, "patch_floor_precision": 0.818,
+                            "patch_floor_recall": 0.831})
+    assert ("| 8 px patches against held-out photos: precision (under the floor: strokes the photos never have); "
+            "recall | 0.791 (floor 0.818); 0.760 (floor 0.831) |") in lines

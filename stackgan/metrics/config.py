@@ -50,8 +50,8 @@ class ProtocolOptions(Config):
                                          "or the FID-Inception weights of published FIDs (pt_inception-2015-12-05-"
                                          "*.pth, needs pytorch-fid); the report says which")
     metrics: str = opt("all", "the metrics to compute, by name, comma-separated: faithfulness, fid_in_domain, "
-                              "fid_detail, spectrum, two_sample, fid_inception, diversity, memorisation, rprecision, "
-                              "dprobe; all: every one that applies (see stackgan.metrics.registry)")
+                              "fid_detail, spectrum, patches, two_sample, fid_inception, diversity, memorisation, "
+                              "rprecision, dprobe; all: every one that applies (see stackgan.metrics.registry)")
     detail_size: int = opt(0, "fid_detail: shrink pictures larger than this to it (as the photos are: Lanczos) "
                                  "before taking the crops, and load the held-out photos at it, so stage IIs of "
                                  "different sizes (128 and 256 px) are scored at one size; smaller pictures keep "

@@ -30,6 +30,10 @@ Protocol (also written into every report):
    ring by ring as log10 power ratios (:mod:`stackgan.metrics.spectrum`): blur below 0 in the fine
    rings, more grain than the photos above (blind to phase: not the painterly look, README stop 53); the floor is
    the FID floor's training photos.
+11. Patches: the FID set's 8 px patches against the held-out photos' at the pictures' own size, as improved
+   precision and recall (:mod:`stackgan.metrics.patches`): precision under the floor for patches the photos
+   never have (the painterly look's strokes, README stop 54), above it for blur; the floor is the FID floor's
+   training photos.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
 from stackgan.metrics.realdata import PART_KEYS, RealData, load_real_data
 from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
+from stackgan.metrics.patches import PATCH, patch_precision_recall, photo_manifold
 from stackgan.metrics.spectrum import BANDS, radial_spectrum, spectrum_gap
 from stackgan.metrics.twosample import ProbeConfig, two_sample_test
 
@@ -294,6 +299,23 @@ def spectrum_metric(ctx: MetricContext) -> dict | None:
     ref = radial_spectrum(photos, bands)
     return {"spectrum": spectrum_gap(fgen, photos, bands, photos_spectrum=ref),
             "spectrum_floor": spectrum_gap(floor, photos, bands, photos_spectrum=ref)}
+
+
+@register_metric("patches", "improved precision and recall of the pictures' 8 px patches against the held-out "
+                            "photos' at the pictures' own size (precision: the pictures' patches that look like some "
+                            "photo's, under the floor for strokes the photos never have, above it for blur; recall: "
+                            "the photos' patches the pictures cover), with the floor of training photos")
+def patches_metric(ctx: MetricContext) -> dict | None:
+    fgen, fidx, _ = _fid_set(ctx)
+    size = int(fgen.shape[-1])
+    data = None if size < 2 * PATCH else photos_of_size(ctx, size, "the patch precision and recall")
+    if data is None:  # pictures under two patches wide, or of another size with no folder to load the photos from
+        return None
+    floor = to_float(name_matched_real(data.train_images, data.train_labels, fidx, ctx.proto.seed))
+    photos = to_float(data.test_images)
+    ref = photo_manifold(photos, seed=ctx.proto.seed)  # one manifold for the pictures and the floor
+    return {"patches": patch_precision_recall(fgen, photos, seed=ctx.proto.seed, photo_patches=ref),
+            "patches_floor": patch_precision_recall(floor, photos, seed=ctx.proto.seed, photo_patches=ref)}
 
 
 @register_metric("two_sample", "with --two-sample N: a classifier two-sample test at the pictures' own size: a small "

@@ -110,6 +110,14 @@ def metric_rows(results: dict) -> list[tuple[str, list[str]]]:
     add("power spectrum against held-out, log10 per ring (fine half: above 0 grain, below 0 blur)",
         lambda r: spectrum(r["spectrum"]))
     add("power spectrum floor: train vs held-out", lambda r: spectrum(r["spectrum_floor"]))
+
+    def patches(d: dict) -> str:
+        return (f"precision {_f(d['precision'], 3)}, recall {_f(d['recall'], 3)} ({d['patch']} px patches of "
+                f"{d['size']} px; {d['n_a']} vs {d['n_b']})")
+
+    add("patches against held-out (precision under the floor: strokes the photos never have; above it: blur)",
+        lambda r: patches(r["patches"]))
+    add("patches floor: train vs held-out", lambda r: patches(r["patches_floor"]))
     add("two-sample probe: accuracy telling held-back photos from pictures (0.5: it cannot)",
         lambda r: f"{_f(r['two_sample']['accuracy'])} (training halves {_f(r['two_sample']['train_accuracy'])}; "
                   + (f"held-out cross-entropy {_f(r['two_sample']['log_loss'])}, AUC {_f(r['two_sample']['auc'])}; "

@@ -362,6 +362,9 @@ def compact(results: dict, label: str) -> dict:
            if r.get("fid_detail") else {}),
         **({"spectrum_distance": r["spectrum"]["distance"], "spectrum_fine": r["spectrum"]["fine"],
             "spectrum_floor_distance": r["spectrum_floor"]["distance"]} if r.get("spectrum") else {}),
+        **({"patch_precision": r["patches"]["precision"], "patch_recall": r["patches"]["recall"],
+            "patch_floor_precision": r["patches_floor"]["precision"], "patch_floor_recall": r["patches_floor"]["recall"]}
+           if r.get("patches") else {}),
         **({"two_sample_accuracy": r["two_sample"]["accuracy"], "two_sample_log_loss": r["two_sample"].get("log_loss")}
            if r.get("two_sample") else {}),
         "diversity_ratio": r["diversity"]["ratio"], "note": "FID/KID on in-domain classifier features, not Inception",
