@@ -51,9 +51,9 @@ from stackgan.metrics.classifier import Classifier, ClassifierConfig, encode_lab
 from stackgan.metrics.faithfulness import attribute_faithfulness, class_faithfulness
 from stackgan.metrics.features import Sampler, sample_names, to_float
 from stackgan.metrics.memorisation import memorisation, public, save_closest_pairs
+from stackgan.metrics.patches import PATCH, patch_precision_recall, photo_manifold
 from stackgan.metrics.realdata import PART_KEYS, RealData, load_real_data
 from stackgan.metrics.registry import MetricContext, RunContext, register_metric, run_metrics
-from stackgan.metrics.patches import PATCH, patch_precision_recall, photo_manifold
 from stackgan.metrics.spectrum import BANDS, radial_spectrum, spectrum_gap
 from stackgan.metrics.twosample import ProbeConfig, two_sample_test
 
