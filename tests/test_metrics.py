@@ -749,12 +749,10 @@ def test_fid_detail_sees_the_blur_that_the_whole_picture_fid_cannot(menu, tmp_pa
     assert same["fid_detail"]["fid"] == s["fid_detail"]["fid"]
 
 
-def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu, tmp_path):
-    from stackgan.metrics.evaluate import Protocol, spectrum_metric
+def _sharp_and_blurred(menu, tmp_path):
+    """The menu's classifier, 64 px photos read at 24 px (a folder to load them again from), and two samplers of
+    64 px pictures: renders of the name, and the same pooled 4x and enlarged (blur)."""
     from stackgan.metrics.realdata import load_real_data
-    from stackgan.metrics.registry import MetricContext
-    from stackgan.metrics.report import metric_rows
-    from stackgan.metrics.runeval import compact
 
     _, clf, _ = menu
     folder, _ = write_menu_folder(tmp_path / "photos", per=6, size=64)
@@ -767,6 +765,16 @@ def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu
     def blurred(name, n, seed):
         return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
 
+    return clf, data, sharp, blurred
+
+
+def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu, tmp_path):
+    from stackgan.metrics.evaluate import Protocol, spectrum_metric
+    from stackgan.metrics.registry import MetricContext
+    from stackgan.metrics.report import metric_rows
+    from stackgan.metrics.runeval import compact
+
+    clf, data, sharp, blurred = _sharp_and_blurred(menu, tmp_path)
     proto = Protocol(n_per_name=2, kid_subsets=5)
     got = {label: spectrum_metric(MetricContext(sampler=f, data=data, clf=clf, proto=proto, label=label))
            for label, f in (("sharp", sharp), ("blurred", blurred))}
@@ -803,22 +811,11 @@ def test_the_spectrum_metric_reads_blur_below_zero_at_the_pictures_own_size(menu
 
 def test_the_patches_metric_reads_blur_as_high_precision_and_low_recall(menu, tmp_path):
     from stackgan.metrics.evaluate import Protocol, patches_metric
-    from stackgan.metrics.realdata import load_real_data
     from stackgan.metrics.registry import MetricContext
     from stackgan.metrics.report import metric_rows
     from stackgan.metrics.runeval import compact
 
-    _, clf, _ = menu
-    folder, _ = write_menu_folder(tmp_path / "photos", per=6, size=64)
-    data = load_real_data(folder, image_size=24, held_out=0.34, seed=0, progress=False)
-
-    def sharp(name, n, seed):
-        t = next(t for t in TOPS if name.startswith(t))
-        return render(name[len(t):], t, n, size=64, seed=seed)
-
-    def blurred(name, n, seed):
-        return F.interpolate(F.avg_pool2d(sharp(name, n, seed), 4), scale_factor=4, mode="bilinear")
-
+    clf, data, sharp, blurred = _sharp_and_blurred(menu, tmp_path)
     proto = Protocol(n_per_name=2, kid_subsets=5)
     got = {label: patches_metric(MetricContext(sampler=f, data=data, clf=clf, proto=proto, label=label))
            for label, f in (("sharp", sharp), ("blurred", blurred))}

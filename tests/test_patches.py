@@ -3,18 +3,11 @@ import torch
 import torch.nn.functional as F
 
 from stackgan.metrics.patches import coverage, knn_radii, patch_precision_recall, patch_vectors, photo_manifold
+from conftest import rect_scenes  # noqa: E402
 
 
 def _scenes(n, size=32, seed=0):
-    """Flat-colour rectangles with clean straight edges, the renders' kind of picture."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(n, 3, size, size)
-    for i in range(n):
-        for _ in range(6):
-            a, b = sorted(torch.randint(0, size, (2,), generator=g).tolist())
-            c, d = sorted(torch.randint(0, size, (2,), generator=g).tolist())
-            x[i, :, a:b + 1, c:d + 1] = torch.rand(3, 1, 1, generator=g) * 2 - 1
-    return x
+    return rect_scenes(n, size, seed, rects=6)
 
 
 def _strokes(x, seed=0):

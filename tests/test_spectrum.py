@@ -3,18 +3,11 @@ import torch
 import torch.nn.functional as F
 
 from stackgan.metrics.spectrum import luma, radial_spectrum, spectrum_gap
+from conftest import rect_scenes  # noqa: E402
 
 
 def _scenes(n, size=64, seed=0):
-    """Pictures with edges at every scale: random rectangles of flat colour (power falling with frequency)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(n, 3, size, size)
-    for i in range(n):
-        for _ in range(12):
-            a, b = sorted(torch.randint(0, size, (2,), generator=g).tolist())
-            c, d = sorted(torch.randint(0, size, (2,), generator=g).tolist())
-            x[i, :, a:b + 1, c:d + 1] = torch.rand(3, 1, 1, generator=g) * 2 - 1
-    return x
+    return rect_scenes(n, size, seed, rects=12)
 
 
 def test_luma_weights_and_shapes():

@@ -261,6 +261,17 @@ def photos_of_size(ctx: MetricContext, size: int, why: str) -> RealData | None:
     return photos_at(ctx, size, why)
 
 
+def _fid_set_and_photos(ctx: MetricContext, why: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The FID set's pictures, the held-out photos at the pictures' size and the floor's name-matched training
+    photos among those (both float); None when the photos cannot be had at that size (:func:`photos_of_size`)."""
+    fgen, fidx, _ = _fid_set(ctx)
+    data = photos_of_size(ctx, int(fgen.shape[-1]), why)
+    if data is None:
+        return None
+    floor = name_matched_real(data.train_images, data.train_labels, fidx, ctx.proto.seed)
+    return fgen, to_float(data.test_images), to_float(floor)
+
+
 @register_metric("fid_detail", "pictures at least twice the classifier's input (stage II): FID/KID on crops of the "
                                "classifier's size taken at the pictures' own resolution (corners and centre), "
                                "against the held-out photos loaded at that size, with the floor of training photos: "
@@ -288,14 +299,11 @@ def fid_detail(ctx: MetricContext) -> dict | None:
                              "distance and the fine half's (above 0: more grain than the photos; below: blur), with the "
                              "floor of training photos")
 def spectrum_metric(ctx: MetricContext) -> dict | None:
-    fgen, fidx, _ = _fid_set(ctx)
-    size = int(fgen.shape[-1])
-    data = photos_of_size(ctx, size, "the spectrum")
-    if data is None:
+    sets = _fid_set_and_photos(ctx, "the spectrum")
+    if sets is None:
         return None
-    floor = to_float(name_matched_real(data.train_images, data.train_labels, fidx, ctx.proto.seed))
-    photos = to_float(data.test_images)
-    bands = min(BANDS, size // 2)  # rings of at least one frequency step (tiny pictures have fewer)
+    fgen, photos, floor = sets
+    bands = min(BANDS, int(fgen.shape[-1]) // 2)  # rings of at least one frequency step (tiny pictures have fewer)
     ref = radial_spectrum(photos, bands)
     return {"spectrum": spectrum_gap(fgen, photos, bands, photos_spectrum=ref),
             "spectrum_floor": spectrum_gap(floor, photos, bands, photos_spectrum=ref)}
@@ -306,13 +314,12 @@ def spectrum_metric(ctx: MetricContext) -> dict | None:
                             "photo's, under the floor for strokes the photos never have, above it for blur; recall: "
                             "the photos' patches the pictures cover), with the floor of training photos")
 def patches_metric(ctx: MetricContext) -> dict | None:
-    fgen, fidx, _ = _fid_set(ctx)
-    size = int(fgen.shape[-1])
-    data = None if size < 2 * PATCH else photos_of_size(ctx, size, "the patch precision and recall")
-    if data is None:  # pictures under two patches wide, or of another size with no folder to load the photos from
+    if int(_fid_set(ctx)[0].shape[-1]) < 2 * PATCH:  # pictures under two patches wide
         return None
-    floor = to_float(name_matched_real(data.train_images, data.train_labels, fidx, ctx.proto.seed))
-    photos = to_float(data.test_images)
+    sets = _fid_set_and_photos(ctx, "the patch precision and recall")
+    if sets is None:
+        return None
+    fgen, photos, floor = sets
     ref = photo_manifold(photos, seed=ctx.proto.seed)  # one manifold for the pictures and the floor
     return {"patches": patch_precision_recall(fgen, photos, seed=ctx.proto.seed, photo_patches=ref),
             "patches_floor": patch_precision_recall(floor, photos, seed=ctx.proto.seed, photo_patches=ref)}
