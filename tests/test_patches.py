@@ -67,3 +67,5 @@ def test_strokes_lower_precision_and_blur_raises_it_while_lowering_recall():
     assert blurred["recall"] < base["recall"] - 0.1  # 0.39: the sharp edges are missing
     with pytest.raises(ValueError, match="pictures of"):
         patch_precision_recall(pictures, photos[..., :16, :16])
+    with pytest.raises(ValueError, match="not those of 4 px patches"):
+        patch_precision_recall(pictures, photos, patch=4, photo_patches=ref)

@@ -63,6 +63,8 @@ def patch_precision_recall(pictures: torch.Tensor, photos: torch.Tensor, patch: 
     if pictures.shape[1:] != photos.shape[1:]:
         raise ValueError(f"pictures of {tuple(pictures.shape[1:])} against photos of {tuple(photos.shape[1:])}")
     ref, ref_r = photo_manifold(photos, patch, n, k, seed) if photo_patches is None else photo_patches
+    if ref.shape[1] != photos.shape[1] * patch * patch:
+        raise ValueError(f"the photos' patches have {ref.shape[1]} values, not those of {patch} px patches")
     mine = patch_vectors(pictures, patch, n, seed + 1)
     mine_r = knn_radii(mine, k)
     return {"precision": coverage(mine, ref, ref_r), "recall": coverage(ref, mine, mine_r), "patch": int(patch),
