@@ -37,7 +37,7 @@ def patch_vectors(images: torch.Tensor, patch: int = PATCH, n: int = PATCHES, se
 
 
 def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return ((a * a).sum(1, keepdim=True) - 2 * a @ b.T + (b * b).sum(1)[None]).clamp_min(0)
+    return torch.cdist(a, b).square()  # as memorisation's nearest(): torch's pairwise distances
 
 
 def knn_radii(x: torch.Tensor, k: int = K, chunk: int = 2048) -> torch.Tensor:
