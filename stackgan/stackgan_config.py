@@ -237,6 +237,12 @@ class StackGANConfig(Config):
              "smears a topping's pieces, as stage I draws them), meant to teach stage II to draw crisp rims from a "
              "wobbly stage-I picture; on the menu it did not (it learnt to copy the blur: the 128 px detail "
              "farther from the renders at 0.25 and 0.5, README, stop 42); 0: off", min=0.0)
+    stage2_paired_inverted: int = opt(
+        0, "stage II with --stage2-paired: redraw N training photos (drawn with --seed) from the pictures the frozen "
+           "stage I draws nearest them (GAN inversion: its z and noise maps fitted to the pooled photo, 200 Adam "
+           "steps, once at the start, kept in the run folder) instead of from their pooled copies, so stage II "
+           "learns from pairs of the kind it meets, stage I's strokes in, the photo's detail out; 0: the pooled "
+           "copies", min=0)
     r1: float = opt(0.0, "weight gamma of the R1 penalty gamma/2 E|grad D(real)|^2 on real photos (Mescheder et al. "
                          "2018), lazily every --r1-every steps as in StyleGAN2; 0: off", min=0.0)
     r1_every: int = opt(16, "apply R1 every N steps (scaled by N)", min=1)
@@ -360,6 +366,12 @@ class StackGANConfig(Config):
         if self.stage2_paired_warp and not self.stage2_paired:
             raise ConfigError(f"--stage2-paired-warp {self.stage2_paired_warp:g} bends the copies of --stage2-paired's "
                               f"photos: it needs --stage 2 with --stage2-paired above 0")
+        if self.stage2_paired_inverted and not self.stage2_paired:
+            raise ConfigError(f"--stage2-paired-inverted {self.stage2_paired_inverted} gives --stage2-paired's photos "
+                              f"stage-I inputs: it needs --stage 2 with --stage2-paired above 0")
+        if self.stage2_paired_inverted and self.stage2_paired_warp:
+            raise ConfigError("--stage2-paired-warp bends pooled copies; --stage2-paired-inverted replaces them: "
+                              "give one of the two")
 
     def stage_default(self, name: str):
         """The default of option ``name`` for this run's stage (the field's own, except where it depends on

@@ -241,6 +241,51 @@ def test_stage2_paired_warp_bends_the_pooled_copies_stage_two_redraws_and_resume
             StackGANConfig(**bad).validate()
 
 
+def test_stage2_paired_inverted_redraws_photos_from_stage_one_pictures_kept_in_the_run(tmp_path, monkeypatch):
+    tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32", g_noise=True,
+                      g_cond="fusion"), data=make_data())
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2, ckpt_every=1,
+                   precision="fp32", stage2_paired_inverted=5)
+    fits, seen = [], []
+    real_g = tr.StackGANLoss.g_phase
+    import stackgan.train.invert as inv
+
+    def spy_fit(G, photos, emb, n, seed, **kw):  # the trainer's fit, at 3 Adam steps
+        fits.append(n)
+        assert photos.shape[2:] == (16, 16) and emb.shape[0] == photos.shape[0]
+        return real_fit(G, photos, emb, n, seed, **{**kw, "steps": 3})
+
+    def spy_g(self, *a, paired=None, **kw):
+        seen.append(paired)
+        return real_g(self, *a, paired=paired, **kw)
+
+    real_fit = inv.inverted_bank
+    monkeypatch.setattr(inv, "inverted_bank", spy_fit)
+    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy_g)
+    tr.train(cfg, data=make_data(size=32))
+    assert fits == [5]  # fitted once, for both steps
+    bank = torch.load(tmp_path / "run" / "paired_inverted.pt", weights_only=True)
+    assert bank["idx"].shape == (5,) and bank["low"].shape == (5, 3, 16, 16) and int(bank["n"]) == 5
+    assert len(bank["idx"].unique()) == 5 and torch.isfinite(bank["low"].float()).all()
+    rec, real = seen[0]
+    assert rec.shape == real.shape == (cfg.batch_size, 3, 32, 32) and rec.requires_grad
+    photos = {tuple(p.flatten().tolist()) for p in tr.to_float(make_data(size=32).images[bank["idx"]])}
+    assert all(tuple(r.flatten().tolist()) in photos or tuple(r.flip(2).flatten().tolist()) in photos for r in real)
+    logged = read_jsonl(tmp_path / "run" / "log.jsonl")
+    assert [r["photos"] for r in logged if r.get("event") == "paired_inverted"] == [5]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_paired_inverted"] == 5
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert fits == [5]  # the resumed run read the bank from its folder
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_paired_inverted == 0  # old runs: off
+    for bad, match in (({"stage2_paired_inverted": 5}, "--stage2-paired-inverted 5 gives"),
+                       ({"stage": 2, "stage1": "s1", "stage2_paired": 0.0, "stage2_paired_inverted": 5},
+                        "--stage2-paired-inverted 5 gives"),
+                       ({"stage": 2, "stage1": "s1", "stage2_paired_inverted": 5, "stage2_paired_warp": 0.25},
+                        "give one of the two")):
+        with pytest.raises(ConfigError, match=match):
+            StackGANConfig(**bad).validate()
+
+
 @pytest.mark.parametrize("name", ["stage2_consistency", "stage2_paired"])
 def test_the_stage_two_terms_are_on_by_default_for_stage_two_only(name):
     from stackgan.model_card import train_command

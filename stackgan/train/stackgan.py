@@ -677,9 +677,9 @@ class StackGANTrainer:
         self.D.requires_grad_(False)  # G's phase: gradients flow through D to G, D's own are not needed
         with autocast(self.device, self.use_amp):
             paired = None
-            if cfg.stage2_paired > 0:  # the real photos redrawn from their stage-I-size copies (own names)
-                pooled = elastic_warp(F.avg_pool2d(real, cfg.stage2_scale), cfg.stage2_paired_warp)
-                paired = (self.G(pooled, self.hide(self.emb[y]))[0], real)
+            if cfg.stage2_paired > 0:  # real photos redrawn from stage-I-size pictures of them (own names)
+                low_p, real_p, y_p = self._paired_batch(real, y)
+                paired = (self.G(low_p, self.hide(self.emb[y_p]))[0], real_p)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
                                                 parts_fake=emb[:, t:] if cfg.part_loss > 0 else None,
                                                 paired=paired, step=self.step)
@@ -720,6 +720,57 @@ class StackGANTrainer:
                 "mu_abs": float(mu.float().abs().mean()), "sigma": float(torch.exp(0.5 * logvar.float()).mean()) if logvar is not None else 0.0,
                 "lr_g": lr_g, "lr_d": lr_d, "aug_p": float(self.augment.p),
             }
+
+    def _paired_batch(self, real: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(stage-I-size inputs, photos, labels) of --stage2-paired: the batch's photos pooled (and bent by
+        --stage2-paired-warp), or with --stage2-paired-inverted a draw from the inverted bank, flipped alike."""
+        cfg = self.cfg
+        if not cfg.stage2_paired_inverted:
+            return elastic_warp(F.avg_pool2d(real, cfg.stage2_scale), cfg.stage2_paired_warp), real, y
+        bank = self.inverted_bank()
+        b = real.shape[0]
+        j = torch.randint(0, bank["idx"].shape[0], (b,), device=self.device)
+        idx = bank["idx"][j]
+        photos, low = to_float(self.images[idx]), bank["low"][j].to(real.dtype)
+        if cfg.flip:
+            flip = (torch.rand(b, device=self.device) < 0.5)[:, None, None, None]
+            photos, low = torch.where(flip, photos.flip(3), photos), torch.where(flip, low.flip(3), low)
+        if self.use_amp:
+            photos, low = (x.contiguous(memory_format=torch.channels_last) for x in (photos, low))
+        return low, photos, self.labels[idx]
+
+    def inverted_bank(self) -> dict[str, torch.Tensor]:
+        """--stage2-paired-inverted's pairs: the stage-I pictures nearest N training photos (:mod:`invert`),
+        computed on first use and kept in the run folder (``paired_inverted.pt``), so a resumed run reuses them."""
+        if getattr(self, "_bank", None) is not None:
+            return self._bank
+        from stackgan.train.invert import inverted_bank
+
+        cfg, path = self.cfg, self.out / "paired_inverted.pt"
+        bank = None
+        if path.is_file():
+            bank = torch.load(path, map_location="cpu", weights_only=True)
+            if int(bank.get("n", -1)) != cfg.stage2_paired_inverted or int(bank.get("seed", -1)) != cfg.seed:
+                bank = None
+        if bank is None:
+            n = min(cfg.stage2_paired_inverted, self.images.shape[0])
+            self._printer(f"--stage2-paired-inverted: fitting stage I's pictures to {n} training photos "
+                          "(once; kept in the run folder)")
+            t0 = time.perf_counter()
+
+            def report(done: int, total: int, l1: float) -> None:
+                if self.cfg.progress:
+                    self._printer(f"  inverted {done}/{total}: L1 {l1:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+            photos = F.avg_pool2d(to_float(self.images), cfg.stage2_scale)
+            bank = inverted_bank(self.stage1.G, photos, self.emb[self.labels], n, cfg.seed, report=report)
+            bank.update(n=torch.tensor(cfg.stage2_paired_inverted), seed=torch.tensor(cfg.seed))
+            self.out.mkdir(parents=True, exist_ok=True)
+            io.atomic_torch_save(bank, path)
+            self.log.write(step=self.step, event="paired_inverted", photos=n, l1=round(float(bank["l1"].mean()), 4),
+                           seconds=round(time.perf_counter() - t0, 1))
+        self._bank = {"idx": bank["idx"].to(self.device), "low": bank["low"].to(self.device)}
+        return self._bank
 
     def _vision_stats(self, d_parts: dict[str, Any], g_parts: dict[str, Any]) -> dict[str, float]:
         """--d-vision's two terms for the log: the step just taken's, or with --d-vision-every N the latest step's
