@@ -408,6 +408,7 @@ class StackGANTrainer:
         self._last_vision: dict[str, float] = {}  # --d-vision's latest terms, for the log
         self._part_shares: tuple[torch.Tensor, ...] | None = None  # --part-mix, computed on first use
         self._sentence_fit = None  # --part-mix-sentence parts, fitted on first use
+        self._bank: dict[str, torch.Tensor] | None = None  # --stage2-paired-inverted, fitted on first use
 
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
@@ -742,7 +743,7 @@ class StackGANTrainer:
     def inverted_bank(self) -> dict[str, torch.Tensor]:
         """--stage2-paired-inverted's pairs: the stage-I pictures nearest N training photos (:mod:`invert`),
         computed on first use and kept in the run folder (``paired_inverted.pt``), so a resumed run reuses them."""
-        if getattr(self, "_bank", None) is not None:
+        if self._bank is not None:
             return self._bank
         from stackgan.train.invert import inverted_bank
 
