@@ -144,6 +144,11 @@ class StackGANConfig(Config):
     stage2_skips: bool = opt(False, "stage II: join the encoder's full- and half-size feature maps of the stage-I "
                                     "picture to the up path at their sizes (a U-Net), so the detail is drawn where "
                                     "stage I put each edge rather than from the quarter-size map alone")
+    stage2_input_pool: int = opt(1, "stage II reads the stage-I picture average-pooled by this factor (2: a 64 px "
+                                    "picture at 32 px) and enlarged back bilinearly, so the strokes below that scale "
+                                    "are averaged away before the redraw; the consistency term then compares at that "
+                                    "size, and --stage2-paired's photos are read the same way; 1: the picture as drawn",
+                                 choices=(1, 2, 4))
     g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
                                 "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
                                 "fusion blocks; follows the names far better on small data)", choices=G_CONDS)
@@ -308,6 +313,9 @@ class StackGANConfig(Config):
             raise ConfigError("--init-from needs a run folder or a ckpt-*.pt")
         if self.stage == 1 and (self.stage2_skips or self.stage2_consistency or self.stage2_paired):
             raise ConfigError("--stage2-skips, --stage2-consistency and --stage2-paired are only for --stage 2")
+        if self.stage == 1 and self.stage2_input_pool != 1:
+            raise ConfigError(f"--stage2-input-pool {self.stage2_input_pool} is how stage II reads stage I's picture: "
+                              "it is only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):

@@ -181,6 +181,63 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
+def test_stage2_input_pool_reads_the_stage_one_picture_pooled_and_enlarged():
+    torch.manual_seed(0)
+    kw = dict(c_dim=16, ngf=8, image_size=16, scale=4, g_cond="fusion", residual=True)
+    G = init_weights(Stage2G(EMB, input_pool=2, **kw)).eval()
+    plain = Stage2G(EMB, **kw).eval()
+    plain.load_state_dict(G.state_dict())  # the same network: the option adds no weights
+    low, emb, eps = torch.rand(2, 3, 16, 16) * 1.6 - 0.8, torch.randn(2, EMB), torch.zeros(2, 16)
+    seen = G.seen(low)
+    assert seen.shape == low.shape and not torch.allclose(seen, low)
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(G.seen(flat), flat)  # what is plain over a cell passes as it is
+    # detail inside a 2 x 2 cell (here: the cell's pixels swapped) does not reach the picture; the cells' means do
+    swapped = low.clone()
+    swapped[..., 0::2, :], swapped[..., 1::2, :] = low[..., 1::2, :], low[..., 0::2, :]
+    with torch.no_grad():
+        out = G(low, emb, eps)[0]
+        assert torch.allclose(out, G(swapped, emb, eps)[0], atol=1e-6)
+        assert not torch.allclose(plain(low, emb, eps)[0], plain(swapped, emb, eps)[0], atol=1e-4)
+        assert torch.allclose(out, plain(seen, emb, eps)[0], atol=1e-6)
+    assert Stage2G(EMB, **kw).seen(low) is low  # 1: the picture as drawn
+    with pytest.raises(ValueError, match="input_pool must be 1, 2 or 4"):
+        Stage2G(EMB, input_pool=3, **kw)
+
+
+def test_stage2_input_pool_trains_against_the_pooled_picture_resumes_and_generates(tmp_path, monkeypatch):
+    tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=make_data())
+    cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2, ckpt_every=1,
+                   precision="fp32", stage2_consistency=1.0, stage2_input_pool=2)
+    lows = []
+    real_g_phase = tr.StackGANLoss.g_phase
+
+    def spy(self, *args, **kwargs):
+        lows.append(kwargs["low"])
+        return real_g_phase(self, *args, **kwargs)
+
+    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy)
+    tr.train(cfg, data=make_data(size=32))
+    assert [tuple(x.shape[-2:]) for x in lows] == [(8, 8)] * 2  # the consistency term at the size stage II reads
+    assert all(r["cons"] > 0 for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["stage2_input_pool"] == 2
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    lows.clear()
+    tr.train(dataclasses.replace(cfg, stage2_input_pool=1, out=str(tmp_path / "off"), max_steps=1),
+             data=make_data(size=32))
+    assert [tuple(x.shape[-2:]) for x in lows] == [(16, 16)]  # 1: stage I's own size, as before
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert pipe.g2.input_pool == 2 and pipe.info()["stage2_input_pool"] == 2
+    assert pipe.generate(NAMES[0], 2, seed=1).images.shape == (2, 3, 32, 32)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_input_pool == 1  # old runs: as drawn
+    with pytest.raises(ConfigError, match="--stage2-input-pool 2 is how stage II reads"):
+        StackGANConfig(stage2_input_pool=2).validate()
+    with pytest.raises(ConfigError, match="--stage2-input-pool must be one of 1, 2, 4"):
+        StackGANConfig(stage=2, stage1="s1", stage2_input_pool=3).validate()
+
+
 def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_and_resumes(tmp_path, monkeypatch):
     data = make_data()
     tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=data)

@@ -618,11 +618,14 @@ class Stage2G(nn.Module):
     new picture: ``tanh(atanh(up(I)) + delta)``. With ``delta`` near 0 at the start, stage II begins
     as a plain upsample of stage I and only has to learn the detail, which a small budget can do;
     the paper's ``residual=False`` draws every pixel anew.
-    ``noise``: StyleGAN's noise inputs in the fused up-blocks, as in :class:`Stage1G`."""
+    ``noise``: StyleGAN's noise inputs in the fused up-blocks, as in :class:`Stage1G`.
+    ``input_pool``: the stage-I picture is read average-pooled by this factor and enlarged back (:meth:`seen`),
+    so what stage I draws below that scale does not reach the redraw."""
 
     def __init__(self, emb_dim: int, c_dim: int = 128, ngf: int = 64, image_size: int = 64, scale: int = 4,
                  r_num: int = 2, g_cond: str = "input", ca: bool = True, residual: bool = False,
-                 skips: bool = False, part_dim: int = 0, noise: bool = False, noise_gain: float = 1.0):
+                 skips: bool = False, part_dim: int = 0, noise: bool = False, noise_gain: float = 1.0,
+                 input_pool: int = 1):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -632,7 +635,10 @@ class Stage2G(nn.Module):
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         if noise and g_cond != "fusion":
             raise ValueError("noise inputs join G's fused up-blocks: they need g_cond fusion")
+        if input_pool not in (1, 2, 4):
+            raise ValueError(f"input_pool must be 1, 2 or 4, got {input_pool}")
         self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
+        self.input_pool = input_pool
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
         self.ca = CondAugment(emb_dim, c_dim, stochastic=ca, part_dim=part_dim)
         self.skips = skips
@@ -662,11 +668,19 @@ class Stage2G(nn.Module):
         """The noise inputs' maps of ``n`` pictures from ``generator``; None without noise inputs."""
         return random_noise_maps(self.noise_sides, n, generator)
 
+    def seen(self, stage1_img: torch.Tensor) -> torch.Tensor:
+        """The stage-I picture as stage II reads it: as drawn, or with ``input_pool`` above 1 average-pooled by
+        it and enlarged back to its size bilinearly (the same size, so the encoder is the same network)."""
+        if self.input_pool == 1:
+            return stage1_img
+        low = F.avg_pool2d(stage1_img, self.input_pool)
+        return F.interpolate(low, scale_factor=self.input_pool, mode="bilinear", align_corners=False)
+
     def forward(self, stage1_img: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor | None = None,
                 noise: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (images [B, 3, S*scale, S*scale], mu, logvar). ``stage1_img`` gets no gradient.
         ``noise``: the noise inputs' maps (:meth:`draw_noise`); drawn anew where not given."""
-        low = stage1_img.detach()
+        low = self.seen(stage1_img.detach())
         skips = []
         h = low
         for i, layer in enumerate(self.encoder):
@@ -716,7 +730,8 @@ def stage1_generator(cfg) -> Stage1G:
 def stage2_generator(cfg) -> Stage2G:
     return Stage2G(cfg.emb_dim, cfg.c_dim, cfg.ngf, cfg.image_size, cfg.stage2_scale, cfg.r_num, cfg.g_cond, cfg.ca,
                    cfg.stage2_residual, getattr(cfg, "stage2_skips", False), getattr(cfg, "part_dim", 0),
-                   noise=getattr(cfg, "g_noise", False), noise_gain=getattr(cfg, "g_noise_gain", 1.0))
+                   noise=getattr(cfg, "g_noise", False), noise_gain=getattr(cfg, "g_noise_gain", 1.0),
+                   input_pool=getattr(cfg, "stage2_input_pool", 1))
 
 
 def discriminator(cfg) -> _DBase:

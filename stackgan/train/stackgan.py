@@ -681,6 +681,8 @@ class StackGANTrainer:
             if cfg.stage2_paired > 0:  # real photos redrawn from stage-I-size pictures of them (own names)
                 low_p, real_p, y_p = self._paired_batch(real, y)
                 paired = (self.G(low_p, self.hide(self.emb[y_p]))[0], real_p)
+            if low is not None and cfg.stage2_input_pool > 1:  # consistency at the size stage II reads
+                low = F.avg_pool2d(low, cfg.stage2_input_pool)
             g_loss, g_parts = self.loss.g_phase(fake, y_fake, c, mu, logvar, c_all, z, half, low=low,
                                                 parts_fake=emb[:, t:] if cfg.part_loss > 0 else None,
                                                 paired=paired, step=self.step)
