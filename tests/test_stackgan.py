@@ -181,6 +181,19 @@ def test_stage2_skips_and_consistency_train_resume_and_generate(tmp_path):
             StackGANConfig(**bad).validate()
 
 
+def g_phase_spy(monkeypatch, key: str) -> list:
+    """What the trainer passes G's phase as ``key``, one entry per step (the real phase still runs)."""
+    passed = []
+    real_g_phase = tr.StackGANLoss.g_phase
+
+    def spy(self, *args, **kwargs):
+        passed.append(kwargs[key])
+        return real_g_phase(self, *args, **kwargs)
+
+    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy)
+    return passed
+
+
 def test_stage2_input_pool_reads_the_stage_one_picture_pooled_and_enlarged():
     torch.manual_seed(0)
     kw = dict(c_dim=16, ngf=8, image_size=16, scale=4, g_cond="fusion", residual=True)
@@ -209,14 +222,7 @@ def test_stage2_input_pool_trains_against_the_pooled_picture_resumes_and_generat
     tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=make_data())
     cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2, ckpt_every=1,
                    precision="fp32", stage2_consistency=1.0, stage2_input_pool=2)
-    lows = []
-    real_g_phase = tr.StackGANLoss.g_phase
-
-    def spy(self, *args, **kwargs):
-        lows.append(kwargs["low"])
-        return real_g_phase(self, *args, **kwargs)
-
-    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy)
+    lows = g_phase_spy(monkeypatch, "low")
     tr.train(cfg, data=make_data(size=32))
     assert [tuple(x.shape[-2:]) for x in lows] == [(8, 8)] * 2  # the consistency term at the size stage II reads
     assert all(r["cons"] > 0 for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r)
@@ -243,14 +249,7 @@ def test_stage2_paired_by_default_redraws_real_photos_from_their_pooled_copies_a
     tr.train(tiny_cfg(tmp_path, out=str(tmp_path / "s1"), max_steps=1, precision="fp32"), data=data)
     cfg = tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "s1"), ndf=4, max_steps=2,  # the stage-II default
                    ckpt_every=1, precision="fp32")
-    seen = []
-    real_g_phase = tr.StackGANLoss.g_phase
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs["paired"])
-        return real_g_phase(self, *args, **kwargs)
-
-    monkeypatch.setattr(tr.StackGANLoss, "g_phase", spy)
+    seen = g_phase_spy(monkeypatch, "paired")
     tr.train(cfg, data=make_data(size=32))
     rec, real = seen[0]
     assert rec.shape == real.shape == (cfg.batch_size, 3, 32, 32) and rec.requires_grad and not real.requires_grad
