@@ -13,6 +13,7 @@ from stackgan.config import LR_RENAMED, MAX_MINUTES_HELP, PRECISION_HELP, PRECIS
 from stackgan.errors import ConfigError
 
 STAGE1_SIZES = (16, 32, 64)
+STAGE2_INPUT_POOLS = (1, 2, 4)  # --stage2-input-pool: how much stage II pools the stage-I picture it reads
 STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
@@ -148,7 +149,7 @@ class StackGANConfig(Config):
                                     "picture at 32 px) and enlarged back bilinearly, so the strokes below that scale "
                                     "are averaged away before the redraw; the consistency term then compares at that "
                                     "size, and --stage2-paired's photos are read the same way; 1: the picture as drawn",
-                                 choices=(1, 2, 4))
+                                 choices=STAGE2_INPUT_POOLS)
     g_cond: str = opt("fusion", "how G takes the text: input (the paper: [z; c] into the first layer only) or "
                                 "fusion (also a conditional BatchNorm from [z; c] in every up-block, like DF-GAN's "
                                 "fusion blocks; follows the names far better on small data)", choices=G_CONDS)

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackgan.models.vision import FrozenFeatures, VisionHeads
-from stackgan.stackgan_config import D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES  # noqa: E402,F401 (one schema, no copies)
+from stackgan.stackgan_config import (  # noqa: E402,F401 (one schema, no copies)
+    D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES, STAGE2_INPUT_POOLS)
 
 STAGE2_SCALES = (2, 4)
 NOISE_SEED_OFFSET = 7_919  # a seed's noise maps come from seed + this, apart from its z's stream
@@ -635,8 +636,8 @@ class Stage2G(nn.Module):
             raise ValueError(f"g_cond must be one of {G_CONDS}, got {g_cond!r}")
         if noise and g_cond != "fusion":
             raise ValueError("noise inputs join G's fused up-blocks: they need g_cond fusion")
-        if input_pool not in (1, 2, 4):
-            raise ValueError(f"input_pool must be 1, 2 or 4, got {input_pool}")
+        if input_pool not in STAGE2_INPUT_POOLS:
+            raise ValueError(f"input_pool must be one of {STAGE2_INPUT_POOLS}, got {input_pool}")
         self.emb_dim, self.c_dim, self.ngf, self.g_cond, self.residual_out = emb_dim, c_dim, ngf, g_cond, residual
         self.input_pool = input_pool
         self.image_size, self.scale, self.out_size = image_size, scale, image_size * scale
