@@ -17,6 +17,7 @@ STAGE2_INPUT_POOLS = (1, 2, 4)  # --stage2-input-pool: how much stage II pools t
 STAGE2_SIZES = (128, 256)
 LOSSES = ("bce", "hinge")
 G_CONDS = ("input", "fusion")  # read by stackgan.models.stackgan too (this module stays free of torch)
+G_UPSAMPLES = ("nearest", "bilinear")  # --g-upsample: how stage I's up-blocks double the size (models read it)
 D_CONDS = ("concat", "projection")
 D_NORMS = ("batch", "spectral", "spectral-trunk")  # --d-norm: how stage I's D normalises its convolutions
 PARTS_SENTENCES = ("own", "parts")  # --parts-sentence: how new names get their sentence vector
@@ -169,6 +170,10 @@ class StackGANConfig(Config):
                           "BatchNorm, ReLU; 2: a second conv, BatchNorm (and noise input) and ReLU, as in "
                           "StyleGAN's, DF-GAN's and FastGAN's generators, which draw each resolution with two)",
                        min=1, max=3)
+    g_upsample: str = opt("nearest", "stage I: how each up-block of G doubles its features' size before its "
+                                     "convolution: nearest (the paper's; each feature copied to a 2 x 2 cell) or "
+                                     "bilinear (interpolated, as the resize-convolution of Odena et al. 2016 and "
+                                     "StyleGAN's filtered upsampling smooth the copy's steps)", choices=G_UPSAMPLES)
     d_recon: float = opt(0.0, "stage I: FastGAN's self-supervised D (Liu et al. 2021): D's 8x8 map must redraw "
                               "the real picture it was shown at half size, and a quarter of its 16x16 map that "
                               "quarter at full size (two small decoders, trained with D on real pictures only), "
@@ -330,6 +335,9 @@ class StackGANConfig(Config):
             raise ConfigError("--g-noise-gain sets the rate of --g-noise's strengths: give --g-noise too")
         if self.g_depth != 1 and self.stage != 1:
             raise ConfigError(f"--g-depth {self.g_depth} is only for --stage 1 (stage II's G is another network)")
+        if self.g_upsample != "nearest" and self.stage != 1:
+            raise ConfigError(f"--g-upsample {self.g_upsample} is only for --stage 1 (stage II's G is another "
+                              "network)")
         if self.g_noise and self.g_cond != "fusion":
             raise ConfigError(f"--g-noise joins the fused up-blocks: give --g-cond fusion, not {self.g_cond}")
         if self.d_patch and self.stage != 1:

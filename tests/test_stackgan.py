@@ -13,7 +13,8 @@ import torch
 
 from stackgan.errors import CheckpointError, ConfigError, DataError
 from stackgan.models.init import init_weights
-from stackgan.models.stackgan import CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G
+from stackgan.models.stackgan import (CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G,
+                                     upsample2)
 from stackgan.train import stackgan as tr
 from stackgan.stackgan_config import StackGANConfig
 from stackgan.text.parts import SentenceFit
@@ -575,6 +576,48 @@ def test_g_depth_trains_resumes_and_loads(tmp_path):
         tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "run"), g_depth=2)
     with pytest.raises(ConfigError):
         tiny_cfg(tmp_path, g_depth=0)
+
+
+def test_g_upsample_bilinear_interpolates_every_up_block_with_the_same_weights():
+    torch.manual_seed(0)
+    kw = dict(c_dim=8, z_dim=10, ngf=8, image_size=32, ca=False)
+    for cond in ("fusion", "input"):
+        near, bil = Stage1G(EMB, g_cond=cond, **kw), Stage1G(EMB, g_cond=cond, **kw, upsample="bilinear")
+        ups = [m for m in bil.modules() if isinstance(m, torch.nn.Upsample)]
+        assert len(ups) == 3 and all(m.mode == "bilinear" for m in ups)
+        assert all(m.mode == "nearest" for m in near.modules() if isinstance(m, torch.nn.Upsample))
+        bil.load_state_dict(near.state_dict())  # the same parameters: only how the size doubles differs
+        near.eval(), bil.eval()
+        z, emb = torch.randn(3, 10), torch.randn(3, EMB)
+        with torch.no_grad():
+            a, b = near(z, emb)[0], bil(z, emb)[0]
+        assert a.shape == b.shape == (3, 3, 32, 32) and not torch.allclose(a, b, atol=1e-4)
+    # a single feature: nearest copies it to a 2 x 2 cell, bilinear spreads it over a 4 x 4 one, falling off
+    impulse = torch.zeros(1, 1, 4, 4)
+    impulse[0, 0, 1, 1] = 1.0
+    n, b = upsample2("nearest")(impulse)[0, 0], upsample2("bilinear")(impulse)[0, 0]
+    assert torch.count_nonzero(n) == 4 and n.max() == 1
+    assert torch.count_nonzero(b) == 16 and b.max() < 1 and torch.isclose(b.sum(), torch.tensor(4.0))
+    with pytest.raises(ValueError, match="upsample mode"):
+        Stage1G(EMB, g_cond="fusion", **kw, upsample="bicubic")
+
+
+def test_g_upsample_trains_resumes_and_loads(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, g_upsample="bilinear", max_steps=2, ckpt_every=1, precision="fp32")
+    tr.train(cfg, data=make_data(size=32))
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=make_data(size=32))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["g_upsample"] == "bilinear"
+    from stackgan.inference import load_pipeline
+
+    pipe = load_pipeline(tmp_path / "run")
+    assert {m.mode for m in pipe.g1.modules() if isinstance(m, torch.nn.Upsample)} == {"bilinear"}
+    a, b = pipe.generate(NAMES[0], 2, seed=1), pipe.generate(NAMES[0], 2, seed=1)
+    assert torch.equal(a.stage1, b.stage1)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).g_upsample == "nearest"  # old runs
+    with pytest.raises(ConfigError, match="only for --stage 1"):
+        tiny_cfg(tmp_path, stage=2, stage1=str(tmp_path / "run"), g_upsample="bilinear")
+    with pytest.raises(ConfigError):
+        tiny_cfg(tmp_path, g_upsample="bicubic")
 
 
 def test_d_recon_trains_and_resumes(tmp_path):

@@ -27,7 +27,7 @@ from torch import nn
 
 from stackgan.models.vision import FrozenFeatures, VisionHeads
 from stackgan.stackgan_config import (  # noqa: E402,F401 (one schema, no copies)
-    D_CONDS, D_NORMS, G_CONDS, PART_HEADS, STAGE1_SIZES, STAGE2_INPUT_POOLS)
+    D_CONDS, D_NORMS, G_CONDS, G_UPSAMPLES, PART_HEADS, STAGE1_SIZES, STAGE2_INPUT_POOLS)
 
 STAGE2_SCALES = (2, 4)
 NOISE_SEED_OFFSET = 7_919  # a seed's noise maps come from seed + this, apart from its z's stream
@@ -45,9 +45,17 @@ def conv3x3(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
 
 
-def up_block(cin: int, cout: int, depth: int = 1) -> nn.Sequential:
-    """Nearest x2 upsample + 3x3 conv + BN + ReLU (``depth`` - 1 more conv + BN + ReLU at the new size)."""
-    layers = [nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
+def upsample2(mode: str = "nearest") -> nn.Upsample:
+    """x2 upsampling of an up-block: ``nearest`` (the paper's) or ``bilinear`` (--g-upsample)."""
+    if mode not in G_UPSAMPLES:
+        raise ValueError(f"upsample mode must be one of {G_UPSAMPLES}, got {mode!r}")
+    return nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+
+
+def up_block(cin: int, cout: int, depth: int = 1, upsample: str = "nearest") -> nn.Sequential:
+    """x2 upsample (nearest by default) + 3x3 conv + BN + ReLU (``depth`` - 1 more conv + BN + ReLU at the
+    new size)."""
+    layers = [upsample2(upsample), conv3x3(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
     for _ in range(depth - 1):
         layers += [conv3x3(cout, cout), nn.BatchNorm2d(cout), nn.ReLU(True)]
     return nn.Sequential(*layers)
@@ -101,12 +109,13 @@ class FusedUpBlock(nn.Module):
     ``noise_gain`` multiplies the stored strength (an equalised learning rate: under Adam the strength
     moves ``noise_gain`` times as fast as G's other weights). ``depth`` > 1: as many convolutions at the
     new size (:class:`FusedConv`, each with its own noise input), two as in StyleGAN's, DF-GAN's and
-    FastGAN's generators; the block's noise map then has one channel per convolution."""
+    FastGAN's generators; the block's noise map then has one channel per convolution. ``upsample``: the x2
+    upsampling's mode (:func:`upsample2`)."""
 
     def __init__(self, cin: int, cout: int, cond_dim: int, noise: bool = False, noise_gain: float = 1.0,
-                 depth: int = 1):
+                 depth: int = 1, upsample: str = "nearest"):
         super().__init__()
-        self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(cin, cout))
+        self.conv = nn.Sequential(upsample2(upsample), conv3x3(cin, cout))
         self.norm = CondBatchNorm2d(cout, cond_dim)
         self.noise_strength = nn.Parameter(torch.zeros(cout)) if noise else None
         self.noise_gain = float(noise_gain)
@@ -123,17 +132,17 @@ class FusedUpBlock(nn.Module):
 
 
 def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = None, noise: bool = False,
-             noise_gain: float = 1.0, depth: int = 1) -> nn.Module:
+             noise_gain: float = 1.0, depth: int = 1, upsample: str = "nearest") -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
     ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`, with
-    noise inputs if ``noise``), ``depth`` convolutions each. ``extra_in[i]``: channels of a skip joined to
+    noise inputs if ``noise``), ``depth`` convolutions each, doubling the size by ``upsample``. ``extra_in[i]``: channels of a skip joined to
     block i's output before block i + 1 (:func:`run_ups`)."""
     extra = list(extra_in or [0] * (len(chans) - 1))
     ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
     pairs = list(zip(ins, chans[1:]))
     if cond_dim:
-        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain, depth) for a, b in pairs])
-    return nn.Sequential(*[up_block(a, b, depth) for a, b in pairs])
+        return nn.ModuleList([FusedUpBlock(a, b, cond_dim, noise, noise_gain, depth, upsample) for a, b in pairs])
+    return nn.Sequential(*[up_block(a, b, depth, upsample) for a, b in pairs])
 
 
 def match_memory_format(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
@@ -326,7 +335,8 @@ class Stage1G(nn.Module):
 
     def __init__(self, emb_dim: int, c_dim: int = 128, z_dim: int = 100, ngf: int = 64, image_size: int = 64,
                  g_cond: str = "input", ca: bool = True, sle: bool = False, part_dim: int = 0,
-                 part_layer: int = 0, noise: bool = False, noise_gain: float = 1.0, depth: int = 1):
+                 part_layer: int = 0, noise: bool = False, noise_gain: float = 1.0, depth: int = 1,
+                 upsample: str = "nearest"):
         super().__init__()
         if image_size not in STAGE1_SIZES:
             raise ValueError(f"stage-I image size must be one of {STAGE1_SIZES}, got {image_size}")
@@ -345,7 +355,8 @@ class Stage1G(nn.Module):
         self.fc = nn.Sequential(nn.Linear(z_dim + c_dim, chans[0] * 16, bias=False),
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
         self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise,
-                            noise_gain=noise_gain, depth=depth)
+                            noise_gain=noise_gain, depth=depth, upsample=upsample)
+        self.upsample = upsample
         self.noise_sides = [4 * 2**j for j in range(1, len(chans))] if noise else []
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
@@ -725,7 +736,8 @@ def stage1_generator(cfg) -> Stage1G:
     return Stage1G(cfg.emb_dim, cfg.c_dim, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.g_cond, cfg.ca,
                    sle=getattr(cfg, "sle", False), part_dim=getattr(cfg, "part_dim", 0),
                    part_layer=getattr(cfg, "part_layer", 0), noise=getattr(cfg, "g_noise", False),
-                   noise_gain=getattr(cfg, "g_noise_gain", 1.0), depth=getattr(cfg, "g_depth", 1))
+                   noise_gain=getattr(cfg, "g_noise_gain", 1.0), depth=getattr(cfg, "g_depth", 1),
+                   upsample=getattr(cfg, "g_upsample", "nearest"))
 
 
 def stage2_generator(cfg) -> Stage2G:
