@@ -135,8 +135,8 @@ def make_ups(chans: list[int], cond_dim: int = 0, extra_in: list[int] | None = N
              noise_gain: float = 1.0, depth: int = 1, upsample: str = "nearest") -> nn.Module:
     """Up-blocks from ``chans[0]`` to ``chans[-1]`` channels: plain (``cond_dim`` 0, an
     ``nn.Sequential`` as in the paper) or fused (an ``nn.ModuleList`` of :class:`FusedUpBlock`, with
-    noise inputs if ``noise``), ``depth`` convolutions each, doubling the size by ``upsample``. ``extra_in[i]``: channels of a skip joined to
-    block i's output before block i + 1 (:func:`run_ups`)."""
+    noise inputs if ``noise``), ``depth`` convolutions each, doubling the size by ``upsample``.
+    ``extra_in[i]``: channels of a skip joined to block i's output before block i + 1 (:func:`run_ups`)."""
     extra = list(extra_in or [0] * (len(chans) - 1))
     ins = [chans[0]] + [c + e for c, e in zip(chans[1:-1], extra)]
     pairs = list(zip(ins, chans[1:]))
@@ -356,7 +356,6 @@ class Stage1G(nn.Module):
                                 nn.BatchNorm1d(chans[0] * 16), nn.ReLU(True))
         self.ups = make_ups(chans, z_dim + c_dim if g_cond == "fusion" else 0, noise=noise,
                             noise_gain=noise_gain, depth=depth, upsample=upsample)
-        self.upsample = upsample
         self.noise_sides = [4 * 2**j for j in range(1, len(chans))] if noise else []
         self.to_rgb = nn.Sequential(conv3x3(chans[-1], 3), nn.Tanh())
         # feature map j (0: the 4x4 input, j: after up-block j) gated by map j - SLE_SPAN, where there is one
