@@ -30,6 +30,24 @@ STAGE2_CONSISTENCY = 150.0  # the stage-II default of --stage2-consistency (stag
 STAGE2_PAIRED = 50.0  # the stage-II default of --stage2-paired (stage I: 0)
 STAGE_DEFAULTS = {"stage2_consistency": STAGE2_CONSISTENCY, "stage2_paired": STAGE2_PAIRED}  # stage II's; stage I: 0
 
+# Options one stage's networks read and the other's do not: field -> (that stage, why). Set for the other stage
+# (true and not the field's default) they are refused by `StackGANConfig.check`, one message for all.
+_D2, _G2 = "stage II's D is another network", "stage II's G is another network"
+STAGE_ONLY = {
+    "stage1": (2, "the stage-I run stage II builds on"),
+    "stage2_skips": (2, "how stage II's G joins its encoder's maps"),
+    "stage2_consistency": (2, "a term between stage II's picture and the stage-I picture"),
+    "stage2_paired": (2, "stage II redrawing real photos from their pooled copies"),
+    "stage2_input_pool": (2, "how stage II reads stage I's picture"),
+    "g_depth": (1, _G2),
+    "g_upsample": (1, _G2),
+    "d_norm": (1, _D2),
+    "d_patch": (1, _D2),
+    "d_vision": (1, _D2),
+    "d_recon": (1, _D2),
+    "part_layer": (1, "stage II builds on the stage-I picture"),
+}
+
 # What a run folder written before a field existed meant by its absence (the settings of that time).
 LEGACY_DEFAULTS = {"g_cond": "input", "d_cond": "concat", "balance_names": False, "stage2_residual": False,
                    "stage2_skips": False, "stage2_consistency": 0.0, "stage2_paired": 0.0,
@@ -313,15 +331,9 @@ class StackGANConfig(Config):
             raise ConfigError(f"--name-loss {self.name_loss:g} (the default is 0.2) needs --d-cond projection: it "
                               "classifies through the projection's inner products; with --d-cond concat give "
                               "--name-loss 0")
-        if self.stage == 1 and self.stage1:
-            raise ConfigError("--stage1 is only for --stage 2")
+        self._check_stage_only()
         if self.init_from is not None and not str(self.init_from).strip():
             raise ConfigError("--init-from needs a run folder or a ckpt-*.pt")
-        if self.stage == 1 and (self.stage2_skips or self.stage2_consistency or self.stage2_paired):
-            raise ConfigError("--stage2-skips, --stage2-consistency and --stage2-paired are only for --stage 2")
-        if self.stage == 1 and self.stage2_input_pool != 1:
-            raise ConfigError(f"--stage2-input-pool {self.stage2_input_pool} is how stage II reads stage I's picture: "
-                              "it is only for --stage 2")
         if not self.parts and self.part_dim:
             raise ConfigError("part_dim is set but --parts is off")
         if not self.parts and (self.part_loss or self.part_mix or self.wrong_parts):
@@ -329,23 +341,12 @@ class StackGANConfig(Config):
         if self.bcr and not parse_policy(self.diffaugment):
             raise ConfigError(f"--bcr {self.bcr:g} compares two draws of the --diffaugment ops: give a policy "
                               "(e.g. --diffaugment translation), not none")
-        if self.d_norm != "batch" and self.stage != 1:
-            raise ConfigError(f"--d-norm {self.d_norm} is only for --stage 1 (stage II's D is another network)")
         if self.g_noise_gain != 1.0 and not self.g_noise:
             raise ConfigError("--g-noise-gain sets the rate of --g-noise's strengths: give --g-noise too")
-        if self.g_depth != 1 and self.stage != 1:
-            raise ConfigError(f"--g-depth {self.g_depth} is only for --stage 1 (stage II's G is another network)")
-        if self.g_upsample != "nearest" and self.stage != 1:
-            raise ConfigError(f"--g-upsample {self.g_upsample} is only for --stage 1 (stage II's G is another "
-                              "network)")
         if self.g_noise and self.g_cond != "fusion":
             raise ConfigError(f"--g-noise joins the fused up-blocks: give --g-cond fusion, not {self.g_cond}")
-        if self.d_patch and self.stage != 1:
-            raise ConfigError("--d-patch is only for --stage 1 (stage II's D is another network)")
         if self.d_patch and self.image_size < 32:
             raise ConfigError(f"--d-patch reads D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
-        if self.d_vision and self.stage != 1:
-            raise ConfigError("--d-vision is only for --stage 1 (stage II's D is another network)")
         if self.d_vision_every != 1 and not self.d_vision:
             raise ConfigError(f"--d-vision-every {self.d_vision_every} spaces --d-vision's verdicts: "
                               "give --d-vision W too")
@@ -354,14 +355,10 @@ class StackGANConfig(Config):
         if self.d_vision_size % 16:
             raise ConfigError(f"--d-vision-size must be a multiple of 16 (the network's maps go down to 1/16), "
                               f"not {self.d_vision_size}")
-        if self.d_recon and self.stage != 1:
-            raise ConfigError("--d-recon is only for --stage 1 (stage II's D is another network)")
         if self.d_recon and self.image_size < 32:
             raise ConfigError(f"--d-recon decodes D's 16x16 map: give --image-size 32 or 64, not {self.image_size}")
         if self.part_layer and not self.parts:
             raise ConfigError("--part-layer needs --parts (it draws the parts code)")
-        if self.part_layer and self.stage != 1:
-            raise ConfigError("--part-layer is only for --stage 1 (stage II builds on the stage-I picture)")
         if self.part_layer and self.part_layer >= self.image_size:
             raise ConfigError(f"--part-layer {self.part_layer} must be smaller than --image-size {self.image_size}")
         if self.part_head != "pooled" and not self.part_loss:
@@ -389,6 +386,14 @@ class StackGANConfig(Config):
         if self.stage2_paired_inverted and self.stage2_paired_warp:
             raise ConfigError("--stage2-paired-warp bends pooled copies; --stage2-paired-inverted replaces them: "
                               "give one of the two")
+
+    def _check_stage_only(self) -> None:
+        """Refuse an option of the other stage (`STAGE_ONLY`), naming it, its value and why."""
+        for name, (stage, why) in STAGE_ONLY.items():
+            value = getattr(self, name)
+            if self.stage != stage and value and value != self.__dataclass_fields__[name].default:
+                shown = "" if isinstance(value, bool) else f" {value:g}" if isinstance(value, float) else f" {value}"
+                raise ConfigError(f"--{name.replace('_', '-')}{shown} is only for --stage {stage} ({why})")
 
     def stage_default(self, name: str):
         """The default of option ``name`` for this run's stage (the field's own, except where it depends on

@@ -16,7 +16,7 @@ from stackgan.models.init import init_weights
 from stackgan.models.stackgan import (CondAugment, FusedUpBlock, ProjectionLogits, Stage1D, Stage1G, Stage2D, Stage2G,
                                      upsample2)
 from stackgan.train import stackgan as tr
-from stackgan.stackgan_config import StackGANConfig
+from stackgan.stackgan_config import STAGE_ONLY, StackGANConfig
 from stackgan.text.parts import SentenceFit
 from stackgan.utils.runlog import read_jsonl
 from conftest import assert_a_nan_step_is_undone, use_hash_encoder  # noqa: E402
@@ -239,7 +239,7 @@ def test_stage2_input_pool_trains_against_the_pooled_picture_resumes_and_generat
     assert pipe.g2.input_pool == 2 and pipe.info()["stage2_input_pool"] == 2
     assert pipe.generate(NAMES[0], 2, seed=1).images.shape == (2, 3, 32, 32)
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).stage2_input_pool == 1  # old runs: as drawn
-    with pytest.raises(ConfigError, match="--stage2-input-pool 2 is how stage II reads"):
+    with pytest.raises(ConfigError, match=r"--stage2-input-pool 2 is only for --stage 2 \(how stage II reads"):
         StackGANConfig(stage2_input_pool=2).validate()
     with pytest.raises(ConfigError, match="--stage2-input-pool must be one of 1, 2, 4"):
         StackGANConfig(stage=2, stage1="s1", stage2_input_pool=3).validate()
@@ -1074,6 +1074,27 @@ def test_lr_halves_every_decay_epochs(tmp_path):
     assert t.current_lr() == (1e-4, 1e-4)
     t.step = 8
     assert t.current_lr() == (5e-5, 5e-5)
+
+
+def test_stage_only_options_are_refused_for_the_other_stage_and_kept_for_their_own():
+    values = dict(stage1="s1", stage2_skips=True, stage2_consistency=1.0, stage2_paired=1.5, stage2_input_pool=2,
+                  g_depth=2, g_upsample="bilinear", d_norm="spectral", d_patch=0.5, d_vision=1.0, d_recon=1.0,
+                  part_layer=8)
+    assert set(values) == set(STAGE_ONLY)  # a new entry of the table gets a value here
+    stage_args = {1: {}, 2: dict(stage1="s1")}
+    for name, value in values.items():
+        own, _why = STAGE_ONLY[name]
+        extra = dict(parts=True) if name == "part_layer" else {}
+        kept = StackGANConfig(stage=own, **{**stage_args[own], **extra, name: value}).validate()
+        assert getattr(kept, name) == value
+        other = 3 - own
+        with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')}.* is only for --stage {own} ") as e:
+            StackGANConfig(stage=other, **{**stage_args[other], **extra, name: value}).validate()
+        if not isinstance(value, bool) and name != "stage1":
+            assert f" {value:g} " in str(e.value) if isinstance(value, float) else f" {value} " in str(e.value)
+    # the field's default, or a false value, is not "given" (stage II's 0 turns its terms off on stage I too)
+    assert StackGANConfig(stage2_consistency=0.0, stage2_paired=0.0, d_norm="batch", g_depth=1).validate()
+    assert StackGANConfig(stage=2, stage1="s1", g_upsample="nearest", d_patch=0.0).validate()
 
 
 def test_config_checks():
