@@ -169,6 +169,13 @@ def _opt(name: str) -> str:
     return name.replace("_", "-")
 
 
+def option_text(name: str, value: Any) -> str:
+    """Field ``name`` set to ``value`` as a command line writes it: ``--flag``, ``--no-flag``, ``--flag 0.5``."""
+    if isinstance(value, bool):
+        return f"--{_opt(name)}" if value else f"--no-{_opt(name)}"
+    return f"--{_opt(name)} {value:g}" if isinstance(value, float) else f"--{_opt(name)} {value}"
+
+
 def _new_options(new: tuple[str, ...]) -> str:
     return " and ".join(f"--{_opt(n)}" for n in new)
 

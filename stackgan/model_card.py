@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from stackgan.config import option_text
 from stackgan.stackgan_config import StackGANConfig
 
 # run-folder bookkeeping that says nothing about the recipe
@@ -25,11 +26,7 @@ def train_command(cfg: StackGANConfig) -> str:
         value = getattr(cfg, f.name)
         if value == f.default or value == cfg.stage_default(f.name):
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        else:
-            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+        parts.append(option_text(f.name, value))
     return " ".join(parts)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from stackgan.config import LR_RENAMED, MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt
+from stackgan.config import LR_RENAMED, MAX_MINUTES_HELP, PRECISION_HELP, PRECISIONS, Config, opt, option_text
 from stackgan.errors import ConfigError
 
 STAGE1_SIZES = (16, 32, 64)
@@ -392,8 +392,7 @@ class StackGANConfig(Config):
         for name, (stage, why) in STAGE_ONLY.items():
             value = getattr(self, name)
             if self.stage != stage and value and value != self.__dataclass_fields__[name].default:
-                shown = "" if isinstance(value, bool) else f" {value:g}" if isinstance(value, float) else f" {value}"
-                raise ConfigError(f"--{name.replace('_', '-')}{shown} is only for --stage {stage} ({why})")
+                raise ConfigError(f"{option_text(name, value)} is only for --stage {stage} ({why})")
 
     def stage_default(self, name: str):
         """The default of option ``name`` for this run's stage (the field's own, except where it depends on
