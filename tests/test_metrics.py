@@ -262,6 +262,18 @@ def test_classifier_cache_is_reused_and_keyed_by_content(menu):
         "k", data.train_images.flip(0), t, {"base": ["a"]}, CFG)
 
 
+def test_a_cached_classifier_is_used_only_when_readable_and_of_its_key(menu, tmp_path):
+    data, clf, cache = menu
+    path = list((cache / "classifiers").glob("*.safetensors"))[0]
+    hit = Classifier.cached(path, clf.key)
+    assert hit is not None and hit.key == clf.key and hit.classes == clf.classes
+    assert Classifier.cached(path, "another key") is None  # stale: trained for other data
+    assert Classifier.cached(tmp_path / "absent.safetensors", clf.key) is None
+    assert Classifier.cached(None, clf.key) is None  # no cache asked for
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(path.read_bytes()[:100])  # a cut-off write
+    assert Classifier.cached(bad, clf.key) is None
+
 def test_attribute_faithfulness_counts_matches(menu):
     clf = menu[1]
     names = ["サーモン丼", "卵麺", "謎皿"]

@@ -354,6 +354,24 @@ def test_scratch_backend_offline(offline, scratch_folder):
     assert again.id == enc.id and torch.allclose(again.encode(TRICKY), vecs, atol=1e-6)
 
 
+@pytest.mark.parametrize("damaged", ["model.safetensors", "head.safetensors", "image_encoder.safetensors"])
+def test_a_damaged_scratch_folder_is_a_clear_error(tmp_path, scratch_folder, damaged):
+    import shutil
+
+    from stackgan.text.scratch import ScratchTextEncoder, load_image_encoder
+
+    out = tmp_path / "enc"
+    shutil.copytree(scratch_folder[0], out)
+    f = out / damaged
+    f.write_bytes(f.read_bytes()[:100])  # a cut-off copy
+    if damaged == "image_encoder.safetensors":
+        ScratchTextEncoder(out)  # the text side is whole
+        with pytest.raises(UserError, match="no usable image encoder"):
+            load_image_encoder(out)
+    else:
+        with pytest.raises(UserError, match="cannot load the scratch text encoder"):
+            ScratchTextEncoder(out)
+
 def test_scratch_training_is_deterministic_and_guards_out(tmp_path, scratch_folder):
     from stackgan.text import train_scratch_encoder
 

@@ -143,7 +143,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "Classifier":
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -157,11 +157,23 @@ class Classifier:
             classes = json.loads(meta["classes"])
             net = SmallCNN(config.channels, {h: len(c) for h, c in classes.items()}, config.width, config.feat_dim)
             net.load_state_dict(state)
-        except (KeyError, ValueError, RuntimeError, OSError) as exc:
+        except (SafetensorError, KeyError, ValueError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"cannot read classifier {path}: {exc}") from None
         clf = cls(net, classes, config, json.loads(meta.get("metrics", "{}")), meta.get("key", ""), device)
         clf.path = path
         return clf
+
+    @classmethod
+    def cached(cls, path: Path | None, key: str, device: torch.device | str = "cpu") -> "Classifier | None":
+        """The classifier cached at ``path`` if it is there, readable and trained for ``key``; else None
+        (a corrupt or stale entry is trained again and overwritten by the caller)."""
+        if path is None or not path.is_file():
+            return None
+        try:
+            clf = cls.load(path, device)
+        except CheckpointError:
+            return None
+        return clf if clf.key == key else None
 
 
 def cache_key(kind: str, images: torch.Tensor, targets: dict[str, torch.Tensor], classes: dict[str, list[str]],
@@ -214,13 +226,9 @@ def train_classifier(images: torch.Tensor, targets: dict[str, torch.Tensor], cla
     if cache:
         folder = (cache_root() if cache is True else Path(cache)) / "classifiers"
         path = folder / f"{kind}-{key[:20]}.safetensors"
-        if path.is_file():
-            try:
-                clf = Classifier.load(path, device)
-                if clf.key == key:
-                    return clf
-            except CheckpointError:
-                pass  # a corrupt cache entry: train again and overwrite it
+        clf = Classifier.cached(path, key, device)
+        if clf is not None:
+            return clf
 
     dev = torch.device(device)
     heads = list(targets)

@@ -247,20 +247,14 @@ def train_reader(cfg: ReaderConfig | None = None, cache: bool | str | os.PathLik
 
     ``cache``: True for the default cache folder, a folder, or False to always render and train.
     """
-    from stackgan.errors import CheckpointError
-
     cfg = cfg or ReaderConfig()
     cfg.check()
     say = printer or (lambda s: None)
     key = reader_key(cfg)
     path = reader_path(cfg, cache) if cache else None
-    if path is not None and path.is_file():
-        try:
-            clf = Classifier.load(path, device)
-            if clf.key == key:
-                return clf
-        except CheckpointError:
-            pass  # a corrupt cache entry: train again and overwrite it
+    clf = Classifier.cached(path, key, device)
+    if clf is not None:
+        return clf
     n = len(all_combos())
     say(f"attribute reader: rendering {n} combinations x ({cfg.renders} training + {cfg.heldout} held-out) at "
         f"{cfg.draw_size} px (once per machine, then cached)")

@@ -157,6 +157,7 @@ def folder_id(folder: Path) -> str:
 class ScratchTextEncoder(TextEncoder):
     def __init__(self, folder: str | os.PathLike, device: str | torch.device = "cpu", spec: str | None = None):
         import sentencepiece as spm
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import BertConfig
 
@@ -174,7 +175,7 @@ class ScratchTextEncoder(TextEncoder):
             tower = TextTower(bert_config, int(meta["dim"]))
             tower.bert.load_state_dict(load_file(str(folder / BERT_FILE)))
             tower.proj.load_state_dict(load_file(str(folder / HEAD_FILE)))
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as exc:
             raise UserError(f"cannot load the scratch text encoder in {folder}: {exc}") from None
         self.folder = folder
         self.meta = meta
@@ -215,6 +216,7 @@ class ScratchTextEncoder(TextEncoder):
 
 
 def load_image_encoder(folder: str | os.PathLike, device: str | torch.device = "cpu") -> ImageEncoder:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -223,7 +225,7 @@ def load_image_encoder(folder: str | os.PathLike, device: str | torch.device = "
         ie = meta["image_encoder"]
         enc = ImageEncoder(int(meta["dim"]), int(ie["width"]), int(ie["image_size"]), int(ie["channels"]))
         enc.load_state_dict(load_file(str(folder / IMAGE_FILE)))
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+    except (SafetensorError, OSError, KeyError, RuntimeError, ValueError) as exc:
         raise UserError(f"{folder} has no usable image encoder: {exc}") from None
     return enc.eval().to(torch.device(device))
 
