@@ -240,6 +240,11 @@ class StackGANConfig(Config):
     mode_seeking: float = opt(0.0, "weight of the mode-seeking term (MSGAN, Mao et al. 2019): pairs of fakes of one "
                                    "name vector (with --part-mix, of one combination) are pushed apart in proportion to "
                                    "their noise; 0: off", min=0.0)
+    patch_prior: float = opt(0.0, "weight of a patch prior on G: 512 of the fakes' 8 px patches a step are held to "
+                                  "the training photos' patch manifold (16,384 of their patches, each the centre of a "
+                                  "ball as wide as its third-nearest neighbour, as the patches metric's precision), "
+                                  "and a patch outside every ball costs its squared distance past the nearest ball's "
+                                  "edge (per value); patches the photos have cost nothing; 0: off", min=0.0)
 
     name_loss: float = opt(0.2, "weight of a name-classification term (projection D only): D's picture features "
                                 "must pick the picture's own name among all training names (softmax over the "

@@ -179,6 +179,53 @@ def test_mode_seeking_term_grows_as_the_generator_collapses():
 
 
 
+def _stripes(n=4, size=16, seed=0):
+    """Pictures of vertical stripes of random grey levels: every 8 px patch is constant down its columns."""
+    g = torch.Generator().manual_seed(seed)
+    cols = torch.rand(n, 1, 1, size, generator=g) * 2 - 1
+    return cols.expand(n, 3, size, size).contiguous()
+
+
+def test_patch_prior_costs_nothing_for_the_photos_own_patches_and_presses_on_strokes():
+    photos = _stripes()
+    prior = L.PatchPrior(photos, patch=8, n=10_000)  # the bank holds every patch of these 4 small pictures
+    assert prior.bank.shape == (4 * 3 * 3, 3 * 64) and prior.radii.shape == (36,)
+    assert prior(photos).item() == 0.0  # each patch is a bank patch: inside its ball
+    # a horizontal stroke across the stripes: patches no photo has
+    stroked = photos.clone()
+    stroked[:, :, 7:9, :] = 1.0
+    fake = stroked.clone().requires_grad_(True)
+    cost = prior(fake)
+    assert cost.item() > 0
+    cost.backward()
+    assert fake.grad[:, :, 7:9].abs().sum() > 0  # the stroke's pixels are pressed on
+    moved = (fake - 20.0 * fake.grad).detach()  # a step downhill lowers the cost
+    assert prior(moved).item() < cost.item()
+    # which patches are read follows the seed; the same seed reads the same ones
+    few = L.PatchPrior(photos, patch=8, n=5)
+    assert few(stroked, seed=3).item() == few(stroked, seed=3).item()
+    with pytest.raises(ValueError, match="channels"):
+        prior(stroked[:, :1])
+
+
+def test_patch_prior_joins_gs_phase_only_when_on():
+    base = dict(image_size=16, ngf=8, ndf=8, c_dim=8, name_loss=0.0)
+    off = StackGANConfig(**base).validate()
+    D, real, fake, y, codes = _phase_inputs(off)
+    mu, logvar, z = torch.randn(4, 8), torch.zeros(4, 8), torch.randn(4, 3)
+    g0, q0 = L.StackGANLoss(off, D, lambda x: x).g_phase(fake, y, codes[y], mu, logvar, None, z, pairs=2)
+    assert q0["patch_prior"].item() == 0.0
+    on = StackGANConfig(**base, patch_prior=50.0).validate()
+    prior = L.PatchPrior(_stripes(), patch=8)
+    g1, q1 = L.StackGANLoss(on, D, lambda x: x, patch_prior=prior).g_phase(fake, y, codes[y], mu, logvar, None, z,
+                                                                             pairs=2, step=7)
+    assert q1["patch_prior"].item() == pytest.approx(prior(fake, seed=7).item()) and q1["patch_prior"].item() > 0
+    assert g1.item() == pytest.approx((g0 + 50.0 * q1["patch_prior"]).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="patch manifold"):
+        L.StackGANLoss(on, D, lambda x: x)
+    with pytest.raises(ConfigError):
+        StackGANConfig(**base, patch_prior=-1.0).validate()
+
 def test_kl_is_zero_at_prior_and_averaged_per_element():
     assert L.kl_divergence(torch.zeros(5, 7), torch.zeros(5, 7)).item() == 0.0
     mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])

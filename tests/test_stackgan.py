@@ -652,6 +652,26 @@ def test_d_patch_trains_and_resumes(tmp_path):
     assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).d_patch == 0.0  # old runs: no patch head
 
 
+def flat_data(size: int = 32) -> tr.TrainData:
+    """make_data's names with each photo one flat colour: every patch of a photo is alike (k-NN radii 0)."""
+    d = make_data(size=size)
+    return dataclasses.replace(d, images=d.images[:, :, :1, :1].expand(-1, -1, size, size).contiguous())
+
+
+def test_patch_prior_trains_and_resumes(tmp_path):
+    cfg = tiny_cfg(tmp_path, image_size=32, max_steps=2, ckpt_every=1, precision="fp32", patch_prior=30.0)
+    tr.train(cfg, data=flat_data())
+    assert tr.train(dataclasses.replace(cfg, resume=True, max_steps=3), data=flat_data())["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["patch_prior"] == 30.0
+    logs = [r for r in read_jsonl(tmp_path / "run" / "log.jsonl") if "d_loss" in r]
+    # a fresh G's patches are not flat: outside every ball of the flat photos' patches, so on at every step
+    assert len(logs) == 3 and all(r["patch_prior"] > 0 for r in logs)
+    assert StackGANConfig.from_dict({"_kind": "StackGANConfig"}).patch_prior == 0.0  # old runs: off
+    plain = tr.train(tiny_cfg(tmp_path / "plain", image_size=32, precision="fp32"), data=flat_data())
+    assert plain["step"] == 2
+    assert all("patch_prior" not in r for r in read_jsonl(tmp_path / "plain" / "run" / "log.jsonl"))
+
+
 def _sn_layers(D):
     return [m for part in (D.encode, D.cond_head, D.uncond_head, D.patch_head) for m in part.modules()
             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]

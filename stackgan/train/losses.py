@@ -15,6 +15,7 @@ Regularisers and other terms:
     r1_penalty(logits, real)               R1 on real photos (lazy in the trainer)
     kl_divergence(mu, logvar)              conditioning augmentation's KL
     mode_seeking_term(a, b, za, zb)        MSGAN
+    PatchPrior(photos)(fake, seed)         --patch-prior: fakes' patches outside the photos' patch manifold
     name_classification(logits, labels)    which of all the training names is this picture's
     part_classification(logits, codes, sizes)  which value of each part (base, topping, ...) it shows
     low_res_consistency(img, low)          stage II: the picture, pooled to stage I's size, against stage I's
@@ -34,11 +35,12 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from stackgan.metrics.patches import knn_radii, patch_vectors
 from stackgan.models.stackgan import kl_divergence, quarter_of
 from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
-           "r1_penalty", "kl_divergence", "mode_seeking_term", "name_classification", "low_res_consistency",
+           "r1_penalty", "kl_divergence", "mode_seeking_term", "PatchPrior", "name_classification", "low_res_consistency",
            "paired_reconstruction", "d_reconstruction", "balanced_consistency", "StackGANLoss"]
 
 
@@ -134,6 +136,36 @@ def mode_seeking_term(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: to
     return (1.0 / (ratio + eps)).mean()
 
 
+class PatchPrior:
+    """``--patch-prior``: the training photos' patch manifold, as the ``patches`` metric builds it (Kynkäänniemi et
+    al. 2019 on raw ``patch`` px patches: ``bank`` of them, each the centre of a ball as wide as its ``k``-th nearest
+    neighbour), and a term on G's pictures: each of ``n`` patches drawn from them costs its squared distance past the
+    edge of the ball it is nearest to leaving (0 inside any ball), per value, averaged. Patches the photos have
+    (inside the manifold: what precision counts) cost nothing, so the term presses only on strokes and smears no
+    photo has, towards the nearest photo patch, and leaves the rest to the adversarial terms."""
+
+    def __init__(self, photos: torch.Tensor, patch: int = 8, bank: int = 16_384, k: int = 3, n: int = 512,
+                 seed: int = 0):
+        self.patch, self.n = int(patch), int(n)
+        self.bank = patch_vectors(photos.float(), self.patch, bank, seed)  # [B, C*p*p], photos in [-1, 1]
+        self.radii = knn_radii(self.bank, k)  # squared
+        self.bank_sq = self.bank.square().sum(1)
+
+    def __call__(self, fake: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """The term on pictures ``fake`` [N, C, H, W] in [-1, 1] (differentiable in ``fake``); ``seed`` draws
+        which patches (the trainer's step, so each step reads others)."""
+        with torch.autocast(fake.device.type, enabled=False):
+            p = patch_vectors(fake.float(), self.patch, self.n, seed)
+            if p.shape[1] != self.bank.shape[1]:
+                raise ValueError(f"--patch-prior: pictures of {fake.shape[1]} channels against photos' patches of "
+                                 f"{self.bank.shape[1]} values")
+            with torch.no_grad():  # which ball: the one whose edge is nearest (most negative inside one)
+                j = (p.square().sum(1, keepdim=True) + self.bank_sq[None] - 2 * p @ self.bank.T
+                     - self.radii[None]).argmin(1)
+            past = (p - self.bank[j]).square().sum(1) - self.radii[j]
+            return past.clamp_min(0).mean() / p.shape[1]
+
+
 def name_classification(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of [B, K] name logits (one per training name) against the pictures' names."""
     return F.cross_entropy(logits.float(), labels)
@@ -210,12 +242,15 @@ class StackGANLoss:
     """
 
     def __init__(self, cfg: StackGANConfig, D: torch.nn.Module, augment: Callable[[torch.Tensor], torch.Tensor],
-                 part_sizes: Sequence[int] = ()):
+                 part_sizes: Sequence[int] = (), patch_prior: PatchPrior | None = None):
         unset = [name for name in STAGE_DEFAULTS if getattr(cfg, name) is None]
         if unset:  # validate() fills the options whose default depends on the stage
             raise ValueError(f"StackGANLoss needs a validated config ({', '.join(unset)} not set): call cfg.validate()")
         self.cfg, self.D, self.augment = cfg, D, augment
         self.part_sizes = tuple(part_sizes)  # --part-loss: the width of each part's block of the codes
+        if cfg.patch_prior > 0 and patch_prior is None:
+            raise ValueError("--patch-prior needs the photos' patch manifold (patch_prior=PatchPrior(photos))")
+        self.patch_prior = patch_prior
 
     def cond_fakes(self, y_fake: torch.Tensor) -> torch.Tensor | None:
         """The fakes that meet the conditional (matching-aware) term: all (None), or with
@@ -348,6 +383,10 @@ class StackGANLoss:
         if cfg.mode_seeking > 0:
             ms = mode_seeking_term(fake[:pairs], fake[pairs:2 * pairs], z[:pairs], z[pairs:2 * pairs])
             loss = loss + cfg.mode_seeking * ms
+        prior = zero
+        if cfg.patch_prior > 0:
+            prior = self.patch_prior(fake, seed=step or 0)
+            loss = loss + cfg.patch_prior * prior
         cons = zero
         if cfg.stage2_consistency > 0 and low is not None:
             cons = low_res_consistency(fake, low)
@@ -359,4 +398,4 @@ class StackGANLoss:
             rec = paired_reconstruction(*paired)
             loss = loss + cfg.stage2_paired * rec
         return loss, {"g_adv": adv, "kl": kl, "name_g": name_g, "ms": ms, "cons": cons, "part_g": part_g,
-                      "twin_g": twin_g, "paired": rec, "g_patch": patch, "g_vision": vision}
+                      "twin_g": twin_g, "paired": rec, "g_patch": patch, "g_vision": vision, "patch_prior": prior}

@@ -44,7 +44,7 @@ from stackgan.runs import STACKGAN, RunFolder, read_json
 from stackgan.stackgan_config import RESUMABLE_CHANGES, StackGANConfig
 from stackgan.text.parts import PartVocab, names_parts
 from stackgan.train.interrupt import graceful_interrupt
-from stackgan.train.losses import StackGANLoss
+from stackgan.train.losses import PatchPrior, StackGANLoss
 from stackgan.train.recovery import GOOD_STATE_EVERY, MAX_NAN_EVENTS, NanGuard, TrainingDiverged  # noqa: F401
 from stackgan.train.resume import checkpoint_to_resume
 from stackgan.utils import io, viz
@@ -404,7 +404,9 @@ class StackGANTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
-        self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else ())
+        prior = PatchPrior(to_float(data.images).to(self.device), seed=cfg.seed) if cfg.patch_prior > 0 else None
+        self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else (),
+                                 patch_prior=prior)
         self._last_vision: dict[str, float] = {}  # --d-vision's latest terms, for the log
         self._part_shares: tuple[torch.Tensor, ...] | None = None  # --part-mix, computed on first use
         self._sentence_fit = None  # --part-mix-sentence parts, fitted on first use
@@ -713,6 +715,7 @@ class StackGANTrainer:
                 **({"d_patch": float(d_parts["d_patch"]), "g_patch": float(g_parts["g_patch"])} if cfg.d_patch > 0
                    else {}),
                 **({"bcr": float(d_parts["bcr"])} if cfg.bcr > 0 else {}),
+                **({"patch_prior": float(g_parts["patch_prior"])} if cfg.patch_prior > 0 else {}),
                 **(self._vision_stats(d_parts, g_parts) if cfg.d_vision > 0 else {}),
                 "d_real": float(prob(d_parts["real_c"].float()).mean()),
                 "d_wrong": float(prob(d_parts["wrong_c"].float()).mean()),
