@@ -206,6 +206,13 @@ def test_patch_prior_costs_nothing_for_the_photos_own_patches_and_presses_on_str
     assert few(stroked, seed=3).item() == few(stroked, seed=3).item()
     with pytest.raises(ValueError, match="channels"):
         prior(stroked[:, :1])
+    # uint8 photos read as [-1, 1]; a set larger than a chunk gives the bank's size from every chunk's share
+    as_u8 = ((photos + 1) * 127.5).round().to(torch.uint8)
+    assert torch.allclose(L.PatchPrior(as_u8, patch=8, n=10_000).bank, prior.bank, atol=1e-2)
+    many = _stripes(n=10, seed=1)
+    chunked = L.PatchPrior(many, patch=8, bank=50, chunk=3)
+    assert chunked.bank.shape == (50, 192)
+    assert (chunked.bank[:, None] - L.PatchPrior(many, patch=8, bank=90).bank[None]).abs().amax(2).min(1).values.max() == 0
 
 
 def test_patch_prior_joins_gs_phase_only_when_on():

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from stackgan.metrics.features import to_float
 from stackgan.metrics.patches import knn_radii, patch_vectors
 from stackgan.models.stackgan import kl_divergence, quarter_of
 from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
@@ -145,9 +146,16 @@ class PatchPrior:
     photo has, towards the nearest photo patch, and leaves the rest to the adversarial terms."""
 
     def __init__(self, photos: torch.Tensor, patch: int = 8, bank: int = 16_384, k: int = 3, n: int = 512,
-                 seed: int = 0):
+                 seed: int = 0, chunk: int = 64):
+        """``photos``: uint8 [0, 255] or float [-1, 1] [N, C, H, W]; read ``chunk`` at a time, each giving its share
+        of the ``bank``, so a large set at 128 or 256 px is never cut into all its patches at once."""
         self.patch, self.n = int(patch), int(n)
-        self.bank = patch_vectors(photos.float(), self.patch, bank, seed)  # [B, C*p*p], photos in [-1, 1]
+        parts = photos.split(chunk)
+        share = [len(c) * bank // len(photos) for c in parts]
+        left = bank - sum(share)  # one more each to the first chunks: ``bank`` in all
+        share = [m + (i < left) for i, m in enumerate(share)]
+        self.bank = torch.cat([patch_vectors(to_float(c), self.patch, m, seed + i)
+                               for i, (c, m) in enumerate(zip(parts, share))])  # [bank, C*p*p]
         self.radii = knn_radii(self.bank, k)  # squared
         self.bank_sq = self.bank.square().sum(1)
 

@@ -404,7 +404,7 @@ class StackGANTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
         self.augment = DiffAugment(cfg.diffaugment)
         self.ada = AdaController(self.augment, target=cfg.ada_target, speed_imgs=cfg.ada_speed) if cfg.ada else None
-        prior = PatchPrior(to_float(data.images).to(self.device), seed=cfg.seed) if cfg.patch_prior > 0 else None
+        prior = PatchPrior(data.images.to(self.device), seed=cfg.seed) if cfg.patch_prior > 0 else None
         self.loss = StackGANLoss(cfg, self.D, self.augment, data.parts.sizes if data.parts is not None else (),
                                  patch_prior=prior)
         self._last_vision: dict[str, float] = {}  # --d-vision's latest terms, for the log
