@@ -212,7 +212,8 @@ def test_patch_prior_costs_nothing_for_the_photos_own_patches_and_presses_on_str
     many = _stripes(n=10, seed=1)
     chunked = L.PatchPrior(many, patch=8, bank=50, chunk=3)
     assert chunked.bank.shape == (50, 192)
-    assert (chunked.bank[:, None] - L.PatchPrior(many, patch=8, bank=90).bank[None]).abs().amax(2).min(1).values.max() == 0
+    every = L.PatchPrior(many, patch=8, bank=90).bank  # all 90 patches of the 10 pictures
+    assert (chunked.bank[:, None] - every[None]).abs().amax(2).min(1).values.max() == 0  # each one of them
 
 
 def test_patch_prior_joins_gs_phase_only_when_on():

@@ -41,8 +41,8 @@ from stackgan.models.stackgan import kl_divergence, quarter_of
 from stackgan.stackgan_config import STAGE_DEFAULTS, StackGANConfig
 
 __all__ = ["d_adv", "g_adv", "matching_aware_d", "matching_aware_g", "wgan_gradient_penalty", "matching_aware_gp",
-           "r1_penalty", "kl_divergence", "mode_seeking_term", "PatchPrior", "name_classification", "low_res_consistency",
-           "paired_reconstruction", "d_reconstruction", "balanced_consistency", "StackGANLoss"]
+           "r1_penalty", "kl_divergence", "mode_seeking_term", "PatchPrior", "name_classification",
+           "low_res_consistency", "paired_reconstruction", "d_reconstruction", "balanced_consistency", "StackGANLoss"]
 
 
 # -- adversarial terms ---------------------------------------------------------------------------------
@@ -141,9 +141,9 @@ class PatchPrior:
     """``--patch-prior``: the training photos' patch manifold, as the ``patches`` metric builds it (Kynkäänniemi et
     al. 2019 on raw ``patch`` px patches: ``bank`` of them, each the centre of a ball as wide as its ``k``-th nearest
     neighbour), and a term on G's pictures: each of ``n`` patches drawn from them costs its squared distance past the
-    edge of the ball it is nearest to leaving (0 inside any ball), per value, averaged. Patches the photos have
-    (inside the manifold: what precision counts) cost nothing, so the term presses only on strokes and smears no
-    photo has, towards the nearest photo patch, and leaves the rest to the adversarial terms."""
+    edge of the ball whose edge is nearest (0 inside any ball), per value, averaged. Patches the photos have (inside
+    the manifold: what precision counts) cost nothing, so the term presses only on strokes and smears no photo has,
+    towards the nearest photo patch, and leaves the rest to the adversarial terms."""
 
     def __init__(self, photos: torch.Tensor, patch: int = 8, bank: int = 16_384, k: int = 3, n: int = 512,
                  seed: int = 0, chunk: int = 64):
